@@ -1,0 +1,94 @@
+"""Configuration and the shared context that every emulated service sees.
+
+The server builds one EmulatorContext; the ARM, Files and Batch AI modules
+receive it in their `register(router, ctx)` function. Cross-service contracts
+(a resource-group delete cascading into Batch AI, a job reading the share a
+cluster mounts, SAS URLs in list_output_files) go through the Protocols below.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+DEFAULT_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
+DEFAULT_STORAGE_ACCOUNT = "devstoreaccount1"
+
+
+@dataclass
+class EmulatorConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = pick a free port
+    provision_seconds: float = 0.0  # preparing -> idle delay for new nodes
+    python: str = sys.executable  # interpreter that runs job scripts
+    seed: int = 0  # drives every random fault decision
+    subscription_id: str = DEFAULT_SUBSCRIPTION_ID
+    storage_account: str = DEFAULT_STORAGE_ACCOUNT
+    # Base64 account key; generated once per data dir and kept there when None.
+    storage_key: str | None = None
+    env_file: Path | None = None
+
+
+class Stats(Protocol):
+    """Counters served at GET /_emulator/stats."""
+
+    def record_request(self, operation: str, outcome: str) -> None:
+        """outcome: the HTTP status as a string ("200", "404"), or "fault:<kind>"."""
+
+    def record_resource(self, event: str, kind: str) -> None:
+        """event: "created" | "deleted"; kind: "resource_group", "cluster", "job", ..."""
+
+
+class Faults(Protocol):
+    """Deterministic (seeded) fault decisions, set by flags or POST /_emulator/faults."""
+
+    def roll(self, kind: str, operation: str) -> bool:
+        """True when a fault of `kind` should hit this `operation` now.
+
+        Kinds decided by the server per request: "throttle" (429 + Retry-After),
+        "error500", "error503", "drop" (connection closed without a response).
+        Kinds decided by the Batch AI model: "node_unusable" (per cluster, nodes
+        go unusable instead of idle), "allocation_failure" (per cluster create/
+        resize: allocation fails with an AllocationFailed error), "preemption"
+        (per running job on a lowpriority cluster). `operation` is the spec
+        operationId, or for model faults the operation that triggered them.
+        """
+        ...
+
+
+class ResourceGroups(Protocol):
+    def exists(self, subscription_id: str, name: str) -> bool: ...
+
+    def location(self, subscription_id: str, name: str) -> str | None: ...
+
+    def on_delete(self, callback: Callable[[str, str], None]) -> None:
+        """Register callback(subscription_id, resource_group) run when a group is deleted."""
+
+
+class FileShares(Protocol):
+    def share_root(self, share: str) -> Path:
+        """Directory on disk that holds the share's tree (the same bytes jobs see mounted)."""
+        ...
+
+    def share_exists(self, share: str) -> bool: ...
+
+    def sas_url(self, base_url: str, share: str, path: str, expiry_seconds: int = 3600) -> str:
+        """A read-only, signed download URL for one file of a share."""
+        ...
+
+
+@dataclass
+class EmulatorContext:
+    config: EmulatorConfig
+    stats: Stats
+    faults: Faults
+    resource_groups: ResourceGroups
+    file_shares: FileShares
+    # Called by POST /_emulator/reset after the platform state is cleared.
+    reset_hooks: list[Callable[[], None]] = field(default_factory=list)
+    # Called when the server stops (kill running job processes, stop timers).
+    shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)

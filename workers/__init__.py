@@ -1,0 +1,1 @@
+"""Celery application and the thin tasks of the orchestration chain."""
