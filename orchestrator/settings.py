@@ -1,0 +1,127 @@
+"""The one Settings object: read from the environment and a .env file.
+
+Azure names follow the Azure SDKs' own environment variables (AZURE_*), so the
+emulator's env file (`orchestrator emulator --env-file`) configures a worker
+as-is. The orchestrator's own knobs carry the ORCH_ prefix.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PUBLIC_CLOUD_ARM_ENDPOINT = "https://management.azure.com"
+
+
+def _env(name: str) -> AliasChoices:
+    """Each field is read from exactly the documented variable name."""
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # --- Azure credentials -------------------------------------------------
+    # Service principal (the quickstart's): used through ClientSecretCredential
+    # when all three are set; otherwise DefaultAzureCredential; against the
+    # emulator a static token (it has no identity service).
+    azure_tenant_id: str | None = Field(None, validation_alias=_env("AZURE_TENANT_ID"))
+    azure_client_id: str | None = Field(None, validation_alias=_env("AZURE_CLIENT_ID"))
+    azure_client_secret: SecretStr | None = Field(
+        None, validation_alias=_env("AZURE_CLIENT_SECRET")
+    )
+
+    # --- Azure targets -----------------------------------------------------
+    azure_subscription_id: str | None = Field(None, validation_alias=_env("AZURE_SUBSCRIPTION_ID"))
+    azure_arm_endpoint: str = Field(
+        PUBLIC_CLOUD_ARM_ENDPOINT, validation_alias=_env("AZURE_ARM_ENDPOINT")
+    )
+    azure_storage_account: str | None = Field(None, validation_alias=_env("AZURE_STORAGE_ACCOUNT"))
+    azure_storage_key: SecretStr | None = Field(None, validation_alias=_env("AZURE_STORAGE_KEY"))
+    azure_storage_connection_string: SecretStr | None = Field(
+        None, validation_alias=_env("AZURE_STORAGE_CONNECTION_STRING")
+    )
+    azure_location: str = Field("eastus", validation_alias=_env("AZURE_LOCATION"))
+    azure_resource_group: str = Field(
+        "batchai-orchestrator", validation_alias=_env("AZURE_RESOURCE_GROUP")
+    )
+    azure_workspace: str = Field("orchestrator", validation_alias=_env("AZURE_WORKSPACE"))
+    azure_file_share: str = Field("orchestrator", validation_alias=_env("AZURE_FILE_SHARE"))
+    # CA bundle for a private endpoint (the emulator's self-generated CA).
+    requests_ca_bundle: str | None = Field(None, validation_alias=_env("REQUESTS_CA_BUNDLE"))
+
+    # --- Redis (broker, result backend and run store) ----------------------
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
+
+    # --- Orchestrator knobs (ORCH_*) ---------------------------------------
+    artifacts_dir: Path = Field(Path("artifacts"), validation_alias=_env("ORCH_ARTIFACTS_DIR"))
+    # Waiting steps reschedule themselves: first after poll_initial, growing
+    # by poll_backoff up to poll_max (always far below visibility_timeout).
+    poll_initial_seconds: Annotated[float, Field(gt=0)] = Field(
+        1.0, validation_alias=_env("ORCH_POLL_INITIAL_SECONDS")
+    )
+    poll_max_seconds: Annotated[float, Field(gt=0)] = Field(
+        30.0, validation_alias=_env("ORCH_POLL_MAX_SECONDS")
+    )
+    poll_backoff: Annotated[float, Field(ge=1)] = Field(
+        1.5, validation_alias=_env("ORCH_POLL_BACKOFF")
+    )
+    node_wait_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        1800.0, validation_alias=_env("ORCH_NODE_WAIT_TIMEOUT_SECONDS")
+    )
+    job_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        6 * 3600.0, validation_alias=_env("ORCH_JOB_TIMEOUT_SECONDS")
+    )
+    # Retries of one step on transient Azure errors before the run fails.
+    step_max_retries: Annotated[int, Field(ge=0)] = Field(
+        8, validation_alias=_env("ORCH_STEP_MAX_RETRIES")
+    )
+    # Broker redelivery of unacked tasks after this many seconds; it must stay
+    # above the longest countdown, or a waiting task would run twice.
+    visibility_timeout_seconds: Annotated[int, Field(gt=0)] = Field(
+        3600, validation_alias=_env("ORCH_VISIBILITY_TIMEOUT_SECONDS")
+    )
+    reaper_interval_seconds: Annotated[float, Field(gt=0)] = Field(
+        300.0, validation_alias=_env("ORCH_REAPER_INTERVAL_SECONDS")
+    )
+    reaper_grace_seconds: Annotated[float, Field(ge=0)] = Field(
+        900.0, validation_alias=_env("ORCH_REAPER_GRACE_SECONDS")
+    )
+    log_level: str = Field("INFO", validation_alias=_env("ORCH_LOG_LEVEL"))
+
+    # --- HTTP API ----------------------------------------------------------
+    api_token: SecretStr | None = Field(None, validation_alias=_env("ORCH_API_TOKEN"))
+    # Serving without a token must be asked for explicitly (dev only).
+    api_allow_unauthenticated: bool = Field(
+        False, validation_alias=_env("ORCH_API_ALLOW_UNAUTHENTICATED")
+    )
+    api_max_body_bytes: Annotated[int, Field(gt=0)] = Field(
+        256 * 1024, validation_alias=_env("ORCH_API_MAX_BODY_BYTES")
+    )
+
+    @field_validator("azure_arm_endpoint")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def uses_emulator(self) -> bool:
+        """True when ARM is not a public Azure cloud endpoint (the local emulator)."""
+        host = self.azure_arm_endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+        return host in {"127.0.0.1", "localhost", "::1"} or host.startswith("emulator")
+
+    @property
+    def has_service_principal(self) -> bool:
+        return bool(self.azure_tenant_id and self.azure_client_id and self.azure_client_secret)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings; tests build their own Settings(...) instead."""
+    return Settings()
