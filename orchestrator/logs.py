@@ -55,6 +55,16 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         r"\1=" + REDACTED,
     ),
+    # Secret-named keys quoted in JSON or a Python repr: "client_secret": "value"
+    (
+        re.compile(
+            r"""(["'](?:client_secret|secret|password|access_token|refresh_token|token|"""
+            r"""api_key|api_token|account_key|storage_key|key|sig)["']\s*:\s*)"""
+            r"""(["'])(?:(?!\2).)+\2""",
+            re.IGNORECASE,
+        ),
+        r"\1\2" + REDACTED + r"\2",
+    ),
     # Passwords in URLs: scheme://user:password@host
     (
         re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@", re.IGNORECASE),

@@ -122,6 +122,8 @@ def test_in_process_capture(configured: None, capsys: pytest.CaptureFixture[str]
         ("https://a/b?sv=1&sig=abc%2F&se=2", "https://a/b?sv=1&sig=***&se=2"),
         ("grant_type=cc&client_secret=xyz&scope=s", "grant_type=cc&client_secret=***&scope=s"),
         ("redis://:pa55word@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+        ('{"client_secret": "abc\'d", "scope": "x"}', '{"client_secret": "***", "scope": "x"}'),
+        ("{'password': 'pw1', 'user': 'u'}", "{'password': '***', 'user': 'u'}"),
         ("nothing secret here: signal=3 keyboard", "nothing secret here: signal=3 keyboard"),
     ],
 )
