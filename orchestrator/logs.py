@@ -27,9 +27,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, get_settings
 
 REDACTED = "***"
 # Shorter registered values would redact ordinary words; nothing secret is this short.
@@ -213,7 +214,24 @@ def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> No
     )
 
 
+def _configure_from_settings() -> None:
+    try:
+        settings = get_settings()
+    except ValidationError:
+        # Bad settings are reported by whatever uses them; logging still works.
+        configure_logging("INFO")
+        return
+    configure_logging(settings.log_level, secrets=secrets_from_settings(settings))
+
+
 def get_logger(**bind: Any) -> structlog.stdlib.BoundLogger:
-    """A structlog logger (named "orchestrator") with `bind` as context."""
+    """A structlog logger (named "orchestrator") with `bind` as context.
+
+    In a process that never called configure_logging, the first call configures
+    it from Settings: structlog's default would print to stdout, where a CLI's
+    own output goes, and without redaction.
+    """
+    if not structlog.is_configured():
+        _configure_from_settings()
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger("orchestrator")
     return logger.bind(**bind) if bind else logger

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -85,6 +86,25 @@ def test_real_stderr_output_is_json_and_redacted() -> None:
     assert celery["event"] == "auth Bearer ***"
     assert failure["level"] == "error" and failure["step"] == "prepare_share"
     assert "RuntimeError: failed with secret ***" in failure["exception"]
+
+
+def test_unconfigured_process_logs_to_stderr_redacted() -> None:
+    script = (
+        "from orchestrator.logs import get_logger\n"
+        "get_logger(x=1).info('hello')\n"
+        "get_logger().warning('x from-env-s3cret')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "AZURE_CLIENT_SECRET": "from-env-s3cret", "ORCH_LOG_LEVEL": "INFO"},
+    )
+    assert proc.stdout == ""  # stdout belongs to the CLI's own output
+    events = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [(e["event"], e.get("x")) for e in events] == [("hello", 1), ("x ***", None)]
 
 
 @pytest.fixture
