@@ -41,7 +41,8 @@ _registered_lock = threading.Lock()
 
 _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Authorization header values: "SharedKey account:signature", "Bearer eyJ..."
-    (re.compile(r"\b(SharedKey|Bearer|Basic)\s+[^\s'\",;}]+", re.IGNORECASE), r"\1 " + REDACTED),
+    # Case-sensitive and at least 6 characters, so prose ("Basic setup") survives.
+    (re.compile(r"\b(SharedKey|Bearer|Basic)\s+[^\s'\",;}]{6,}"), r"\1 " + REDACTED),
     # Connection-string parts.
     (
         re.compile(r"\b(AccountKey|SharedAccessSignature|SharedAccessKey)=[^;'\"\s]+", re.I),

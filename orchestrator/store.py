@@ -302,6 +302,7 @@ class RunStore:
         )
         keys = [
             self._run_key(run_id),
+            # Unused placeholder when there is no key (the script checks ARGV[5]).
             self._idem_key(idempotency_key) if idempotency_key is not None else "-",
             self._events_key(run_id),
             self._runs_key,

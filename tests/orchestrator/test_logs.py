@@ -144,6 +144,7 @@ def test_in_process_capture(configured: None, capsys: pytest.CaptureFixture[str]
         ("redis://:pa55word@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
         ('{"client_secret": "abc\'d", "scope": "x"}', '{"client_secret": "***", "scope": "x"}'),
         ("{'password': 'pw1', 'user': 'u'}", "{'password': '***', 'user': 'u'}"),
+        ("Basic setup done; bearer of news", "Basic setup done; bearer of news"),
         ("nothing secret here: signal=3 keyboard", "nothing secret here: signal=3 keyboard"),
     ],
 )
