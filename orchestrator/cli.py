@@ -7,8 +7,9 @@ import sys
 import typer
 
 # Command modules register themselves on the shared app when imported.
-from orchestrator import cli_emulator  # noqa: F401
+from orchestrator import cli_emulator, cli_stack, cli_view  # noqa: F401
 from orchestrator.cli_app import CliError, app
+from orchestrator.store import StoreError
 
 
 @app.callback()
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,128 @@
+"""`runs`, `watch`, `logs`, `outputs`: looking at runs from a terminal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from orchestrator.cli_app import CliError, app, open_store
+from orchestrator.follow import follow_run
+from orchestrator.settings import get_settings
+from orchestrator.status import TERMINAL, RunStatus
+from orchestrator.store import RunRecord
+from orchestrator.views import run_view, runs_table
+
+LOG_TAIL_LINES = 12
+
+
+def artifacts_of(run_id: str) -> Path:
+    return get_settings().artifacts_dir / run_id
+
+
+def collected_log_tail(run_id: str, lines: int = LOG_TAIL_LINES) -> list[str]:
+    stdout = artifacts_of(run_id) / "stdout.txt"
+    if not stdout.is_file():
+        return []
+    return stdout.read_text(errors="replace").splitlines()[-lines:]
+
+
+@app.command("runs")
+def runs_command(
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
+    name: Annotated[str | None, typer.Option(help="Only runs of this spec name.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only runs with this tag, as key=value.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+) -> None:
+    """List runs, newest first."""
+    tag_filter: tuple[str, str] | None = None
+    if tag is not None:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise CliError(f"--tag must be key=value, got {tag!r}")
+        tag_filter = (key, value)
+    records, _ = open_store().list_runs(status=status, tag=tag_filter, name=name, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    Console().print(runs_table(records))
+
+
+def watch_run(run_id: str, console: Console | None = None) -> RunRecord:
+    """Show the live step view until the run ends; returns the final record."""
+    console = console or Console()
+    store = open_store()
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+
+        def redraw(record: RunRecord) -> None:
+            live.update(run_view(record, collected_log_tail(record.run_id)))
+
+        return follow_run(store, run_id, on_update=redraw, tick_seconds=0.5)
+
+
+@app.command("watch")
+def watch_command(run_id: Annotated[str, typer.Argument(help="The run to watch.")]) -> None:
+    """A live view of the eight steps until the run ends (exit 0 only on success)."""
+    record = watch_run(run_id)
+    if record.status is not RunStatus.SUCCEEDED:
+        raise typer.Exit(1)
+
+
+@app.command("logs")
+def logs_command(
+    run_id: Annotated[str, typer.Argument(help="The run whose job output to print.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")
+    ] = False,
+    stderr: Annotated[
+        bool, typer.Option("--stderr", help="Print stderr instead of stdout.")
+    ] = False,
+) -> None:
+    """The job's stdout (or stderr), as collected from the cluster."""
+    store = open_store()
+    record = store.get(run_id)
+    name = "stderr.txt" if stderr else "stdout.txt"
+    path = artifacts_of(run_id) / name
+    if follow and record.status not in TERMINAL:
+        record = follow_run(store, run_id)
+    if not path.is_file():
+        raise CliError(
+            f"no {name} for run {run_id} yet (status {record.status.value}); "
+            "it is collected when the job ends"
+        )
+    typer.echo(path.read_text(errors="replace"), nl=False)
+
+
+@app.command("outputs")
+def outputs_command(
+    run_id: Annotated[str, typer.Argument(help="The run whose outputs to list.")],
+    download: Annotated[
+        Path | None, typer.Option("--download", help="Copy every output file into this folder.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List a run's collected outputs, or copy them to a folder."""
+    record = open_store().get(run_id)
+    root = artifacts_of(run_id)
+    files = [root / relative for relative in record.outputs if (root / relative).is_file()]
+    if download is not None:
+        for path in files:
+            target = download / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    rows = [{"path": str(p.relative_to(root)), "size": p.stat().st_size} for p in files]
+    if as_json:
+        typer.echo(json.dumps({"run_id": run_id, "root": str(root), "files": rows}, indent=2))
+        return
+    if not rows:
+        typer.echo(f"run {run_id} has no collected outputs (status {record.status.value})")
+    for row in rows:
+        typer.echo(f"{row['size']:>12}  {root / str(row['path'])}")
+    if download is not None:
+        typer.echo(f"copied {len(rows)} file(s) to {download}")
