@@ -7,6 +7,7 @@ a background thread and the Location URL answers 202 until it is done, then 200.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import uuid
@@ -16,6 +17,8 @@ from typing import Any
 
 from emulator.core import EmulatorContext
 from emulator.http import HttpError, Request, Response, Router, json_response
+
+log = logging.getLogger("emulator.arm")
 
 # Resource-group api-versions between the quickstart era's SDK and the current one.
 RESOURCE_GROUP_API_VERSIONS = frozenset(
@@ -141,7 +144,11 @@ class ResourceGroupStore:
         def cascade() -> None:
             try:
                 for callback in list(self._delete_callbacks):
-                    callback(group.subscription_id, group.name)
+                    try:
+                        callback(group.subscription_id, group.name)
+                    except Exception:
+                        # One service failing its cleanup must not block the others.
+                        log.exception("resource group delete callback failed")
             finally:
                 with self._lock:
                     self._groups.pop((group.subscription_id.lower(), group.name.lower()), None)

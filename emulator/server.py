@@ -361,6 +361,11 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
 
 def serve_forever(config: EmulatorConfig, faults: list[FaultRule] | None = None) -> None:
     """Run in the foreground until SIGINT/SIGTERM; print the env lines once serving."""
+    if not logging.getLogger().handlers:
+        # One line per request on stderr, by operation (never the URL: it may carry a SAS).
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+        )
     emulator = Emulator(config)
     for rule in faults or []:
         emulator.faults.add_rule(rule)

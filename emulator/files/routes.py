@@ -175,8 +175,12 @@ class FilesService:
         return _created(target)
 
     def delete_directory(self, request: Request, share: str, rel: str) -> Response:
+        if not rel:
+            raise HttpError(
+                400, "InvalidUri", "the share root is not a directory that can be deleted"
+            )
         target = self._existing_dir(share, rel)
-        if rel and any(target.iterdir()):
+        if any(target.iterdir()):
             raise HttpError(409, "DirectoryNotEmpty", "The specified directory is not empty.")
         target.rmdir()
         self.store.drop_settings_tree(share, rel)

@@ -152,3 +152,20 @@ def test_unknown_arm_route_is_arm_shaped(emulator: RunningEmulator) -> None:
     )
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "NotFound"
+
+
+def test_a_failing_cascade_callback_does_not_block_the_delete(
+    arm: Any, emulator: RunningEmulator
+) -> None:
+    seen: list[str] = []
+
+    def broken(sub: str, rg: str) -> None:
+        raise RuntimeError("cleanup failed")
+
+    store = emulator.emulator.resource_groups
+    store.on_delete(broken)
+    store.on_delete(lambda sub, rg: seen.append(rg))
+    arm.resource_groups.create_or_update("rg", {"location": "eastus"})
+    arm.resource_groups.begin_delete("rg").result()
+    assert seen == ["rg"]
+    assert arm.resource_groups.check_existence("rg") is False
