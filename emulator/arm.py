@@ -266,7 +266,9 @@ def register(router: Router, ctx: EmulatorContext, store: ResourceGroupStore) ->
         groups = [g.to_json() for g in store.list(params["subscription"]) if not g.deleting]
         return json_response(200, {"value": groups})
 
-    @router.add("GET", SUB + r"/operationresults/(?P<operation>[0-9a-f]+)", "OperationResults_Get")
+    @router.add(
+        "GET", SUB + r"/operationresults/(?P<operation>[0-9a-f]+)", "ResourceGroups_DeleteStatus"
+    )
     def operation_result(request: Request, params: dict[str, str]) -> Response:
         done = store.operation_done(params["operation"])
         if done is None:

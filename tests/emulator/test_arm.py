@@ -60,7 +60,7 @@ def test_begin_delete_polls_to_completion_and_cascades(arm: Any, emulator: Runni
     assert arm.resource_groups.check_existence("doomed") is False
     stats = emulator.stats()
     assert stats["requests"]["ResourceGroups_Delete"] == {"202": 1}
-    assert "200" in stats["requests"]["OperationResults_Get"]
+    assert "200" in stats["requests"]["ResourceGroups_DeleteStatus"]
     assert stats["resources"]["deleted"] == {"resource_group": 1}
 
 
