@@ -114,6 +114,9 @@ class ResourceGroupStore:
     def on_delete(self, callback: Callable[[str, str], None]) -> None:
         self._delete_callbacks.append(callback)
 
+    def remove_on_delete(self, callback: Callable[[str, str], None]) -> None:
+        self._delete_callbacks.remove(callback)
+
     def get(self, subscription_id: str, name: str) -> ResourceGroup | None:
         with self._lock:
             return self._groups.get((subscription_id.lower(), name.lower()))

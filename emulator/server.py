@@ -154,7 +154,12 @@ class Emulator:
             self.stats.record_request(operation, str(response.status))
         log.info("%s %s -> %d", request.method, operation, response.status)
         if service == "arm":
-            response.headers.setdefault("x-ms-correlation-request-id", str(uuid.uuid4()))
+            correlation = request.headers.get("x-ms-correlation-request-id") or str(uuid.uuid4())
+            response.headers.setdefault("x-ms-correlation-request-id", correlation)
+        # Azure echoes the client's request id; azure-storage checks the echo matches.
+        client_request_id = request.headers.get("x-ms-client-request-id")
+        if client_request_id:
+            response.headers.setdefault("x-ms-client-request-id", client_request_id)
         return response, None
 
     def _resolve(self, request: Request) -> tuple[str, Service, Callable[[Request], Response]]:
