@@ -40,6 +40,8 @@ class Emulator:
     """Everything one emulator instance serves; start() runs it on a background thread."""
 
     def __init__(self, config: EmulatorConfig) -> None:
+        # Absolute, because job processes run with their own working directories.
+        config.data_dir = config.data_dir.resolve()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.tls = ensure_certificates(config.data_dir)
