@@ -32,10 +32,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 COPY --from=build /opt/venv /opt/venv
 # Named volumes copy the ownership of these mount points on first use, so the
-# non-root user can write artifacts and emulator data.
+# non-root user can write artifacts and emulator data. /app is the working
+# directory, where e.g. celery beat keeps its schedule file.
 RUN useradd --create-home --uid 10001 --user-group orchestrator \
-    && mkdir -p /data /var/lib/orchestrator/artifacts \
-    && chown -R orchestrator:orchestrator /data /var/lib/orchestrator
+    && mkdir -p /app /data /var/lib/orchestrator/artifacts \
+    && chown -R orchestrator:orchestrator /app /data /var/lib/orchestrator
 WORKDIR /app
 # The examples (run specs and their scripts) are small and let a container submit them.
 COPY --chown=orchestrator:orchestrator examples ./examples

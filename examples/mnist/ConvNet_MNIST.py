@@ -232,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train_error={history[-1].error:.4f}")
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), args.output_dir / MODEL_FILE)
+    # CPU tensors, so the model loads without map_location wherever it was trained.
+    cpu_state = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
+    torch.save(cpu_state, args.output_dir / MODEL_FILE)
     metrics = {
         "epochs": args.epochs,
         "lr": args.lr,
