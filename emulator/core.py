@@ -32,6 +32,9 @@ class EmulatorConfig:
     # Base64 account key; generated once per data dir and kept there when None.
     storage_key: str | None = None
     env_file: Path | None = None
+    # Name clients use to reach the emulator from elsewhere (e.g. "emulator" as a
+    # compose service): added to the certificate and used in the advertised URLs.
+    public_host: str | None = None
 
 
 class Stats(Protocol):

@@ -44,7 +44,9 @@ class Emulator:
         config.data_dir = config.data_dir.resolve()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
-        self.tls = ensure_certificates(config.data_dir)
+        self.tls = ensure_certificates(
+            config.data_dir, (config.public_host,) if config.public_host else ()
+        )
         self.stats = StatsRecorder()
         self.faults = FaultInjector(config.seed)
         self.resource_groups = arm.ResourceGroupStore()
@@ -79,8 +81,11 @@ class Emulator:
     # --- addresses and credentials ---------------------------------------
     @property
     def url(self) -> str:
-        # The certificate names 127.0.0.1 and localhost; a wildcard bind is reached via loopback.
-        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "", "::") else self.config.host
+        # The certificate names 127.0.0.1, localhost and the public host; a
+        # wildcard bind without a public host is reached via loopback.
+        host = self.config.public_host or (
+            "127.0.0.1" if self.config.host in ("0.0.0.0", "", "::") else self.config.host
+        )
         return f"https://{host}:{self.port}"
 
     def env(self) -> dict[str, str]:

@@ -35,10 +35,30 @@ def tls_files(data_dir: Path) -> TlsFiles:
     return TlsFiles(tls_dir / "ca.pem", tls_dir / "server.pem", tls_dir / "server-key.pem")
 
 
-def ensure_certificates(data_dir: Path) -> TlsFiles:
-    """The CA and server certificate under <data_dir>/tls/, created unless present and valid."""
+def _san_entries(extra_names: tuple[str, ...]) -> list[x509.GeneralName]:
+    entries: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    for name in extra_names:
+        try:
+            entry: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            entry = x509.DNSName(name)
+        if entry not in entries:
+            entries.append(entry)
+    return entries
+
+
+def ensure_certificates(data_dir: Path, extra_names: tuple[str, ...] = ()) -> TlsFiles:
+    """The CA and server certificate under <data_dir>/tls/, created unless present and valid.
+
+    The server certificate names localhost and 127.0.0.1, plus extra_names (host
+    names or IP addresses other machines use to reach the emulator).
+    """
     files = tls_files(data_dir)
-    if _existing_files_valid(files):
+    wanted = _san_entries(extra_names)
+    if _existing_files_valid(files, wanted):
         return files
     files.ca_cert.parent.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
@@ -80,9 +100,7 @@ def ensure_certificates(data_dir: Path) -> TlsFiles:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + VALIDITY)
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName(wanted),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -112,7 +130,7 @@ def _write_private(path: Path, data: bytes) -> None:
         out.write(data)
 
 
-def _existing_files_valid(files: TlsFiles) -> bool:
+def _existing_files_valid(files: TlsFiles, wanted: list[x509.GeneralName]) -> bool:
     if not (files.ca_cert.is_file() and files.server_cert.is_file() and files.server_key.is_file()):
         return False
     try:
@@ -126,7 +144,7 @@ def _existing_files_valid(files: TlsFiles) -> bool:
     deadline = datetime.datetime.now(datetime.UTC) + RENEW_MARGIN
     if min(ca.not_valid_after_utc, leaf.not_valid_after_utc) < deadline:
         return False
-    if ipaddress.ip_address("127.0.0.1") not in san.get_values_for_type(x509.IPAddress):
+    if any(entry not in san for entry in wanted):
         return False
     public_numbers = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -35,6 +35,13 @@ def emulator_command(
             help="Inject a fault: KIND:RATE[:OPERATIONS] (repeatable), e.g. throttle:0.2:arm.",
         ),
     ] = None,
+    public_host: Annotated[
+        str | None,
+        typer.Option(
+            "--public-host",
+            help="Host name other machines use to reach it (added to the certificate and URLs).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the emulator in the foreground until interrupted."""
     from emulator.core import EmulatorConfig
@@ -57,6 +64,7 @@ def emulator_command(
         python=python,
         seed=seed,
         env_file=env_file,
+        public_host=public_host,
     )
     try:
         serve_forever(config, rules)

@@ -51,3 +51,15 @@ def test_clients_trust_the_ca_and_nothing_else(emulator: RunningEmulator) -> Non
 def test_plain_http_is_not_served(emulator: RunningEmulator) -> None:
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(emulator.url.replace("https://", "http://") + "/_emulator/health", timeout=30)
+
+
+def test_public_host_is_added_to_the_certificate(tmp_path: Path) -> None:
+    plain = ensure_certificates(tmp_path)
+    plain_leaf = x509.load_pem_x509_certificate(plain.server_cert.read_bytes())
+    files = ensure_certificates(tmp_path, ("emulator",))
+    leaf = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "emulator" in names.get_values_for_type(x509.DNSName)
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    # A certificate lacking the wanted name was replaced, not reused.
+    assert leaf.serial_number != plain_leaf.serial_number
