@@ -90,6 +90,10 @@ def cluster_id(client: Any, name: str = CLUSTER) -> str:
 
 @pytest.fixture
 def batchai(emulator: RunningEmulator, arm: Any, files: Any) -> Any:
+    return prepare_quickstart(emulator, arm, files)
+
+
+def prepare_quickstart(emulator: RunningEmulator, arm: Any, files: Any) -> Any:
     """Resource group, share with the sample's script and data, workspace and experiment."""
     arm.resource_groups.create_or_update(GROUP, {"location": "eastus"})
     files.create_share(SHARE)
