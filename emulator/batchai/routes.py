@@ -125,7 +125,8 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
     @route("GET", rf"{LOCATIONS}/usages", "Usages_List", new)
     def list_usages(request: Request, params: Params) -> Response:
         sub = params["sub"].lower()
-        clusters = [c for k, c in state.clusters.items() if k[0] == sub]
+        with state.lock:
+            clusters = [c for k, c in state.clusters.items() if k[0] == sub]
         dedicated = sum(
             shapes.vcpus(c.vm_size) * len(c.nodes) for c in clusters if not c.low_priority
         )
