@@ -266,6 +266,10 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
             users, "adminUserName", "properties.userAccountSettings.adminUserName", required=True
         )
         _check_scale(properties.get("scaleSettings"), required=False)
+        node_setup = properties.get("nodeSetup")
+        if node_setup is not None:
+            node_setup = _object(node_setup, "properties.nodeSetup")
+            _check_mounts(node_setup.get("mountVolumes"), "properties.nodeSetup.mountVolumes")
         location = location_of(body, params, preview)
         resource_id = shapes.child_id(
             params["sub"],
@@ -707,7 +711,31 @@ def _check_scale(scale: Any, required: bool) -> None:
         )
 
 
+_MOUNT_PATH = re.compile(r"^[\w.-]+(/[\w.-]+)*/?$")
+
+
+def _check_mounts(volumes: Any, field: str) -> None:
+    """relativeMountPath must stay under the mount root (it becomes a symlink there)."""
+    if volumes is None:
+        return
+    volumes = _object(volumes, field)
+    for kind in ("azureFileShares", "azureBlobFileSystems", "fileServers", "unmanagedFileSystems"):
+        for index, item in enumerate(volumes.get(kind) or []):
+            where = f"{field}.{kind}[{index}]"
+            item = _object(item, where)
+            path = _string(item, "relativeMountPath", f"{where}.relativeMountPath", required=True)
+            if not _MOUNT_PATH.match(path) or ".." in path.split("/"):
+                raise HttpError(
+                    400,
+                    "InvalidParameter",
+                    f"{where}.relativeMountPath: must be a relative path without '..'",
+                )
+            if kind == "azureFileShares":
+                _string(item, "azureFileUrl", f"{where}.azureFileUrl", required=True)
+
+
 def _check_job(properties: dict[str, Any]) -> None:
+    _check_mounts(properties.get("mountVolumes"), "properties.mountVolumes")
     _int(properties, "nodeCount", "properties.nodeCount", minimum=1)
     _string(properties, "stdOutErrPathPrefix", "properties.stdOutErrPathPrefix", required=True)
     toolkit = toolkit_of(properties)

@@ -337,6 +337,11 @@ def test_errors(emu: Emu) -> None:
         },
     )
     assert brainscript.status == 400 and b"configFilePath" in brainscript.body
+    escaping = cluster_body()
+    share = escaping["properties"]["nodeSetup"]["mountVolumes"]["azureFileShares"][0]
+    share["relativeMountPath"] = "../../outside"
+    escape = emu.call("PUT", f"{WS}/clusters/escape", escaping)
+    assert escape.status == 400 and b"relativeMountPath" in escape.body
 
 
 def test_resource_group_delete_kills_and_removes(emu: Emu) -> None:
