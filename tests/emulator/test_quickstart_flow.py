@@ -12,9 +12,8 @@ import azure.mgmt.batchai.models as models
 import pytest
 import requests
 from azure.core.exceptions import HttpResponseError
-from azure.mgmt.batchai import BatchAI
 
-from emulator.testing import RunningEmulator, StaticTokenCredential
+from emulator.testing import RunningEmulator, batchai_client
 
 T = TypeVar("T")
 
@@ -32,17 +31,6 @@ print("samples", len(lines), "gpus", os.environ["AZ_BATCHAI_NUM_GPUS"])
 with open(os.path.join(model_dir, "ConvNet_MNIST.model"), "w") as out:
     out.write("model trained on %d samples" % len(lines))
 """
-
-
-def batchai_client(env: dict[str, str]) -> Any:
-    endpoint = env["AZURE_ARM_ENDPOINT"]
-    return BatchAI(
-        StaticTokenCredential(),
-        env["AZURE_SUBSCRIPTION_ID"],
-        base_url=endpoint,
-        credential_scopes=[endpoint + "/.default"],
-        connection_verify=env["REQUESTS_CA_BUNDLE"],
-    )
 
 
 def wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 60) -> T:
