@@ -4,6 +4,7 @@ failures, termination, wall-clock limits, validation, auth and cascading deletes
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from test_quickstart_flow import (
     wait_for,
 )
 
-from emulator.testing import RunningEmulator
+from emulator.testing import RunningEmulator, arm_client, file_service, start_emulator
 
 
 @pytest.fixture
@@ -203,8 +204,9 @@ def test_job_on_missing_cluster_is_rejected(emulator: RunningEmulator, batchai: 
 
 
 def test_secrets_are_set_but_never_returned(
-    emulator: RunningEmulator, batchai: Any, files: Any
+    emulator: RunningEmulator, batchai: Any, files: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     make_cluster(batchai, emulator.env)
     job = custom_job(
         batchai,
@@ -219,6 +221,10 @@ def test_secrets_are_set_but_never_returned(
         f"{emulator.url}{job.id}", params={"api-version": "2018-05-01"}, timeout=30
     )
     assert "tok-123" not in raw.text
+    listed = batchai.jobs.list_by_experiment(GROUP, WORKSPACE, EXPERIMENT)
+    assert all(s.value is None for j in listed for s in j.secrets or [])
+    assert caplog.records and "tok-123" not in caplog.text
+    assert emulator.env["AZURE_STORAGE_KEY"] not in caplog.text
 
 
 def raw_session(emulator: RunningEmulator, token: str | None = "raw") -> requests.Session:
@@ -317,3 +323,35 @@ def test_auto_scale_grows_for_queued_jobs(emulator: RunningEmulator, batchai: An
         lambda c: c.current_node_count == 0,
     )
     assert cluster.current_node_count == 0  # back to minimumNodeCount once idle
+
+
+def test_reset_kills_running_jobs(emulator: RunningEmulator, batchai: Any, files: Any) -> None:
+    make_cluster(batchai, emulator.env)
+    custom_job(batchai, "long", 'echo $$ > "$AZ_BATCHAI_MOUNT_ROOT/afs/pid.txt"; exec sleep 60')
+    finished(batchai, "long", ("running",))
+    root = emulator.emulator.shares.share_root(SHARE)
+    assert wait_until(lambda: (root / "pid.txt").exists() and (root / "pid.txt").read_text())
+    pid = int((root / "pid.txt").read_text())
+    emulator.reset(state=True)
+    assert wait_until(lambda: not alive(pid))
+
+
+def test_shutdown_kills_jobs_and_nodes_take_provision_seconds(tmp_path: Path) -> None:
+    with start_emulator(tmp_path, provision_seconds=0.5) as emu:
+        client = prepare_quickstart(emu, arm_client(emu.env), file_service(emu.env))
+        make_cluster(client, emu.env)
+        cluster = client.clusters.get(GROUP, WORKSPACE, CLUSTER)
+        assert cluster.node_state_counts.preparing_node_count == 1
+        assert cluster.allocation_state == "resizing"
+        custom_job(client, "long", 'echo $$ > "$AZ_BATCHAI_MOUNT_ROOT/afs/pid.txt"; exec sleep 60')
+        assert client.jobs.get(GROUP, WORKSPACE, EXPERIMENT, "long").execution_state == "queued"
+        cluster = wait_for(
+            lambda: client.clusters.get(GROUP, WORKSPACE, CLUSTER),
+            lambda c: c.node_state_counts.running_node_count == 1,
+        )
+        assert cluster.allocation_state == "steady"
+        root = emu.emulator.shares.share_root(SHARE)
+        assert wait_until(lambda: (root / "pid.txt").exists() and (root / "pid.txt").read_text())
+        pid = int((root / "pid.txt").read_text())
+        assert alive(pid)
+    assert wait_until(lambda: not alive(pid))
