@@ -14,7 +14,9 @@ import azure.mgmt.batchai.models as models
 import pytest
 import requests
 from azure.core.exceptions import HttpResponseError
-from test_quickstart_flow import (
+
+from emulator.testing import RunningEmulator, arm_client, file_service, start_emulator
+from tests.emulator.test_quickstart_flow import (
     CLUSTER,
     EXPERIMENT,
     GROUP,
@@ -24,8 +26,6 @@ from test_quickstart_flow import (
     prepare_quickstart,
     wait_for,
 )
-
-from emulator.testing import RunningEmulator, arm_client, file_service, start_emulator
 
 
 @pytest.fixture
