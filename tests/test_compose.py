@@ -119,6 +119,8 @@ def test_emulator_command_matches_the_documented_one(services: dict[str, dict[st
         "/data",
         "--env-file",
         "/data/emulator.env",
+        "--public-host",
+        "emulator",
     ]
 
 
