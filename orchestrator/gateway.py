@@ -13,6 +13,7 @@ PermanentAzureError (end the run with a FailureReason).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -59,6 +60,10 @@ INLINE_RETRY_TOTAL = 2
 SHARE_MOUNT_PATH = "azfiles"
 STDOUTERR_OUTPUT_ID = "stdouterr"
 ADMIN_USER_NAME = "orchestrator"
+
+# The storage SDK logs every non-2xx answer at ERROR, including the expected
+# 404 of "does this file exist yet"; the gateway classifies and logs failures.
+logging.getLogger("azure.storage.common.storageclient").setLevel(logging.CRITICAL)
 
 AZURE_REQUESTS = Counter(
     "orchestrator_azure_requests_total",
@@ -436,14 +441,22 @@ class AzureGateway:
     def files(self) -> FileService:
         if self._files is None:
             s = self.settings
+            session = requests.Session()
+            if s.requests_ca_bundle:
+                # Explicit, and not from the environment: requests lets an
+                # ambient REQUESTS_CA_BUNDLE override a session's own verify.
+                session.verify = s.requests_ca_bundle
+                session.trust_env = False
             if s.azure_storage_connection_string:
                 service = FileService(
-                    connection_string=s.azure_storage_connection_string.get_secret_value()
+                    connection_string=s.azure_storage_connection_string.get_secret_value(),
+                    request_session=session,
                 )
             elif s.azure_storage_account and s.azure_storage_key:
                 service = FileService(
                     account_name=s.azure_storage_account,
                     account_key=s.azure_storage_key.get_secret_value(),
+                    request_session=session,
                 )
             else:
                 raise PermanentAzureError(
@@ -451,8 +464,6 @@ class AzureGateway:
                     "AZURE_STORAGE_KEY",
                     reason=FailureReason.AUTH,
                 )
-            if s.requests_ca_bundle:
-                service.request_session.verify = s.requests_ca_bundle
             service.retry = _bounded_storage_retry
             service.socket_timeout = 30
             recorder = self.recorder
@@ -506,13 +517,16 @@ class AzureGateway:
                 return _provisioned(found.provisioning_state, "workspace", workspace)
             except ResourceNotFoundError:
                 pass
-            self.batchai.workspaces.begin_create(
+            created = self.batchai.workspaces.begin_create(
                 resource_group,
                 workspace,
                 bai.WorkspaceCreateParameters(location=self.settings.azure_location),
                 polling=False,
+            ).result()
+            # 200 with the resource: maybe ready now; 202: poll again later.
+            return created is not None and _provisioned(
+                created.provisioning_state, "workspace", workspace
             )
-            return False
 
     def ensure_experiment(self, resource_group: str, workspace: str, experiment: str) -> bool:
         with self._call():
@@ -521,10 +535,12 @@ class AzureGateway:
                 return _provisioned(found.provisioning_state, "experiment", experiment)
             except ResourceNotFoundError:
                 pass
-            self.batchai.experiments.begin_create(
+            created = self.batchai.experiments.begin_create(
                 resource_group, workspace, experiment, polling=False
+            ).result()
+            return created is not None and _provisioned(
+                created.provisioning_state, "experiment", experiment
             )
-            return False
 
     # ------------------------------------------------------------- files
     def share_url(self, share: str) -> str:
