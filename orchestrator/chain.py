@@ -19,6 +19,7 @@ message it is executing and sends whatever Dispatch comes back. The rules:
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 
@@ -139,6 +140,7 @@ def _run_locked(ctx: StepContext, step: Step, run_id: str, task_id: str) -> Disp
             azure_request_id=exc.request_id,
         )
         outcome = Fail(exc.reason, str(exc))
+    _hold_for_tests(ctx, step, run_id)
 
     if isinstance(outcome, Done):
         ctx.store.set_step(run_id, step, StepState.DONE, detail=outcome.detail)
@@ -167,6 +169,26 @@ def _run_locked(ctx: StepContext, step: Step, run_id: str, task_id: str) -> Disp
         log.info("step_waiting", countdown=round(countdown, 3), **outcome.detail)
         return dispatch
     return fail_step(ctx, step, run_id, outcome.reason, outcome.error)
+
+
+# Test-only: with ORCH_TEST_HOLD_AFTER_STEP=<step>, a worker stops right after
+# that step's Azure work and before recording its outcome -- the worst moment
+# to die -- and blocks until released, so a test can SIGKILL it there.
+TEST_HOLD_ENV = "ORCH_TEST_HOLD_AFTER_STEP"
+TEST_HOLD_SECONDS = 300
+
+
+def test_hold_keys(namespace: str, run_id: str) -> tuple[str, str]:
+    """(key set while held, list the worker waits on to be released)."""
+    return f"{namespace}:test:held:{run_id}", f"{namespace}:test:release:{run_id}"
+
+
+def _hold_for_tests(ctx: StepContext, step: Step, run_id: str) -> None:
+    if os.environ.get(TEST_HOLD_ENV) != step.value:
+        return
+    held, release = test_hold_keys(ctx.store.namespace, run_id)
+    ctx.store.redis.set(held, step.value)
+    ctx.store.redis.blpop([release], timeout=TEST_HOLD_SECONDS)
 
 
 def _send(ctx: StepContext, run_id: str, step: Step, state: StepState) -> Dispatch:
