@@ -178,7 +178,7 @@ TEST_HOLD_ENV = "ORCH_TEST_HOLD_AFTER_STEP"
 TEST_HOLD_SECONDS = 300
 
 
-def test_hold_keys(namespace: str, run_id: str) -> tuple[str, str]:
+def hold_keys_for_tests(namespace: str, run_id: str) -> tuple[str, str]:
     """(key set while held, list the worker waits on to be released)."""
     return f"{namespace}:test:held:{run_id}", f"{namespace}:test:release:{run_id}"
 
@@ -186,7 +186,7 @@ def test_hold_keys(namespace: str, run_id: str) -> tuple[str, str]:
 def _hold_for_tests(ctx: StepContext, step: Step, run_id: str) -> None:
     if os.environ.get(TEST_HOLD_ENV) != step.value:
         return
-    held, release = test_hold_keys(ctx.store.namespace, run_id)
+    held, release = hold_keys_for_tests(ctx.store.namespace, run_id)
     ctx.store.redis.set(held, step.value)
     ctx.store.redis.blpop([release], timeout=TEST_HOLD_SECONDS)
 
