@@ -76,9 +76,10 @@ def poll_countdown(settings: Settings, polls: int) -> float:
     return min(countdown, settings.poll_max_seconds, settings.visibility_timeout_seconds / 2)
 
 
-def _step_elapsed(ctx: StepContext, record: RunRecord, step: Step) -> float:
-    started = record.step(step).started_at
-    return 0.0 if started is None else max(0.0, ctx.clock() - started)
+def _waiting_since(ctx: StepContext, record: RunRecord, step: Step) -> float:
+    """When this step first started waiting, by ctx.clock (kept in the step's detail)."""
+    since = record.step(step).detail.get("since")
+    return float(since) if since is not None else ctx.clock()
 
 
 # ------------------------------------------------------------------ steps
@@ -152,7 +153,9 @@ def wait_for_nodes(ctx: StepContext, run_id: str) -> StepOutcome:
     names = ctx.names(record)
     needed = record.spec.cluster.node_count
     nodes = ctx.gateway.get_cluster_nodes(names)
+    since = _waiting_since(ctx, record, Step.WAIT_FOR_NODES)
     detail = {
+        "since": since,
         "idle": nodes.idle,
         "preparing": nodes.preparing,
         "unusable": nodes.unusable,
@@ -172,7 +175,7 @@ def wait_for_nodes(ctx: StepContext, run_id: str) -> StepOutcome:
             f"cluster {names.cluster}: {nodes.unusable} of {nodes.target} nodes are unusable; "
             f"the job needs {needed}",
         )
-    if _step_elapsed(ctx, record, Step.WAIT_FOR_NODES) > ctx.settings.node_wait_timeout_seconds:
+    if ctx.clock() - since > ctx.settings.node_wait_timeout_seconds:
         return Fail(
             FailureReason.TIMEOUT,
             f"{needed} idle node(s) not available after "
@@ -197,7 +200,8 @@ def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
     job = ctx.gateway.get_job(names)
-    detail: dict[str, Any] = {"execution_state": job.execution_state}
+    since = _waiting_since(ctx, record, Step.POLL_JOB)
+    detail: dict[str, Any] = {"execution_state": job.execution_state, "since": since}
     if job.runtime_seconds is not None:
         detail["job_runtime_seconds"] = job.runtime_seconds
     if job.execution_state == "succeeded":
@@ -209,7 +213,7 @@ def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
             f"job {names.job} failed with exit code {job.exit_code}"
             + (f": {problems}" if problems else ""),
         )
-    if _step_elapsed(ctx, record, Step.POLL_JOB) > ctx.settings.job_timeout_seconds:
+    if ctx.clock() - since > ctx.settings.job_timeout_seconds:
         ctx.gateway.terminate_job(names)
         return Fail(
             FailureReason.TIMEOUT,
@@ -261,6 +265,7 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
     gateway = ctx.gateway
     detail = record.step(Step.CLEANUP).detail
     requested: dict[str, bool] = dict(detail.get("delete_requested", {}))
+    since = _waiting_since(ctx, record, Step.CLEANUP)
     remaining: list[str] = []
     if gateway.job_exists(names):
         if not requested.get("job"):
@@ -272,11 +277,8 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
             gateway.delete_cluster(names.resource_group, names.workspace, names.cluster)
             requested["cluster"] = True
         remaining.append("cluster")
-    if (
-        remaining
-        and _step_elapsed(ctx, record, Step.CLEANUP) < ctx.settings.node_wait_timeout_seconds
-    ):
-        return Wait(detail={"delete_requested": requested, "remaining": remaining})
+    if remaining and ctx.clock() - since < ctx.settings.node_wait_timeout_seconds:
+        return Wait(detail={"delete_requested": requested, "remaining": remaining, "since": since})
     # Past the deadline whatever remains is left to the reaper.
     return Done({"delete_requested": requested, "remaining": remaining})
 
