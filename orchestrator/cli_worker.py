@@ -26,6 +26,18 @@ def _check_level(loglevel: str) -> str:
     return loglevel.upper()
 
 
+def _json_logging(level: str) -> None:
+    """JSON logs from the first line: Celery warns (e.g. about running as
+    root) before its setup_logging signal fires."""
+    import logging
+
+    from orchestrator.logs import configure_logging, secrets_from_settings
+    from orchestrator.settings import get_settings
+
+    configure_logging(level, secrets=secrets_from_settings(get_settings()))
+    logging.captureWarnings(True)
+
+
 @app.command("worker")
 def worker_command(
     concurrency: Annotated[
@@ -47,8 +59,11 @@ def worker_command(
     level = _check_level(loglevel)
     os.environ.setdefault("ORCH_LOG_LEVEL", level)
     node = name or f"orch-{os.getpid()}@{socket.gethostname()}"
+    _json_logging(level)
     _celery_app().worker_main(
         [
+            # No ASCII-art banner: every line a worker prints is a JSON log line.
+            "--quiet",
             "worker",
             f"--loglevel={level}",
             f"--concurrency={concurrency}",
@@ -72,6 +87,7 @@ def beat_command(
 ) -> None:
     """Run Celery beat: sends batchai.reap every ORCH_REAPER_INTERVAL_SECONDS."""
     level = _check_level(loglevel)
+    _json_logging(level)
     directory = os.path.dirname(schedule)
     if directory:
         os.makedirs(directory, exist_ok=True)

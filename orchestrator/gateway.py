@@ -64,6 +64,10 @@ ADMIN_USER_NAME = "orchestrator"
 # The storage SDK logs every non-2xx answer at ERROR, including the expected
 # 404 of "does this file exist yet"; the gateway classifies and logs failures.
 logging.getLogger("azure.storage.common.storageclient").setLevel(logging.CRITICAL)
+# azure-core logs every request and response at INFO; the step logs say what
+# happened (with the x-ms-request-id), and the counter below counts requests.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+logging.getLogger("azure.identity").setLevel(logging.WARNING)
 
 AZURE_REQUESTS = Counter(
     "orchestrator_azure_requests_total",

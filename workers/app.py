@@ -6,6 +6,7 @@ limit policy is in workers/policy.py; the tasks themselves in workers/tasks.py.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
@@ -96,6 +97,8 @@ def _configure_logging(**_: Any) -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, secrets=secrets_from_settings(settings))
+    # Python warnings (e.g. Celery's "running as root") become JSON log lines too.
+    logging.captureWarnings(True)
 
 
 def _bind_task_context(task_id: str | None = None, task: Any = None, **_: Any) -> None:

@@ -33,6 +33,15 @@ def test_run_succeeds_through_all_steps_and_collects_the_model(stack: Stack) -> 
     assert (_created(stack, "cluster"), _created(stack, "job")) == (1, 1)
     assert (_deleted(stack, "cluster"), _deleted(stack, "job")) == (1, 1)
 
+    # Secrets stay out of logs and run records; every worker line is JSON.
+    key = stack.emulator.env["AZURE_STORAGE_KEY"]
+    log = stack.workers[0].log()
+    assert key not in log and "sig=" not in log.replace("sig=***", "")
+    assert key not in record.model_dump_json()
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert all(line.startswith("{") for line in lines[:-1]), "non-JSON worker output"
+    assert any('"event": "step_done"' in line and '"azure_request_id"' in line for line in lines)
+
 
 def test_job_exit_1_fails_with_job_failed_and_deletes_the_cluster(stack: Stack) -> None:
     stack.start_worker()
