@@ -13,6 +13,7 @@ Run periodically (task `batchai.reap`, scheduled by beat). It
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,7 +21,7 @@ from orchestrator.chain import Dispatch, new_task_id
 from orchestrator.gateway import AzureGatewayError, AzureResource
 from orchestrator.logs import get_logger
 from orchestrator.naming import parse_cluster_run_id, parse_job_run_id
-from orchestrator.status import STEP_ORDER, Step, StepState
+from orchestrator.status import STEP_ORDER, TERMINAL, RunStatus, Step, StepState
 from orchestrator.steps import StepContext
 from orchestrator.store import RunNotFound, RunRecord
 
@@ -94,11 +95,8 @@ def redrive_stalled(ctx: StepContext, report: ReapReport) -> None:
     log = get_logger(component="reaper")
     now = ctx.clock()
     threshold = stale_after_seconds(ctx)
-    for run_id in list(ctx.store.run_ids()):
-        try:
-            record = ctx.store.get(run_id)
-        except RunNotFound:
-            continue
+    for record in _active_runs(ctx):
+        run_id = record.run_id
         if record.terminal or not record.dispatched or now - record.updated_at < threshold:
             continue
         if ctx.store.redis.exists(f"{ctx.store.namespace}:lock:{run_id}"):
@@ -114,6 +112,19 @@ def redrive_stalled(ctx: StepContext, report: ReapReport) -> None:
             ctx.store.set_step(run_id, step, record.step(step).state, detail={"redriven_at": now})
         report.redriven.append(Dispatch(step, run_id, task_id))
         log.warning("redriven_run", run_id=run_id, step=step.value, task_id=task_id)
+
+
+def _active_runs(ctx: StepContext) -> Iterator[RunRecord]:
+    """Every non-terminal run, through the status indexes (ended runs are not read)."""
+    for status in RunStatus:
+        if status in TERMINAL:
+            continue
+        cursor: str | None = None
+        while True:
+            page, cursor = ctx.store.list_runs(status=status, limit=200, cursor=cursor)
+            yield from page
+            if cursor is None:
+                break
 
 
 def reap(ctx: StepContext) -> list[Dispatch]:

@@ -45,3 +45,41 @@ def test_reaper_deletes_the_cluster_and_job_of_an_abandoned_run(stack: Stack) ->
     wait_for(lambda: not gateway.cluster_exists(names), 30, "the cluster to be deleted")
     wait_for(lambda: not gateway.job_exists(names), 30, "the job to be deleted")
     assert gateway.cluster_exists(live_names)
+
+
+def test_beat_schedules_the_reaper_on_the_workers(stack: Stack) -> None:
+    import subprocess
+    import sys
+
+    env = stack.env(ORCH_REAPER_INTERVAL_SECONDS="1")
+    log = open(stack.tmp_path / "beat.log", "wb")  # noqa: SIM115 - closed below
+    beat = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "beat",
+            "--schedule",
+            str(stack.tmp_path / "beat-schedule"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        worker = stack.start_worker()
+        wait_for(
+            lambda: "batchai.reap" in worker.log() and "succeeded" in worker.log(),
+            60,
+            "a reap task sent by beat to run on the worker",
+        )
+        requests = stack.stats()["requests"]
+        assert (
+            "Clusters_List" in requests
+            or "Clusters_ListByWorkspace" in requests
+            or any(op.startswith("Experiments_List") for op in requests)
+        ), requests
+    finally:
+        beat.terminate()
+        beat.wait(20)
+        log.close()
