@@ -201,7 +201,17 @@ def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
     names = ctx.names(record)
     job = ctx.gateway.get_job(names)
     since = _waiting_since(ctx, record, Step.POLL_JOB)
-    detail: dict[str, Any] = {"execution_state": job.execution_state, "since": since}
+    previous = record.step(Step.POLL_JOB).detail
+    # running -> queued: a lowpriority node was preempted and Batch AI requeued
+    # the job; it will run again, so keep waiting (and count it, to be seen).
+    requeues = int(previous.get("requeues", 0))
+    if previous.get("execution_state") == "running" and job.execution_state == "queued":
+        requeues += 1
+    detail: dict[str, Any] = {
+        "execution_state": job.execution_state,
+        "since": since,
+        "requeues": requeues,
+    }
     if job.runtime_seconds is not None:
         detail["job_runtime_seconds"] = job.runtime_seconds
     if job.execution_state == "succeeded":

@@ -88,3 +88,19 @@ def test_cli_submit_wait_follows_the_run_and_exits_by_its_outcome(stack: Stack) 
     bad = subprocess.run(failing, env=stack.env(), capture_output=True, text=True, timeout=180)
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["reason"] == "job_failed"
+
+
+def test_a_preempted_lowpriority_job_is_requeued_and_the_run_succeeds(stack: Stack) -> None:
+    stack.emulator.set_faults([{"kind": "preemption", "rate": 1.0, "count": 1}])
+    stack.start_worker()
+    spec = stack.spec(seconds=2).model_dump(mode="json")
+    spec["cluster"]["vm_priority"] = "lowpriority"
+    from orchestrator.spec import parse_spec
+
+    run_id = stack.submit(parse_spec(spec))
+    record = stack.wait_terminal(run_id)
+
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    assert _created(stack, "job") == 1
+    [rule] = stack.stats()["faults"]
+    assert rule["kind"] == "preemption" and rule["hits"] == 1, rule
