@@ -255,3 +255,21 @@ def test_a_shared_cluster_is_adopted_and_never_deleted(ctx: StepContext, tmp_pat
     assert final.step(Step.CREATE_CLUSTER).detail["adopted"] is True
     assert gateway.clusters == {"warm-pool"}
     assert gateway.calls["delete_cluster"] == 0
+
+
+def test_a_job_running_past_the_timeout_is_terminated_and_fails(
+    ctx: StepContext, tmp_path: Path
+) -> None:
+    ctx.settings = ctx.settings.model_copy(update={"job_timeout_seconds": 30})
+    _gateway(ctx).job_states = ["running"]
+    record, _ = ctx.store.create_run(_spec(tmp_path))
+    dispatch: Dispatch | None = Dispatch(Step.ENSURE_RESOURCE_GROUP, record.run_id, "first")
+    while dispatch is not None and dispatch.step is not Step.CLEANUP:
+        dispatch = run_step(ctx, dispatch.step, record.run_id, dispatch.task_id)
+        assert isinstance(ctx.clock, Clock)
+        ctx.clock.now += 10
+    _drive(ctx, record.run_id, dispatch)
+    final = ctx.store.get(record.run_id)
+    assert (final.status, final.reason) == (RunStatus.FAILED, FailureReason.TIMEOUT)
+    assert _gateway(ctx).calls["terminate_job"] == 1
+    assert not _gateway(ctx).jobs and not _gateway(ctx).clusters
