@@ -283,8 +283,11 @@ def arm_operation(method: str, path: str) -> str:
 class RequestRecorder:
     """Counts requests per operation/outcome and remembers the last x-ms-request-id."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: Callable[[str, str], None] | None = None) -> None:
         self._local = threading.local()
+        # Optional extra destination (orchestrator.azure_stats: a Redis hash
+        # shared by all workers, read by the API's /metrics).
+        self.sink = sink
 
     @property
     def last_request_id(self) -> str | None:
@@ -293,6 +296,8 @@ class RequestRecorder:
 
     def record(self, operation: str, outcome: str, request_id: str | None) -> None:
         AZURE_REQUESTS.labels(operation=operation, outcome=outcome).inc()
+        if self.sink is not None:
+            self.sink(operation, outcome)
         if request_id:
             self._local.request_id = request_id
 

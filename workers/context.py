@@ -6,6 +6,7 @@ from functools import lru_cache
 
 import redis
 
+from orchestrator.azure_stats import redis_request_sink
 from orchestrator.gateway import AzureGateway
 from orchestrator.settings import get_settings
 from orchestrator.steps import StepContext
@@ -16,4 +17,7 @@ from orchestrator.store import RunStore
 def worker_context() -> StepContext:
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url)
-    return StepContext(settings=settings, store=RunStore(client), gateway=AzureGateway(settings))
+    store = RunStore(client)
+    gateway = AzureGateway(settings)
+    gateway.recorder.sink = redis_request_sink(client, store.namespace)
+    return StepContext(settings=settings, store=store, gateway=gateway)

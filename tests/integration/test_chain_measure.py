@@ -8,6 +8,7 @@ import json
 import pytest
 from chain_stack import Stack
 
+from orchestrator.azure_stats import request_counts
 from orchestrator.status import RunStatus, Step
 
 pytestmark = pytest.mark.integration
@@ -65,4 +66,9 @@ def test_requests_per_run_and_orchestration_overhead(stack: Stack) -> None:
     (stack.tmp_path / "figures.json").write_text(json.dumps(figures, indent=2))
     assert 0 < sum(requests.values()) <= MAX_REQUESTS_PER_RUN
     assert requests["Clusters_Create"] == requests["Jobs_Create"] == 1
+    # The workers' own count (shared in Redis for /metrics) agrees with the
+    # emulator's: both runs created one cluster and one job each.
+    counted = request_counts(stack.client)
+    for operation in ("Clusters_Create", "Jobs_Create"):
+        assert sum(n for (op, _), n in counted.items() if op == operation) == 2
     assert 0 <= overhead < MAX_OVERHEAD_SECONDS
