@@ -6,6 +6,9 @@ import sys
 
 import typer
 
+import orchestrator.cli_runs
+import orchestrator.cli_worker  # noqa: F401
+
 # Command modules register themselves on the shared app when imported.
 from orchestrator import cli_emulator, cli_stack, cli_view  # noqa: F401
 from orchestrator.cli_app import CliError, app

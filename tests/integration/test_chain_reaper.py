@@ -1,0 +1,85 @@
+"""The reaper against the emulator: what a SIGKILLed run left behind is deleted."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.gateway import AzureGateway
+from orchestrator.naming import azure_names
+from orchestrator.reaper import reap
+from orchestrator.settings import Settings
+from orchestrator.status import FailureReason, RunStatus
+from orchestrator.steps import StepContext
+from tests.integration.chain_stack import Stack, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_reaper_deletes_the_cluster_and_job_of_an_abandoned_run(stack: Stack) -> None:
+    settings = Settings(**stack.env(ORCH_REAPER_GRACE_SECONDS="0"))  # type: ignore[arg-type]
+    gateway = AzureGateway(settings)
+    ctx = StepContext(settings, stack.store, gateway)
+    # A run whose worker died after creating its cluster and job, then was
+    # marked failed by hand: nothing will ever clean up after it but the reaper.
+    record, _ = stack.store.create_run(stack.spec(name="abandoned"), run_id="abandoned-1")
+    names = azure_names(record.run_id, record.spec, settings)
+    gateway.ensure_resource_group(names.resource_group)
+    wait_for(lambda: gateway.ensure_workspace(names.resource_group, names.workspace), 30, "ws")
+    gateway.ensure_share(names.share)
+    gateway.ensure_cluster(names, record.spec)
+    wait_for(lambda: gateway.get_cluster_nodes(names).idle >= 1, 30, "an idle node")
+    wait_for(
+        lambda: gateway.ensure_experiment(names.resource_group, names.workspace, names.experiment),
+        30,
+        "the experiment",
+    )
+    gateway.create_job(names, record.spec)
+    # A live run's cluster must survive the same sweep.
+    live, _ = stack.store.create_run(stack.spec(name="live"), run_id="live-1")
+    live_names = azure_names(live.run_id, live.spec, settings)
+    gateway.ensure_cluster(live_names, live.spec)
+
+    stack.store.transition(record.run_id, RunStatus.FAILED, reason=FailureReason.AZURE_ERROR)
+    reap(ctx)
+
+    wait_for(lambda: not gateway.cluster_exists(names), 30, "the cluster to be deleted")
+    wait_for(lambda: not gateway.job_exists(names), 30, "the job to be deleted")
+    assert gateway.cluster_exists(live_names)
+
+
+def test_beat_schedules_the_reaper_on_the_workers(stack: Stack) -> None:
+    import subprocess
+    import sys
+
+    env = stack.env(ORCH_REAPER_INTERVAL_SECONDS="1")
+    log = open(stack.tmp_path / "beat.log", "wb")  # noqa: SIM115 - closed below
+    beat = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "beat",
+            "--schedule",
+            str(stack.tmp_path / "beat-schedule"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        worker = stack.start_worker()
+        wait_for(
+            lambda: "batchai.reap" in worker.log() and "succeeded" in worker.log(),
+            60,
+            "a reap task sent by beat to run on the worker",
+        )
+        requests = stack.stats()["requests"]
+        assert (
+            "Clusters_List" in requests
+            or "Clusters_ListByWorkspace" in requests
+            or any(op.startswith("Experiments_List") for op in requests)
+        ), requests
+    finally:
+        beat.terminate()
+        beat.wait(20)
+        log.close()
