@@ -7,6 +7,7 @@ import sys
 import typer
 
 # Command modules register themselves on the shared app when imported.
+import orchestrator.cli_api  # noqa: F401
 from orchestrator import cli_emulator  # noqa: F401
 from orchestrator.cli_app import CliError, app
 

@@ -193,7 +193,10 @@ class OrchestratorClient:
         at every event and keep-alive.
         """
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-        timeout = httpx.Timeout(self._http.timeout.connect, read=STREAM_READ_TIMEOUT_SECONDS)
+        read_timeout = STREAM_READ_TIMEOUT_SECONDS
+        if deadline is not None:
+            read_timeout = max(0.001, min(read_timeout, deadline - time.monotonic()))
+        timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
         try:
             with self._http.stream(
                 "GET", f"/v1/runs/{run_id}/events", headers=headers, timeout=timeout
@@ -207,6 +210,8 @@ class OrchestratorClient:
                     payload: dict[str, Any] = event.json()
                     yield payload
         except httpx.TransportError as exc:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id}: deadline passed while following its events")
             raise ApiError(0, f"cannot reach {self.base_url}: {type(exc).__name__}") from None
 
     def wait(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import redis
 from fastapi import FastAPI
 
 from orchestrator.api import runs, service
+from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
 from orchestrator.api.metrics import OrchestratorCollector, build_registry
 from orchestrator.enqueue import CHAIN_QUEUE
@@ -40,9 +41,10 @@ def _redis_client(url: str) -> redis.Redis:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    if settings.api_token is None and not settings.api_allow_unauthenticated:
+    authenticated = configured_token(settings) is not None
+    if not authenticated and not settings.api_allow_unauthenticated:
         raise ApiConfigError(
-            "ORCH_API_TOKEN is not set: set it, or set ORCH_API_ALLOW_UNAUTHENTICATED=true "
+            "ORCH_API_TOKEN is not set (or empty): set it, or set ORCH_API_ALLOW_UNAUTHENTICATED=true "
             "to serve without authentication (local development only)"
         )
     client = _redis_client(settings.redis_url)
@@ -53,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.api_token is None:
+        if not authenticated:
             logger.warning(UNAUTHENTICATED_WARNING)
         yield
         client.close()

@@ -30,6 +30,12 @@ StoreDep = Annotated[RunStore, Depends(get_store)]
 _bearer = HTTPBearer(auto_error=False, description="ORCH_API_TOKEN as a bearer token")
 
 
+def configured_token(settings: Settings) -> str | None:
+    """The API token, or None when unset or empty (an empty token would match no header)."""
+    token = settings.api_token.get_secret_value() if settings.api_token is not None else ""
+    return token or None
+
+
 def require_token(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -39,12 +45,12 @@ def require_token(
     Without a configured token the app only starts when unauthenticated access
     was asked for explicitly (see create_app), so then every request passes.
     """
-    expected = settings.api_token
+    expected = configured_token(settings)
     if expected is None:
         return
     given = credentials.credentials if credentials is not None else ""
     # Constant-time comparison, so response timing does not leak the token.
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+    if not hmac.compare_digest(given.encode(), expected.encode()):
         raise HTTPException(
             status_code=401,
             detail="missing or wrong bearer token (Authorization: Bearer <ORCH_API_TOKEN>)",

@@ -67,3 +67,8 @@ def test_unauthenticated_when_asked_for_and_warns(
     with caplog.at_level(logging.WARNING), TestClient(create_app(settings)) as client:
         assert client.get("/v1/runs").status_code == 200
     assert any("ORCH_API_TOKEN is not set" in record.message for record in caplog.records)
+
+
+def test_an_empty_token_counts_as_no_token(redis_url: str) -> None:
+    with pytest.raises(ApiConfigError, match="ORCH_API_TOKEN"):
+        create_app(Settings(redis_url=redis_url, api_token=""))  # type: ignore[arg-type]
