@@ -211,7 +211,7 @@ class OrchestratorClient:
                     yield payload
         except httpx.TransportError as exc:
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"run {run_id}: deadline passed while following its events")
+                raise TimeoutError(f"run {run_id}: deadline passed following its events") from None
             raise ApiError(0, f"cannot reach {self.base_url}: {type(exc).__name__}") from None
 
     def wait(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:

@@ -44,8 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     authenticated = configured_token(settings) is not None
     if not authenticated and not settings.api_allow_unauthenticated:
         raise ApiConfigError(
-            "ORCH_API_TOKEN is not set (or empty): set it, or set ORCH_API_ALLOW_UNAUTHENTICATED=true "
-            "to serve without authentication (local development only)"
+            "ORCH_API_TOKEN is not set (or empty): set it, or set "
+            "ORCH_API_ALLOW_UNAUTHENTICATED=true to serve without authentication "
+            "(local development only)"
         )
     client = _redis_client(settings.redis_url)
     store = RunStore(client)

@@ -13,17 +13,16 @@ from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
 from orchestrator.status import RunStatus
 from orchestrator.store import RunStore
-from tests.orchestrator.api.conftest import TOKEN, run_request
 from tests.orchestrator.api.live_server import serve
+from tests.orchestrator.api.support import TOKEN, run_request, settings, store
 
-# The API fixtures (settings, store) live beside the API tests.
-from tests.orchestrator.api.conftest import settings, store  # noqa: F401
+__all__ = ["settings", "store"]  # fixtures shared with the API tests
 
 SPEC = run_request()["spec"]
 
 
 @pytest.fixture
-def base_url(settings: Settings) -> Iterator[str]:  # noqa: F811
+def base_url(settings: Settings) -> Iterator[str]:
     with serve(create_app(settings)) as url:
         yield url
 
@@ -67,7 +66,7 @@ def test_submit_a_run_spec_object(api: OrchestratorClient) -> None:
 
 def test_wait_follows_the_run_to_its_end(
     api: OrchestratorClient,
-    store: RunStore,  # noqa: F811
+    store: RunStore,
 ) -> None:
     run_id = api.submit(SPEC)["run_id"]
     # Ends the run whether wait() is already streaming or not yet: both must work.
@@ -89,7 +88,7 @@ def test_wait_raises_timeout_error_at_its_deadline(api: OrchestratorClient) -> N
 
 def test_outputs_list_and_download(
     api: OrchestratorClient,
-    settings: Settings,  # noqa: F811
+    settings: Settings,
     tmp_path: Path,
 ) -> None:
     run_id = api.submit(SPEC)["run_id"]
@@ -122,8 +121,8 @@ def test_errors_are_api_errors_without_the_token(base_url: str) -> None:
 
 
 def test_unreachable_server_is_api_error_zero() -> None:
-    with OrchestratorClient("http://127.0.0.1:9", token=TOKEN, timeout=2) as client:
-        with pytest.raises(ApiError) as caught:
-            client.get("x")
+    client = OrchestratorClient("http://127.0.0.1:9", token=TOKEN, timeout=2)
+    with client, pytest.raises(ApiError) as caught:
+        client.get("x")
     assert caught.value.status == 0
     assert TOKEN not in str(caught.value)

@@ -7,7 +7,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from orchestrator.enqueue import CHAIN_QUEUE
-from tests.orchestrator.api.conftest import run_request
+from tests.orchestrator.api.support import run_request
 
 LIMIT = 16 * 1024  # the settings fixture's api_max_body_bytes
 

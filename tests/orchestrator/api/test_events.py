@@ -10,8 +10,8 @@ from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
 from orchestrator.status import RunStatus, Step, StepState
 from orchestrator.store import RunStore
-from tests.orchestrator.api.conftest import TOKEN, run_request
 from tests.orchestrator.api.live_server import serve
+from tests.orchestrator.api.support import TOKEN, run_request
 
 
 @pytest.fixture

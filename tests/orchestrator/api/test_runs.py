@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from orchestrator.enqueue import CHAIN_QUEUE
 from orchestrator.status import RunStatus
 from orchestrator.store import RunStore
-from tests.orchestrator.api.conftest import run_request
+from tests.orchestrator.api.support import run_request
 
 
 def test_submit_answers_202_with_links_and_enqueues_the_first_step(

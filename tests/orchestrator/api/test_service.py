@@ -14,7 +14,7 @@ from orchestrator.redis_server import RedisServer
 from orchestrator.settings import Settings
 from orchestrator.status import RunStatus, Step, StepState
 from orchestrator.store import RunStore
-from tests.orchestrator.api.conftest import AUTH, TOKEN, run_request
+from tests.orchestrator.api.support import AUTH, TOKEN, run_request
 
 
 def test_healthz_is_ok_when_redis_answers(client: TestClient) -> None:
