@@ -27,9 +27,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, get_settings
 
 REDACTED = "***"
 # Shorter registered values would redact ordinary words; nothing secret is this short.
@@ -40,7 +41,8 @@ _registered_lock = threading.Lock()
 
 _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Authorization header values: "SharedKey account:signature", "Bearer eyJ..."
-    (re.compile(r"\b(SharedKey|Bearer|Basic)\s+[^\s'\",;}]+", re.IGNORECASE), r"\1 " + REDACTED),
+    # Case-sensitive and at least 6 characters, so prose ("Basic setup") survives.
+    (re.compile(r"\b(SharedKey|Bearer|Basic)\s+[^\s'\",;}]{6,}"), r"\1 " + REDACTED),
     # Connection-string parts.
     (
         re.compile(r"\b(AccountKey|SharedAccessSignature|SharedAccessKey)=[^;'\"\s]+", re.I),
@@ -54,6 +56,16 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
             re.IGNORECASE,
         ),
         r"\1=" + REDACTED,
+    ),
+    # Secret-named keys quoted in JSON or a Python repr: "client_secret": "value"
+    (
+        re.compile(
+            r"""(["'](?:client_secret|secret|password|access_token|refresh_token|token|"""
+            r"""api_key|api_token|account_key|storage_key|key|sig)["']\s*:\s*)"""
+            r"""(["'])(?:(?!\2).)+\2""",
+            re.IGNORECASE,
+        ),
+        r"\1\2" + REDACTED + r"\2",
     ),
     # Passwords in URLs: scheme://user:password@host
     (
@@ -203,7 +215,24 @@ def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> No
     )
 
 
+def _configure_from_settings() -> None:
+    try:
+        settings = get_settings()
+    except ValidationError:
+        # Bad settings are reported by whatever uses them; logging still works.
+        configure_logging("INFO")
+        return
+    configure_logging(settings.log_level, secrets=secrets_from_settings(settings))
+
+
 def get_logger(**bind: Any) -> structlog.stdlib.BoundLogger:
-    """A structlog logger (named "orchestrator") with `bind` as context."""
+    """A structlog logger (named "orchestrator") with `bind` as context.
+
+    In a process that never called configure_logging, the first call configures
+    it from Settings: structlog's default would print to stdout, where a CLI's
+    own output goes, and without redaction.
+    """
+    if not structlog.is_configured():
+        _configure_from_settings()
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger("orchestrator")
     return logger.bind(**bind) if bind else logger

@@ -240,9 +240,14 @@ class RunStore:
     def __init__(self, redis: redis.Redis, namespace: str = "orch") -> None:
         self.redis = redis
         self.namespace = namespace
-        self._create = redis.register_script(_CREATE)
-        self._cas = redis.register_script(_CAS)
-        self._append = redis.register_script(_APPEND_EVENT)
+        self._create = self.redis.register_script(_CREATE)
+        self._cas = self.redis.register_script(_CAS)
+        self._append = self.redis.register_script(_APPEND_EVENT)
+
+    @classmethod
+    def from_url(cls, redis_url: str, namespace: str = "orch") -> RunStore:
+        """A store on its own client of `redis_url`."""
+        return cls(redis.Redis.from_url(redis_url), namespace=namespace)
 
     # ------------------------------------------------------------------ keys
     def _run_key(self, run_id: str) -> str:
@@ -297,6 +302,7 @@ class RunStore:
         )
         keys = [
             self._run_key(run_id),
+            # Unused placeholder when there is no key (the script checks ARGV[5]).
             self._idem_key(idempotency_key) if idempotency_key is not None else "-",
             self._events_key(run_id),
             self._runs_key,
@@ -433,7 +439,8 @@ class RunStore:
             if not can_transition(record.status, target):
                 raise IllegalTransition(run_id, record.status, target)
             record.status = target
-            record.reason = reason
+            cancelled = target is RunStatus.CANCELLED
+            record.reason = FailureReason.CANCELLED if reason is None and cancelled else reason
             record.error = _clean_error(error)
             if target in TERMINAL:
                 record.finished_at = time.time()

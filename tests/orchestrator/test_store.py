@@ -130,6 +130,12 @@ def test_illegal_transition_refused_and_nothing_written(store: RunStore) -> None
         store.transition("r", RunStatus.PROVISIONING)
 
 
+def test_cancelled_defaults_its_reason(store: RunStore) -> None:
+    store.create_run(make_spec(), run_id="r")
+    record = store.transition("r", RunStatus.CANCELLED)
+    assert record.reason is FailureReason.CANCELLED and record.finished_at is not None
+
+
 def test_same_status_is_a_noop(store: RunStore) -> None:
     store.create_run(make_spec(), run_id="r")
     first = store.transition("r", RunStatus.PROVISIONING)
