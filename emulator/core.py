@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 DEFAULT_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
-DEFAULT_STORAGE_ACCOUNT = "devstoreaccount1"
+# Not "devstoreaccount1": azure-storage-file refuses that (Azurite) account name outright.
+DEFAULT_STORAGE_ACCOUNT = "batchaiemulator"
 
 
 @dataclass

@@ -28,15 +28,27 @@ def emulator_command(
         str, typer.Option("--python", help="Interpreter that runs job scripts.")
     ] = sys.executable,
     seed: Annotated[int, typer.Option(help="Seed for every injected-fault decision.")] = 0,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help="Inject a fault: KIND:RATE[:OPERATIONS] (repeatable), e.g. throttle:0.2:arm.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the emulator in the foreground until interrupted."""
     from emulator.core import EmulatorConfig
+    from emulator.faults import FaultRuleError, parse_flag
     from emulator.server import serve_forever
 
     if not 0 <= port <= 65535:
         raise CliError(f"--port must be between 0 and 65535, got {port}")
     if provision_seconds < 0:
         raise CliError("--provision-seconds must not be negative")
+    try:
+        rules = [parse_flag(text) for text in fault or []]
+    except FaultRuleError as exc:
+        raise CliError(str(exc)) from exc
     config = EmulatorConfig(
         data_dir=data_dir,
         host=host,
@@ -46,4 +58,8 @@ def emulator_command(
         seed=seed,
         env_file=env_file,
     )
-    serve_forever(config)
+    try:
+        serve_forever(config, rules)
+    except OSError as exc:
+        # e.g. the port is taken or the data dir is not writable.
+        raise CliError(f"cannot start the emulator: {exc.strerror or exc}") from exc

@@ -1,0 +1,881 @@
+"""Batch AI state and rules: workspaces, experiments, clusters (nodes), jobs, file servers
+and long-running operations, for both api-versions.
+
+2018-05-01 resources live in a workspace; 2017-09-01-preview clusters, jobs and file
+servers live directly in a resource group. Both use the same records: a preview
+resource has workspace "" (and a preview job experiment ""), which keeps the two
+scopes apart. Keys are lower-cased (ARM names are case-insensitive); records keep the
+name as first written.
+
+Every public method takes the lock; `advance()` moves time forward (nodes become idle,
+queued jobs start, finished processes are reaped) and is called by the background
+ticker and at the start of each request.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from emulator.batchai import runner
+from emulator.batchai.durations import DEFAULT_MAX_WALL_CLOCK, parse_seconds, to_iso
+from emulator.core import EmulatorContext
+from emulator.http import HttpError
+
+API_2018 = "2018-05-01"
+API_PREVIEW = "2017-09-01-preview"
+
+# A preempted job is killed this long after it started (a lowpriority node is lost).
+PREEMPT_AFTER_SECONDS = 0.5
+
+ClusterKey = tuple[str, str, str, str]  # subscription, group, workspace ("" = preview), name
+JobKey = tuple[str, str, str, str, str]  # subscription, group, workspace, experiment, name
+
+_PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def stamp(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def not_found(kind: str, name: str) -> HttpError:
+    return HttpError(404, "ResourceNotFound", f"The {kind} '{name}' was not found.", {})
+
+
+@dataclass
+class Node:
+    node_id: str
+    state: str  # preparing | idle | running | unusable
+    ready_at: float
+    job: JobKey | None = None
+
+
+@dataclass
+class Workspace:
+    subscription: str
+    group: str
+    name: str
+    location: str
+    tags: dict[str, str]
+    created: datetime
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass
+class Experiment:
+    subscription: str
+    group: str
+    workspace: str
+    name: str
+    created: datetime
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass
+class Cluster:
+    key: ClusterKey
+    name: str
+    api_version: str
+    location: str
+    tags: dict[str, str]
+    properties: dict[str, Any]  # as submitted (secrets are scrubbed on the way out)
+    created: datetime
+    provisioning_state: str = "creating"
+    provisioning_time: datetime = field(default_factory=utcnow)
+    allocation_state: str = "resizing"
+    allocation_time: datetime = field(default_factory=utcnow)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
+    target: int = 0
+    nodes_unusable: bool = False  # the node_unusable fault hit the last resize
+    autoscale_initial: bool = True  # initialNodeCount holds until a job has been scheduled
+    next_node: int = 0
+    resource_id: str = ""
+
+    @property
+    def vm_size(self) -> str:
+        return str(self.properties.get("vmSize", ""))
+
+    @property
+    def low_priority(self) -> bool:
+        return str(self.properties.get("vmPriority", "dedicated")).lower() == "lowpriority"
+
+    def count(self, state: str) -> int:
+        return sum(1 for node in self.nodes if node.state == state)
+
+
+@dataclass
+class Job:
+    key: JobKey
+    name: str
+    api_version: str
+    location: str
+    tags: dict[str, str]
+    properties: dict[str, Any]  # as submitted, minus secret values
+    secrets: dict[str, str]
+    cluster_key: ClusterKey
+    cluster_id: str
+    node_count: int
+    max_wall_seconds: float
+    max_wall_clock: str
+    created: datetime
+    segment: str
+    uid: str
+    provisioning_time: datetime = field(default_factory=utcnow)
+    execution_state: str = "queued"
+    execution_time: datetime = field(default_factory=utcnow)
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    exit_code: int | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    process: runner.RunningProcess | None = None
+    phase: str = ""  # "prep" | "main" while running
+    layout: runner.JobLayout | None = None
+    started_at: float = 0.0
+    preempt: bool = False
+    attempts: int = 0
+    shares: dict[str, Path] = field(default_factory=dict)  # mounted share name -> root
+    resource_id: str = ""
+
+    def set_state(self, state: str) -> None:
+        self.execution_state = state
+        self.execution_time = utcnow()
+
+
+@dataclass
+class FileServer:
+    key: ClusterKey
+    name: str
+    api_version: str
+    location: str
+    tags: dict[str, str]
+    properties: dict[str, Any]
+    created: datetime
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    resource_id: str = ""
+
+
+@dataclass
+class Operation:
+    """A long-running operation served at .../locations/{loc}/operationstatuses/{id}."""
+
+    op_id: str
+    name: str
+    started: datetime
+    is_done: Callable[[], bool]
+    result: Callable[[], dict[str, Any] | None]  # body for operationresults once done
+    ended: datetime | None = None
+
+
+class BatchAIState:
+    def __init__(self, ctx: EmulatorContext) -> None:
+        self.ctx = ctx
+        self.lock = threading.RLock()
+        self.workspaces: dict[tuple[str, str, str], Workspace] = {}
+        self.experiments: dict[tuple[str, str, str, str], Experiment] = {}
+        self.clusters: dict[ClusterKey, Cluster] = {}
+        self.jobs: dict[JobKey, Job] = {}
+        self.file_servers: dict[ClusterKey, FileServer] = {}
+        self.operations: dict[str, Operation] = {}
+        self.runs_dir = Path(ctx.config.data_dir) / "batchai"
+
+    # ---------------------------------------------------------------- workspaces
+
+    def put_workspace(
+        self, sub: str, group: str, name: str, location: str, tags: dict[str, str]
+    ) -> tuple[Workspace, bool]:
+        with self.lock:
+            key = (sub.lower(), group.lower(), name.lower())
+            existing = self.workspaces.get(key)
+            if existing:
+                return existing, False
+            workspace = Workspace(sub, group, name, location, tags, utcnow())
+            self.workspaces[key] = workspace
+            self.ctx.stats.record_resource("created", "workspace")
+            return workspace, True
+
+    def workspace(self, sub: str, group: str, name: str) -> Workspace:
+        with self.lock:
+            found = self.workspaces.get((sub.lower(), group.lower(), name.lower()))
+            if not found:
+                raise not_found("workspace", name)
+            return found
+
+    def list_workspaces(self, sub: str, group: str | None) -> list[Workspace]:
+        with self.lock:
+            return [
+                w
+                for k, w in self.workspaces.items()
+                if k[0] == sub.lower() and (group is None or k[1] == group.lower())
+            ]
+
+    def delete_workspace(self, sub: str, group: str, name: str) -> bool:
+        with self.lock:
+            key = (sub.lower(), group.lower(), name.lower())
+            if key not in self.workspaces:
+                return False
+            self._delete_scope(*key)
+            del self.workspaces[key]
+            self.ctx.stats.record_resource("deleted", "workspace")
+            return True
+
+    def _delete_scope(self, sub: str, group: str, workspace: str) -> None:
+        """Delete what a workspace (or, with workspace "", a preview group scope) holds."""
+        for job_key in [k for k in self.jobs if k[:3] == (sub, group, workspace)]:
+            self._delete_job(job_key)
+        for exp_key in [k for k in self.experiments if k[:3] == (sub, group, workspace)]:
+            del self.experiments[exp_key]
+            self.ctx.stats.record_resource("deleted", "experiment")
+        for cluster_key in [k for k in self.clusters if k[:3] == (sub, group, workspace)]:
+            self._delete_cluster(cluster_key)
+        for fs_key in [k for k in self.file_servers if k[:3] == (sub, group, workspace)]:
+            del self.file_servers[fs_key]
+            self.ctx.stats.record_resource("deleted", "file_server")
+
+    # --------------------------------------------------------------- experiments
+
+    def put_experiment(self, sub: str, group: str, ws: str, name: str) -> tuple[Experiment, bool]:
+        with self.lock:
+            workspace = self.workspace(sub, group, ws)
+            key = (sub.lower(), group.lower(), ws.lower(), name.lower())
+            existing = self.experiments.get(key)
+            if existing:
+                return existing, False
+            experiment = Experiment(sub, group, workspace.name, name, utcnow())
+            self.experiments[key] = experiment
+            self.ctx.stats.record_resource("created", "experiment")
+            return experiment, True
+
+    def experiment(self, sub: str, group: str, ws: str, name: str) -> Experiment:
+        with self.lock:
+            self.workspace(sub, group, ws)
+            found = self.experiments.get((sub.lower(), group.lower(), ws.lower(), name.lower()))
+            if not found:
+                raise not_found("experiment", name)
+            return found
+
+    def list_experiments(self, sub: str, group: str, ws: str) -> list[Experiment]:
+        with self.lock:
+            self.workspace(sub, group, ws)
+            scope = (sub.lower(), group.lower(), ws.lower())
+            return [e for k, e in self.experiments.items() if k[:3] == scope]
+
+    def delete_experiment(self, sub: str, group: str, ws: str, name: str) -> bool:
+        with self.lock:
+            self.workspace(sub, group, ws)
+            key = (sub.lower(), group.lower(), ws.lower(), name.lower())
+            if key not in self.experiments:
+                return False
+            for job_key in [k for k in self.jobs if k[:4] == key]:
+                self._delete_job(job_key)
+            del self.experiments[key]
+            self.ctx.stats.record_resource("deleted", "experiment")
+            return True
+
+    # ------------------------------------------------------------------ clusters
+
+    def put_cluster(
+        self,
+        key: ClusterKey,
+        name: str,
+        api_version: str,
+        location: str,
+        tags: dict[str, str],
+        properties: dict[str, Any],
+        resource_id: str,
+    ) -> tuple[Cluster, bool]:
+        with self.lock:
+            existing = self.clusters.get(key)
+            if existing:
+                return existing, False
+            cluster = Cluster(
+                key, name, api_version, location, tags, copy.deepcopy(properties), utcnow()
+            )
+            cluster.resource_id = resource_id
+            scale = properties.get("scaleSettings") or {}
+            if "autoScale" in scale:
+                auto = scale["autoScale"]
+                initial = int(auto.get("initialNodeCount") or 0)
+                low, high = int(auto["minimumNodeCount"]), int(auto["maximumNodeCount"])
+                target = min(max(initial, low), high)
+            else:
+                target = int((scale.get("manual") or {}).get("targetNodeCount") or 0)
+            self.clusters[key] = cluster
+            self._resize(cluster, target, "Clusters_Create")
+            self.ctx.stats.record_resource("created", "cluster")
+            return cluster, True
+
+    def cluster(self, key: ClusterKey) -> Cluster:
+        with self.lock:
+            found = self.clusters.get(key)
+            if not found:
+                raise not_found("cluster", key[3])
+            return found
+
+    def list_clusters(self, sub: str, group: str | None, ws: str) -> list[Cluster]:
+        with self.lock:
+            return [
+                c
+                for k, c in self.clusters.items()
+                if k[0] == sub.lower() and (group is None or k[1] == group.lower()) and k[2] == ws
+            ]
+
+    def update_cluster(self, key: ClusterKey, scale: dict[str, Any] | None) -> Cluster:
+        with self.lock:
+            cluster = self.cluster(key)
+            if scale:
+                cluster.properties["scaleSettings"] = copy.deepcopy(scale)
+                if "autoScale" in scale:
+                    auto = scale["autoScale"]
+                    low, high = int(auto["minimumNodeCount"]), int(auto["maximumNodeCount"])
+                    cluster.autoscale_initial = False
+                    target = min(max(len(cluster.nodes), low), high)
+                else:
+                    target = int(scale["manual"].get("targetNodeCount") or 0)
+                self._resize(cluster, target, "Clusters_Update")
+            return cluster
+
+    def delete_cluster(self, key: ClusterKey) -> bool:
+        with self.lock:
+            if key not in self.clusters:
+                return False
+            self._delete_cluster(key)
+            return True
+
+    def _delete_cluster(self, key: ClusterKey) -> None:
+        for job in self.jobs.values():
+            if job.cluster_key == key and job.execution_state in ("queued", "running"):
+                self._stop(job)
+                self._finish(
+                    job, "failed", None, "ClusterDeleted", "The job's cluster was deleted."
+                )
+        del self.clusters[key]
+        self.ctx.stats.record_resource("deleted", "cluster")
+
+    def _resize(self, cluster: Cluster, target: int, operation: str) -> None:
+        cluster.target = target
+        cluster.errors = []
+        grow = target - len(cluster.nodes)
+        if grow > 0:
+            if self.ctx.faults.roll("allocation_failure", operation):
+                cluster.errors = [
+                    {
+                        "code": "AllocationFailed",
+                        "message": f"Allocation of {grow} {cluster.vm_size} node(s) failed: "
+                        "no capacity for the requested VM size in the region.",
+                    }
+                ]
+                self._set_allocation(cluster, "steady")
+                return
+            cluster.nodes_unusable = self.ctx.faults.roll("node_unusable", operation)
+            ready_at = time.monotonic() + self.ctx.config.provision_seconds
+            for _ in range(grow):
+                cluster.nodes.append(Node(self._node_id(cluster), "preparing", ready_at))
+            self._set_allocation(cluster, "resizing")
+        elif grow < 0:
+            self._shrink(cluster, -grow)
+
+    def _node_id(self, cluster: Cluster) -> str:
+        cluster.next_node += 1
+        return f"tvm-{abs(hash(cluster.key)) % 10**10}_{cluster.next_node}-emulator"
+
+    def _shrink(self, cluster: Cluster, count: int) -> None:
+        # Nodes without work go first; then running ones, per nodeDeallocationOption.
+        order = {"preparing": 0, "unusable": 1, "idle": 2, "running": 3}
+        victims = sorted(cluster.nodes, key=lambda n: order[n.state])[:count]
+        option = str(
+            ((cluster.properties.get("scaleSettings") or {}).get("manual") or {}).get(
+                "nodeDeallocationOption", "requeue"
+            )
+        ).lower()
+        for node in victims:
+            if node.state == "running" and node.job in self.jobs:
+                job = self.jobs[node.job]
+                if option in ("waitforjobcompletion", "jobcompletion"):
+                    continue
+                self._stop(job)
+                if option == "terminate":
+                    self._finish(job, "failed", None, "JobTerminated", "Node deallocated.")
+                else:
+                    self._requeue(job)
+            if node in cluster.nodes:
+                cluster.nodes.remove(node)
+
+    def _set_allocation(self, cluster: Cluster, state: str) -> None:
+        if cluster.allocation_state != state:
+            cluster.allocation_state = state
+            cluster.allocation_time = utcnow()
+
+    # ---------------------------------------------------------------------- jobs
+
+    def put_job(
+        self,
+        key: JobKey,
+        name: str,
+        api_version: str,
+        location: str,
+        tags: dict[str, str],
+        properties: dict[str, Any],
+        cluster_key: ClusterKey,
+        cluster_id: str,
+        resource_id: str,
+    ) -> tuple[Job, bool]:
+        with self.lock:
+            secrets = {
+                str(s["name"]): str(s.get("value", "")) for s in properties.get("secrets") or []
+            }
+            public = copy.deepcopy(properties)
+            if "secrets" in public:
+                public["secrets"] = [{"name": s["name"]} for s in public["secrets"]]
+            existing = self.jobs.get(key)
+            if existing:
+                if _canonical(existing.properties) != _canonical(public):
+                    raise HttpError(
+                        409,
+                        "Conflict",
+                        f"Job '{name}' already exists with different properties; a job's "
+                        "definition cannot be changed (delete it first).",
+                    )
+                return existing, False
+            if cluster_key not in self.clusters:
+                raise HttpError(
+                    400,
+                    "InvalidParameter",
+                    f"properties.cluster.id: cluster '{cluster_key[3]}' does not exist",
+                )
+            wall = str((properties.get("constraints") or {}).get("maxWallClockTime") or "")
+            try:
+                wall_seconds = parse_seconds(wall) if wall else parse_seconds("P7D")
+            except ValueError as exc:
+                raise HttpError(
+                    400, "InvalidParameter", f"properties.constraints.maxWallClockTime: {exc}"
+                ) from exc
+            job_uid = str(uuid.uuid4())
+            sub, group, ws, exp, _ = key
+            if api_version == API_2018:
+                workspace = self.workspaces[(sub, group, ws)]
+                experiment = self.experiments[(sub, group, ws, exp)]
+                segment = (
+                    f"{workspace.subscription}/{workspace.group}/workspaces/{workspace.name}/"
+                    f"{workspace.uid}/experiments/{experiment.name}/{experiment.uid}/jobs/"
+                    f"{name}/{job_uid}"
+                )
+            else:
+                segment = f"{sub}/{group}/jobs/{name}/{job_uid}"
+            job = Job(
+                key=key,
+                name=name,
+                api_version=api_version,
+                location=location,
+                tags=tags,
+                properties=public,
+                secrets=secrets,
+                cluster_key=cluster_key,
+                cluster_id=cluster_id,
+                node_count=int(properties.get("nodeCount") or 1),
+                max_wall_seconds=wall_seconds,
+                max_wall_clock=to_iso(wall_seconds) if wall else DEFAULT_MAX_WALL_CLOCK,
+                created=utcnow(),
+                segment=segment,
+                uid=job_uid,
+                resource_id=resource_id,
+            )
+            self.jobs[key] = job
+            self.ctx.stats.record_resource("created", "job")
+            self._schedule()
+            return job, True
+
+    def job(self, key: JobKey) -> Job:
+        with self.lock:
+            found = self.jobs.get(key)
+            if not found:
+                raise not_found("job", key[4])
+            return found
+
+    def list_jobs(self, sub: str, group: str | None, ws: str, exp: str) -> list[Job]:
+        with self.lock:
+            return [
+                j
+                for k, j in self.jobs.items()
+                if k[0] == sub.lower()
+                and (group is None or k[1] == group.lower())
+                and k[2:4] == (ws, exp)
+            ]
+
+    def delete_job(self, key: JobKey) -> bool:
+        with self.lock:
+            if key not in self.jobs:
+                return False
+            self._delete_job(key)
+            return True
+
+    def _delete_job(self, key: JobKey) -> None:
+        job = self.jobs.pop(key)
+        self._stop(job)
+        self._remove_run_dir(job)
+        self.ctx.stats.record_resource("deleted", "job")
+
+    def terminate_job(self, key: JobKey) -> Job:
+        """Kill a queued or running job (it ends failed); a finished job is left as it is."""
+        with self.lock:
+            job = self.job(key)
+            if job.execution_state in ("queued", "running"):
+                job.set_state("terminating")
+                self._stop(job)
+                self._finish(job, "failed", None, "JobTerminated", "The job was terminated.")
+            return job
+
+    # -------------------------------------------------------------- file servers
+
+    def put_file_server(
+        self,
+        key: ClusterKey,
+        name: str,
+        api_version: str,
+        location: str,
+        tags: dict[str, str],
+        properties: dict[str, Any],
+        resource_id: str,
+    ) -> tuple[FileServer, bool]:
+        with self.lock:
+            existing = self.file_servers.get(key)
+            if existing:
+                return existing, False
+            server = FileServer(
+                key, name, api_version, location, tags, copy.deepcopy(properties), utcnow()
+            )
+            server.resource_id = resource_id
+            self.file_servers[key] = server
+            self.ctx.stats.record_resource("created", "file_server")
+            return server, True
+
+    def file_server(self, key: ClusterKey) -> FileServer:
+        with self.lock:
+            found = self.file_servers.get(key)
+            if not found:
+                raise not_found("file server", key[3])
+            return found
+
+    def list_file_servers(self, sub: str, group: str | None, ws: str) -> list[FileServer]:
+        with self.lock:
+            return [
+                f
+                for k, f in self.file_servers.items()
+                if k[0] == sub.lower() and (group is None or k[1] == group.lower()) and k[2] == ws
+            ]
+
+    def delete_file_server(self, key: ClusterKey) -> bool:
+        with self.lock:
+            if self.file_servers.pop(key, None) is None:
+                return False
+            self.ctx.stats.record_resource("deleted", "file_server")
+            return True
+
+    def file_server_dir(self, server: FileServer) -> Path:
+        path = self.runs_dir / "fileservers" / server.uid
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # ---------------------------------------------------------------- operations
+
+    def start_operation(
+        self,
+        name: str,
+        is_done: Callable[[], bool],
+        result: Callable[[], dict[str, Any] | None] = lambda: None,
+    ) -> Operation:
+        with self.lock:
+            op = Operation(str(uuid.uuid4()), name, utcnow(), is_done, result)
+            self.operations[op.op_id] = op
+            return op
+
+    def operation(self, op_id: str) -> Operation:
+        with self.lock:
+            op = self.operations.get(op_id)
+            if op is None:
+                raise not_found("operation", op_id)
+            if op.ended is None and op.is_done():
+                op.ended = utcnow()
+            return op
+
+    # --------------------------------------------------------------- lifecycle
+
+    def delete_resource_group(self, sub: str, group: str) -> None:
+        with self.lock:
+            scopes = {k[:3] for k in self.clusters} | {k[:3] for k in self.jobs}
+            scopes |= {k[:3] for k in self.file_servers}
+            for scope in scopes:
+                if scope[:2] == (sub.lower(), group.lower()) and scope[2] == "":
+                    self._delete_scope(*scope)
+            for key in [k for k in self.workspaces if k[:2] == (sub.lower(), group.lower())]:
+                self.delete_workspace(*key)
+
+    def reset(self) -> None:
+        with self.lock:
+            for job in self.jobs.values():
+                self._stop(job)
+            for store in (self.workspaces, self.experiments, self.clusters, self.jobs):
+                store.clear()
+            self.file_servers.clear()
+            self.operations.clear()
+            shutil.rmtree(self.runs_dir / "runs", ignore_errors=True)
+
+    def shutdown(self) -> None:
+        with self.lock:
+            for job in self.jobs.values():
+                self._stop(job)
+
+    # ------------------------------------------------------------------ advance
+
+    def advance(self) -> None:
+        """Move every cluster and job forward to the present."""
+        with self.lock:
+            now = time.monotonic()
+            for cluster in self.clusters.values():
+                self._advance_cluster(cluster, now)
+            for job in list(self.jobs.values()):
+                if job.execution_state == "running":
+                    self._advance_job(job, now)
+            self._schedule()
+
+    def _advance_cluster(self, cluster: Cluster, now: float) -> None:
+        if cluster.provisioning_state == "creating":
+            cluster.provisioning_state = "succeeded"
+            cluster.provisioning_time = utcnow()
+        for node in cluster.nodes:
+            if node.state == "preparing" and node.ready_at <= now:
+                node.state = "unusable" if cluster.nodes_unusable else "idle"
+        if cluster.allocation_state == "resizing" and not cluster.count("preparing"):
+            self._set_allocation(cluster, "steady")
+        self._autoscale(cluster)
+
+    def _autoscale(self, cluster: Cluster) -> None:
+        auto = (cluster.properties.get("scaleSettings") or {}).get("autoScale")
+        if not auto:
+            return
+        demand = sum(
+            j.node_count
+            for j in self.jobs.values()
+            if j.cluster_key == cluster.key and j.execution_state in ("queued", "running")
+        )
+        if cluster.autoscale_initial and not demand:
+            return
+        low, high = int(auto["minimumNodeCount"]), int(auto["maximumNodeCount"])
+        wanted = min(max(demand, low), high)
+        if demand:
+            cluster.autoscale_initial = False
+        unusable = cluster.count("unusable")
+        usable = len(cluster.nodes) - unusable
+        if wanted > usable:  # grow for queued work
+            self._resize(cluster, wanted + unusable, "Clusters_Update")
+        elif wanted < usable and not cluster.count("running") and not cluster.count("preparing"):
+            self._resize(cluster, wanted + unusable, "Clusters_Update")  # idle: shrink back
+
+    def _advance_job(self, job: Job, now: float) -> None:
+        if job.process is None:
+            return
+        if now - job.started_at > job.max_wall_seconds:
+            self._stop(job)
+            self._finish(
+                job,
+                "failed",
+                None,
+                "MaxWallClockTimeExpiry",
+                f"The job exceeded its maxWallClockTime ({job.max_wall_clock}) and was killed.",
+            )
+            return
+        if job.preempt and now - job.started_at >= PREEMPT_AFTER_SECONDS:
+            self._preempt(job)
+            return
+        code = job.process.poll()
+        if code is None:
+            return
+        job.process = None
+        if job.phase == "prep":
+            if code != 0:
+                self._finish(job, "failed", code, "JobPreparationFailed", "Job preparation failed.")
+                return
+            self._start_main(job)
+            return
+        if code == 0:
+            self._finish(job, "succeeded", 0)
+        else:
+            self._finish(job, "failed", code, "JobFailed", "Job failed with non-zero exit code")
+
+    def _preempt(self, job: Job) -> None:
+        """A lowpriority node was taken back: the run is killed and the job requeued.
+
+        Spec (JobProperties.executionState): "queued - ... A job enters this state when
+        it is created, or when it is awaiting a retry after a failed run"; the nodes are
+        reallocated (preparing again) as Batch does for preempted lowpriority nodes.
+        """
+        cluster = self.clusters.get(job.cluster_key)
+        self._stop(job)
+        self._requeue(job)
+        if cluster:
+            ready_at = time.monotonic() + self.ctx.config.provision_seconds
+            preempted = [n for n in cluster.nodes if n.job is None and n.state == "idle"]
+            for node in preempted[: job.node_count]:
+                node.state = "preparing"
+                node.ready_at = ready_at
+            self._set_allocation(cluster, "resizing")
+
+    def _requeue(self, job: Job) -> None:
+        job.set_state("queued")
+        job.preempt = False
+        job.start_time = None
+
+    def _schedule(self) -> None:
+        queued = sorted(
+            (j for j in self.jobs.values() if j.execution_state == "queued"),
+            key=lambda j: (_PRIORITY_RANK.get(_priority(j), 1), j.created),
+        )
+        for job in queued:
+            cluster = self.clusters.get(job.cluster_key)
+            if cluster is None:
+                continue
+            idle = [n for n in cluster.nodes if n.state == "idle"]
+            if len(idle) < job.node_count:
+                continue
+            for node in idle[: job.node_count]:
+                node.state = "running"
+                node.job = job.key
+            cluster.autoscale_initial = False
+            self._launch(job, cluster)
+
+    def _launch(self, job: Job, cluster: Cluster) -> None:
+        job.attempts += 1
+        job.errors = []
+        job.exit_code = None
+        job.end_time = None
+        job.start_time = utcnow()
+        job.set_state("running")
+        job.started_at = time.monotonic()
+        job.preempt = cluster.low_priority and self.ctx.faults.roll("preemption", "Jobs_Create")
+        try:
+            cluster_mounts = self._mounts(cluster.properties.get("nodeSetup") or {}, cluster)
+            job_mounts = self._mounts(job.properties, cluster)
+            job.shares = {m.share: m.target for m in cluster_mounts + job_mounts if m.share}
+            job.layout = runner.build_layout(
+                root=self.runs_dir / "runs" / f"{job.uid}-{job.attempts}",
+                job_name=job.name,
+                properties=job.properties,
+                secrets=job.secrets,
+                cluster_mounts=cluster_mounts,
+                job_mounts=job_mounts,
+                vm_size=cluster.vm_size,
+                output_segment=job.segment,
+                stdouterr_subdir="stdouterr" if job.api_version == API_2018 else "",
+            )
+            runner.prepare_output_dirs(job.layout)
+            prep = (job.properties.get("jobPreparation") or {}).get("commandLine")
+            if prep:
+                job.phase = "prep"
+                job.process = runner.start(
+                    ["/bin/sh", "-c", str(prep)],
+                    job.layout,
+                    "stdout-job_prep.txt",
+                    "stderr-job_prep.txt",
+                )
+            else:
+                self._start_main(job)
+        except runner.LaunchError as exc:
+            self._finish(job, "failed", None, exc.code, exc.message)
+        except OSError as exc:
+            self._finish(job, "failed", None, "JobLaunchFailed", f"cannot prepare the job: {exc}")
+
+    def _start_main(self, job: Job) -> None:
+        assert job.layout is not None
+        try:
+            argv = runner.main_command(job.properties, job.layout.env, self.ctx.config.python)
+            job.phase = "main"
+            job.process = runner.start(argv, job.layout, "stdout.txt", "stderr.txt")
+        except runner.LaunchError as exc:
+            self._finish(job, "failed", None, exc.code, exc.message)
+
+    def _mounts(self, holder: dict[str, Any], cluster: Cluster) -> list[runner.Mount]:
+        volumes = holder.get("mountVolumes") or {}
+        mounts: list[runner.Mount] = []
+        for share in volumes.get("azureFileShares") or []:
+            name = runner.share_name(str(share.get("azureFileUrl", "")))
+            if not self.ctx.file_shares.share_exists(name):
+                raise runner.LaunchError(
+                    "MountFailed",
+                    f"Azure File share '{name}' (azureFileUrl {share.get('azureFileUrl')}) "
+                    "does not exist.",
+                )
+            root = self.ctx.file_shares.share_root(name)
+            mounts.append(runner.Mount(str(share["relativeMountPath"]), root, name))
+        for ref in volumes.get("fileServers") or []:
+            server_name = str((ref.get("fileServer") or {}).get("id", "")).rstrip("/")
+            server_name = server_name.rsplit("/", 1)[-1].lower()
+            server = self.file_servers.get((*cluster.key[:3], server_name))
+            target = (
+                self.file_server_dir(server)
+                if server
+                else self.runs_dir / "fileservers" / "missing" / server_name
+            )
+            target.mkdir(parents=True, exist_ok=True)
+            source = str(ref.get("sourceDirectory") or "").strip("/")
+            mounts.append(
+                runner.Mount(str(ref["relativeMountPath"]), target / source if source else target)
+            )
+        return mounts
+
+    def _stop(self, job: Job) -> None:
+        """Kill the job's process (if any) and give its nodes back."""
+        if job.process is not None:
+            job.process.kill()
+            job.process = None
+        cluster = self.clusters.get(job.cluster_key)
+        if cluster:
+            for node in cluster.nodes:
+                if node.job == job.key:
+                    node.job = None
+                    node.state = "idle"
+
+    def _finish(
+        self,
+        job: Job,
+        state: str,
+        exit_code: int | None,
+        error_code: str | None = None,
+        message: str = "",
+    ) -> None:
+        self._stop(job)
+        job.phase = ""
+        job.exit_code = exit_code
+        job.end_time = utcnow()
+        job.errors = [{"code": error_code, "message": message}] if error_code else []
+        job.set_state(state)
+
+    def _remove_run_dir(self, job: Job) -> None:
+        for attempt in range(1, job.attempts + 1):
+            shutil.rmtree(self.runs_dir / "runs" / f"{job.uid}-{attempt}", ignore_errors=True)
+
+
+def _priority(job: Job) -> str:
+    value = job.properties.get("schedulingPriority")
+    if value is None and "priority" in job.properties:  # preview: integer, higher first
+        number = int(job.properties.get("priority") or 0)
+        return "high" if number > 0 else "low" if number < 0 else "normal"
+    return str(value or "normal").lower()
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)

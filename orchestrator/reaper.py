@@ -1,0 +1,127 @@
+"""The reaper: last line of defence after a SIGKILL or a lost message.
+
+Run periodically (task `batchai.reap`, scheduled by beat). It
+
+1. deletes this orchestrator's clusters and jobs -- recognised by their names
+   (naming.parse_*_run_id; shared clusters are never recognised) -- whose run
+   is terminal or unknown to the store, once they are older than
+   settings.reaper_grace_seconds (so a run being created is never raced);
+2. re-drives runs that are not terminal but made no progress for a long time
+   (longer than a broker redelivery could take): it re-sends their current
+   step's task with the expected task id, which the chain accepts exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from orchestrator.chain import Dispatch, new_task_id
+from orchestrator.gateway import AzureGatewayError, AzureResource
+from orchestrator.logs import get_logger
+from orchestrator.naming import parse_cluster_run_id, parse_job_run_id
+from orchestrator.status import STEP_ORDER, Step, StepState
+from orchestrator.steps import StepContext
+from orchestrator.store import RunNotFound, RunRecord
+
+_FINISHED = frozenset({StepState.DONE, StepState.SKIPPED})
+
+
+@dataclass
+class ReapReport:
+    deleted_clusters: list[str] = field(default_factory=list)
+    deleted_jobs: list[str] = field(default_factory=list)
+    redriven: list[Dispatch] = field(default_factory=list)
+
+
+def stale_after_seconds(ctx: StepContext) -> float:
+    """No progress for this long means the run's message was lost: longer than
+    a redelivery (visibility timeout) plus the longest poll countdown."""
+    s = ctx.settings
+    return 2 * s.visibility_timeout_seconds + s.poll_max_seconds
+
+
+def _age(ctx: StepContext, resource: AzureResource) -> float:
+    if resource.created is None:
+        return float("inf")
+    created: datetime = resource.created
+    return ctx.clock() - created.timestamp()
+
+
+def _owner_gone(ctx: StepContext, run_id: str) -> bool:
+    try:
+        return ctx.store.get(run_id).terminal
+    except RunNotFound:
+        return True
+
+
+def reap_resources(ctx: StepContext, report: ReapReport) -> None:
+    settings = ctx.settings
+    gateway = ctx.gateway
+    log = get_logger(component="reaper")
+    rg, ws = settings.azure_resource_group, settings.azure_workspace
+    for job in gateway.list_job_resources(rg, ws):
+        run_id = parse_job_run_id(job.name, job.experiment)
+        if run_id is None or _age(ctx, job) < settings.reaper_grace_seconds:
+            continue
+        if _owner_gone(ctx, run_id):
+            assert job.experiment is not None
+            gateway.delete_job(rg, ws, job.experiment, job.name)
+            report.deleted_jobs.append(job.name)
+            log.warning("reaped_job", job=job.name, run_id=run_id)
+    for cluster in gateway.list_clusters(rg, ws):
+        run_id = parse_cluster_run_id(cluster.name)
+        if run_id is None or _age(ctx, cluster) < settings.reaper_grace_seconds:
+            continue
+        if _owner_gone(ctx, run_id):
+            gateway.delete_cluster(rg, ws, cluster.name)
+            report.deleted_clusters.append(cluster.name)
+            log.warning("reaped_cluster", cluster=cluster.name, run_id=run_id)
+
+
+def redrive_step(record: RunRecord) -> Step:
+    """The step a stalled run should continue with."""
+    failed = any(record.step(s).state is StepState.FAILED for s in STEP_ORDER)
+    if record.ending is not None or failed or record.cancel_requested:
+        return Step.CLEANUP
+    for step in STEP_ORDER:
+        if record.step(step).state not in _FINISHED:
+            return step
+    return Step.CLEANUP
+
+
+def redrive_stalled(ctx: StepContext, report: ReapReport) -> None:
+    log = get_logger(component="reaper")
+    now = ctx.clock()
+    threshold = stale_after_seconds(ctx)
+    for run_id in list(ctx.store.run_ids()):
+        try:
+            record = ctx.store.get(run_id)
+        except RunNotFound:
+            continue
+        if record.terminal or not record.dispatched or now - record.updated_at < threshold:
+            continue
+        if ctx.store.redis.exists(f"{ctx.store.namespace}:lock:{run_id}"):
+            continue  # a step is executing right now
+        step = redrive_step(record)
+        task_id = record.step(step).task_id
+        if task_id is None:
+            task_id = new_task_id(run_id, step)
+            ctx.store.set_step(run_id, step, StepState.PENDING, task_id=task_id)
+        else:
+            # Touch the record so the next sweep waits another full period.
+            ctx.store.append_event(run_id, "redriven", step=step.value, task_id=task_id)
+            ctx.store.set_step(run_id, step, record.step(step).state, detail={"redriven_at": now})
+        report.redriven.append(Dispatch(step, run_id, task_id))
+        log.warning("redriven_run", run_id=run_id, step=step.value, task_id=task_id)
+
+
+def reap(ctx: StepContext) -> list[Dispatch]:
+    """One sweep; returns the task messages to send (re-driven steps)."""
+    report = ReapReport()
+    try:
+        reap_resources(ctx, report)
+    except AzureGatewayError as exc:
+        get_logger(component="reaper").warning("reap_resources_failed", error=str(exc))
+    redrive_stalled(ctx, report)
+    return report.redriven

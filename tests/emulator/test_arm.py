@@ -1,0 +1,171 @@
+"""Resource groups through azure-mgmt-resource, the client the orchestrator uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from emulator.testing import RunningEmulator
+
+
+def test_create_get_list_and_existence(arm: Any, emulator: RunningEmulator) -> None:
+    created = arm.resource_groups.create_or_update(
+        "quickstart-rg", {"location": "eastus", "tags": {"team": "ml"}}
+    )
+    assert created.name == "quickstart-rg"
+    assert created.location == "eastus"
+    assert created.properties.provisioning_state == "Succeeded"
+    assert created.id.endswith("/resourceGroups/quickstart-rg")
+
+    fetched = arm.resource_groups.get("quickstart-rg")
+    assert fetched.tags == {"team": "ml"}
+    assert arm.resource_groups.check_existence("quickstart-rg") is True
+    assert arm.resource_groups.check_existence("other-rg") is False
+    assert [g.name for g in arm.resource_groups.list()] == ["quickstart-rg"]
+
+    stats = emulator.stats()
+    assert stats["requests"]["ResourceGroups_CreateOrUpdate"] == {"201": 1}
+    assert stats["resources"]["created"] == {"resource_group": 1}
+
+
+def test_create_twice_answers_200_and_counts_one_creation(
+    arm: Any, emulator: RunningEmulator
+) -> None:
+    arm.resource_groups.create_or_update("rg", {"location": "westeurope"})
+    again = arm.resource_groups.create_or_update("RG", {"location": "westeurope"})
+    assert again.name == "rg"  # ARM keeps the original casing
+    stats = emulator.stats()
+    assert stats["requests"]["ResourceGroups_CreateOrUpdate"] == {"201": 1, "200": 1}
+    assert stats["resources"]["created"] == {"resource_group": 1}
+
+
+def test_get_missing_group_is_404_resource_group_not_found(arm: Any) -> None:
+    with pytest.raises(ResourceNotFoundError) as caught:
+        arm.resource_groups.get("missing-rg")
+    assert caught.value.error is not None
+    assert caught.value.error.code == "ResourceGroupNotFound"
+
+
+def test_begin_delete_polls_to_completion_and_cascades(arm: Any, emulator: RunningEmulator) -> None:
+    deleted: list[tuple[str, str]] = []
+    emulator.emulator.resource_groups.on_delete(lambda sub, rg: deleted.append((sub, rg)))
+    arm.resource_groups.create_or_update("doomed", {"location": "eastus"})
+
+    arm.resource_groups.begin_delete("doomed").result()
+
+    assert deleted == [(emulator.env["AZURE_SUBSCRIPTION_ID"], "doomed")]
+    assert arm.resource_groups.check_existence("doomed") is False
+    stats = emulator.stats()
+    assert stats["requests"]["ResourceGroups_Delete"] == {"202": 1}
+    assert "200" in stats["requests"]["OperationResults_Get"]
+    assert stats["resources"]["deleted"] == {"resource_group": 1}
+
+
+def test_delete_reports_in_progress_until_the_cascade_finishes(
+    arm: Any, emulator: RunningEmulator
+) -> None:
+    import threading
+
+    release = threading.Event()
+    emulator.emulator.resource_groups.on_delete(lambda sub, rg: release.wait(30))
+    arm.resource_groups.create_or_update("slow", {"location": "eastus"})
+    poller = arm.resource_groups.begin_delete("slow")
+    assert poller.status() == "InProgress"
+    assert poller.done() is False
+    release.set()
+    poller.result()
+    assert poller.status() == "Succeeded"
+
+
+def _raw(emulator: RunningEmulator, method: str, path: str, **kwargs: Any) -> requests.Response:
+    return requests.request(
+        method, emulator.url + path, verify=emulator.ca_bundle, timeout=30, **kwargs
+    )
+
+
+def test_missing_or_malformed_bearer_token_is_401(emulator: RunningEmulator) -> None:
+    sub = emulator.env["AZURE_SUBSCRIPTION_ID"]
+    path = f"/subscriptions/{sub}/resourcegroups?api-version=2025-04-01"
+    for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer "}):
+        response = _raw(emulator, "GET", path, headers=headers)
+        assert response.status_code == 401, headers
+        assert response.json()["error"]["code"] == "AuthenticationFailed"
+        assert response.headers["x-ms-request-id"]
+        assert response.headers["x-ms-correlation-request-id"]
+    ok = _raw(emulator, "GET", path, headers={"Authorization": "Bearer anything.at.all"})
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [("", "MissingApiVersionParameter"), ("?api-version=2099-01-01", "InvalidApiVersionParameter")],
+)
+def test_bad_api_version_is_400(emulator: RunningEmulator, query: str, code: str) -> None:
+    sub = emulator.env["AZURE_SUBSCRIPTION_ID"]
+    response = _raw(
+        emulator,
+        "PUT",
+        f"/subscriptions/{sub}/resourcegroups/rg{query}",
+        json={"location": "eastus"},
+        headers={"Authorization": "Bearer t"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+    assert "api-version" in response.json()["error"]["message"]
+
+
+def test_quickstart_era_api_version_is_accepted(emulator: RunningEmulator) -> None:
+    sub = emulator.env["AZURE_SUBSCRIPTION_ID"]
+    response = _raw(
+        emulator,
+        "PUT",
+        f"/subscriptions/{sub}/resourcegroups/old-rg?api-version=2017-05-10",
+        json={"location": "eastus"},
+        headers={"Authorization": "Bearer t"},
+    )
+    assert response.status_code == 201
+
+
+def test_create_without_location_names_the_field(arm: Any) -> None:
+    with pytest.raises(HttpResponseError) as caught:
+        arm.resource_groups.create_or_update("rg", {"tags": {}})
+    assert caught.value.status_code == 400
+    assert "location" in str(caught.value.message)
+
+
+def test_unknown_arm_route_is_arm_shaped(emulator: RunningEmulator) -> None:
+    sub = emulator.env["AZURE_SUBSCRIPTION_ID"]
+    response = _raw(
+        emulator,
+        "GET",
+        f"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Nope/things?api-version=1",
+        headers={"Authorization": "Bearer t"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "InvalidResourceType"
+    assert "Microsoft.Nope" in response.json()["error"]["message"]
+    response = _raw(
+        emulator, "GET", f"/subscriptions/{sub}/nothing", headers={"Authorization": "Bearer t"}
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NotFound"
+
+
+def test_a_failing_cascade_callback_does_not_block_the_delete(
+    arm: Any, emulator: RunningEmulator
+) -> None:
+    seen: list[str] = []
+
+    def broken(sub: str, rg: str) -> None:
+        raise RuntimeError("cleanup failed")
+
+    store = emulator.emulator.resource_groups
+    store.on_delete(broken)
+    store.on_delete(lambda sub, rg: seen.append(rg))
+    arm.resource_groups.create_or_update("rg", {"location": "eastus"})
+    arm.resource_groups.begin_delete("rg").result()
+    assert seen == ["rg"]
+    assert arm.resource_groups.check_existence("rg") is False

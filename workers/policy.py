@@ -1,0 +1,108 @@
+"""One place for the chain's retry, backoff and time-limit policy.
+
+Every chain task is a ChainTask: the step logic never sees Celery, and no task
+repeats this handling. Errors map to outcomes as follows:
+
+- TransientAzureError: retry the same message later (countdown = the server's
+  Retry-After, else exponential backoff), at most settings.step_max_retries
+  times; past that the run fails with azure_error and cleanup runs.
+- PermanentAzureError: handled by the chain runner (failed run, reason from
+  the error, cleanup).
+- A soft time limit: like a transient error (the step is idempotent).
+- Anything else: the run fails (never a stuck run) and cleanup runs.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+
+from orchestrator.chain import Dispatch, fail_step, run_step
+from orchestrator.enqueue import CHAIN_QUEUE, task_name
+from orchestrator.gateway import TransientAzureError
+from orchestrator.logs import get_logger
+from orchestrator.settings import get_settings
+from orchestrator.status import FailureReason, Step
+from workers.context import worker_context
+
+# Per-task limits: a step does a handful of Azure calls (collect_outputs
+# downloads files); far longer means something hangs.
+SOFT_TIME_LIMIT_SECONDS = 600
+TIME_LIMIT_SECONDS = 660
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def transient_backoff(retries: int) -> float:
+    """Exponential backoff with jitter for transient errors without Retry-After."""
+    base = min(MAX_BACKOFF_SECONDS, 2.0 ** min(retries, 10))
+    return base * random.uniform(0.5, 1.0)
+
+
+def send(app: Any, dispatch: Dispatch | None) -> None:
+    if dispatch is None:
+        return
+    app.send_task(
+        task_name(dispatch.step),
+        args=[dispatch.run_id],
+        task_id=dispatch.task_id,
+        countdown=dispatch.countdown or None,
+        queue=CHAIN_QUEUE,
+    )
+
+
+class ChainTask(Task):  # type: ignore[misc]
+    """Base of every step task: reliability flags and the error policy."""
+
+    abstract = True
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
+    soft_time_limit = SOFT_TIME_LIMIT_SECONDS
+    time_limit = TIME_LIMIT_SECONDS
+    step: Step
+
+    def execute_step(self, run_id: str) -> None:
+        settings = get_settings()
+        ctx = worker_context()
+        step = self.step
+        retries = int(self.request.retries or 0)
+        log = get_logger(run_id=run_id, step=step.value, task_id=self.request.id, attempt=retries)
+        try:
+            dispatch = run_step(ctx, step, run_id, str(self.request.id))
+        except Retry:
+            raise
+        except (TransientAzureError, SoftTimeLimitExceeded) as exc:
+            retry_after = getattr(exc, "retry_after", None)
+            request_id = getattr(exc, "request_id", None)
+            if retries < settings.step_max_retries:
+                countdown = retry_after if retry_after is not None else transient_backoff(retries)
+                countdown = min(countdown, settings.visibility_timeout_seconds / 2)
+                log.warning(
+                    "step_transient_error",
+                    error=str(exc),
+                    retry_in=round(countdown, 3),
+                    azure_request_id=request_id,
+                )
+                raise self.retry(
+                    countdown=countdown, max_retries=settings.step_max_retries, exc=exc
+                ) from None
+            dispatch = fail_step(
+                ctx,
+                step,
+                run_id,
+                FailureReason.AZURE_ERROR,
+                f"{step.value}: still failing after {retries} retries: {exc}",
+            )
+        except Exception as exc:
+            log.exception("step_crashed")
+            dispatch = fail_step(
+                ctx,
+                step,
+                run_id,
+                FailureReason.AZURE_ERROR,
+                f"{step.value}: internal error: {type(exc).__name__}: {exc}",
+            )
+        send(self.app, dispatch)

@@ -1,0 +1,35 @@
+"""The chain's tasks: `batchai.<step>` (argument: the run id only) and `batchai.reap`.
+
+Each is one line: the step logic is in orchestrator/steps.py, the bookkeeping
+in orchestrator/chain.py, the error policy in workers/policy.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.enqueue import task_name
+from orchestrator.reaper import reap
+from orchestrator.status import STEP_ORDER, Step
+from workers.app import REAP_TASK, app
+from workers.context import worker_context
+from workers.policy import ChainTask, send
+
+
+def _register(step: Step) -> Any:
+    def step_task(self: ChainTask, run_id: str) -> None:
+        self.execute_step(run_id)
+
+    step_task.__name__ = step_task.__qualname__ = step.value
+    return app.task(name=task_name(step), base=ChainTask, bind=True, step=step)(step_task)
+
+
+STEP_TASKS: dict[Step, Any] = {step: _register(step) for step in STEP_ORDER}
+
+
+def reap_resources_and_stalled_runs() -> None:
+    for dispatch in reap(worker_context()):
+        send(app, dispatch)
+
+
+reap_task: Any = app.task(name=REAP_TASK, ignore_result=True)(reap_resources_and_stalled_runs)
