@@ -6,11 +6,10 @@ import sys
 
 import typer
 
+# Command modules register themselves on the shared app when imported.
+import orchestrator.cli_api
 import orchestrator.cli_runs
 import orchestrator.cli_worker  # noqa: F401
-
-# Command modules register themselves on the shared app when imported.
-import orchestrator.cli_api  # noqa: F401
 from orchestrator import cli_emulator  # noqa: F401
 from orchestrator.cli_app import CliError, app
 

@@ -9,6 +9,7 @@ import anyio
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
+from orchestrator import cancel
 from orchestrator.api.deps import AuthDep, SettingsDep, StoreDep
 from orchestrator.api.errors import field_error
 from orchestrator.api.models import (
@@ -146,11 +147,12 @@ def get_run(run_id: str, store: StoreDep) -> RunView:
     responses={**_ERRORS, **_NOT_FOUND, 409: {"description": "The run has already ended"}},
 )
 def cancel_run(run_id: str, store: StoreDep) -> RunView:
-    """Ask the chain to cancel the run: it terminates the job and cleans up."""
+    """Cancel the run: a queued run ends at once; a started one is flagged, and the
+    chain terminates its job and cleans up before it ends cancelled."""
     record = store.get(run_id)
     if record.terminal:
         raise HTTPException(409, f"run_id: run {run_id!r} has already ended ({record.status})")
-    return RunView.of(store.request_cancel(run_id))
+    return RunView.of(cancel.cancel_run(store, run_id))
 
 
 @router.get(

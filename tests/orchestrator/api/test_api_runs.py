@@ -165,15 +165,20 @@ def test_bad_list_query_is_422_naming_the_parameter(
     assert response.json()["message"].startswith(f"{field}:")
 
 
-def test_cancel_flags_the_run_then_409_once_it_has_ended(
-    client: TestClient, store: RunStore
-) -> None:
+def test_cancel_ends_a_queued_run_at_once_then_409(client: TestClient) -> None:
     run_id = client.post("/v1/runs", json=run_request()).json()["run_id"]
     response = client.post(f"/v1/runs/{run_id}/cancel")
     assert response.status_code == 202
-    assert response.json()["cancel_requested"] is True
-    assert store.get(run_id).cancel_requested
-    store.transition(run_id, RunStatus.CANCELLED)
+    assert (response.json()["status"], response.json()["reason"]) == ("cancelled", "cancelled")
     ended = client.post(f"/v1/runs/{run_id}/cancel")
     assert ended.status_code == 409
     assert "already ended" in ended.json()["message"]
+
+
+def test_cancel_flags_a_started_run_for_the_chain(client: TestClient, store: RunStore) -> None:
+    run_id = client.post("/v1/runs", json=run_request()).json()["run_id"]
+    store.transition(run_id, RunStatus.PROVISIONING)
+    response = client.post(f"/v1/runs/{run_id}/cancel")
+    assert response.status_code == 202
+    assert response.json()["status"] == "provisioning"
+    assert store.get(run_id).cancel_requested
