@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.spec import SpecError
-from orchestrator.store import RunNotFound
+from orchestrator.store import RunNotFound, StoreContention
 
 logger = logging.getLogger("orchestrator.api")
 
@@ -103,11 +103,17 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _contention(request: Request, exc: Exception) -> JSONResponse:
+    # Many writers raced on one run; a retry a moment later succeeds.
+    return error_response(503, f"run_id: {exc}; retry", headers={"Retry-After": "1"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(SpecError, _spec_error)
     app.add_exception_handler(RunNotFound, _run_not_found)
+    app.add_exception_handler(StoreContention, _contention)
     app.add_exception_handler(redis.exceptions.ConnectionError, _redis_unavailable)
     app.add_exception_handler(redis.exceptions.TimeoutError, _redis_unavailable)
     app.add_exception_handler(redis.exceptions.BusyLoadingError, _redis_unavailable)

@@ -6,7 +6,7 @@ from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from orchestrator import cancel
@@ -22,7 +22,7 @@ from orchestrator.api.models import (
     RunView,
 )
 from orchestrator.api.outputs import list_output_files, resolve_output, run_artifacts_dir
-from orchestrator.api.sse import run_event_stream
+from orchestrator.api.sse import run_event_stream, stream_limiter
 from orchestrator.enqueue import enqueue_run
 from orchestrator.spec import RunSpec
 from orchestrator.status import RunStatus
@@ -169,12 +169,19 @@ def cancel_run(run_id: str, store: StoreDep) -> RunView:
     },
 )
 async def stream_events(
-    run_id: str, store: StoreDep, last_event_id: LastEventId = None
+    run_id: str, store: StoreDep, request: Request, last_event_id: LastEventId = None
 ) -> StreamingResponse:
     """Replay the run's events (after Last-Event-ID), then stream new ones until it ends."""
     record = await anyio.to_thread.run_sync(store.get, run_id)
+    events = run_event_stream(
+        store,
+        run_id,
+        after=last_event_id or "0",
+        terminal=record.terminal,
+        limiter=stream_limiter(request.app.state),
+    )
     return StreamingResponse(
-        run_event_stream(store, run_id, after=last_event_id or "0", terminal=record.terminal),
+        events,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

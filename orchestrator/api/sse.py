@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import redis
@@ -18,14 +18,18 @@ from orchestrator.store import RunEvent, RunStore
 BLOCK_MS = 5000
 # Open streams each hold a thread in XREAD; their own limiter keeps them from
 # starving the threadpool that serves every other (sync) route.
-_STREAM_THREADS = anyio.CapacityLimiter(256)
+STREAM_THREADS = 256
 _TERMINAL_VALUES = frozenset(status.value for status in TERMINAL)
 
 T = TypeVar("T")
 
 
-async def _in_thread(func: Callable[[], T]) -> T:
-    return await anyio.to_thread.run_sync(func, abandon_on_cancel=True, limiter=_STREAM_THREADS)
+def stream_limiter(state: Any) -> anyio.CapacityLimiter:
+    """The app's limiter of stream threads, made on first use (inside its event loop)."""
+    limiter: anyio.CapacityLimiter | None = getattr(state, "stream_threads", None)
+    if limiter is None:
+        limiter = state.stream_threads = anyio.CapacityLimiter(STREAM_THREADS)
+    return limiter
 
 
 def format_event(event: RunEvent) -> str:
@@ -38,7 +42,11 @@ def ends_run(event: RunEvent) -> bool:
 
 
 async def run_event_stream(
-    store: RunStore, run_id: str, after: str, terminal: bool
+    store: RunStore,
+    run_id: str,
+    after: str,
+    terminal: bool,
+    limiter: anyio.CapacityLimiter,
 ) -> AsyncIterator[str]:
     """Events after `after`; ends once the run's terminal status event was sent.
 
@@ -46,11 +54,15 @@ async def run_event_stream(
     then only what is stored is replayed. A status change and its event are
     written atomically, so a run seen terminal has its terminal event stored.
     """
+
+    async def in_thread(func: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(func, abandon_on_cancel=True, limiter=limiter)
+
     last = after
     try:
         while True:
             block = None if terminal else BLOCK_MS
-            events = await _in_thread(
+            events = await in_thread(
                 functools.partial(store.read_events, run_id, last, block_ms=block)
             )
             for event in events:
@@ -61,7 +73,7 @@ async def run_event_stream(
                 continue  # drain everything stored before deciding anything
             if terminal:
                 return
-            record = await _in_thread(functools.partial(store.get, run_id))
+            record = await in_thread(functools.partial(store.get, run_id))
             terminal = record.terminal
             if not terminal:
                 yield ": keep-alive\n\n"
