@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from orchestrator.api import create_app
 from orchestrator.client import ApiError, OrchestratorClient
+from orchestrator.redis_server import RedisServer
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
 from orchestrator.status import RunStatus, Step, StepState
@@ -66,3 +69,20 @@ def test_bad_last_event_id_is_422(api: OrchestratorClient, store: RunStore) -> N
         list(api.events(run_id, last_event_id="../etc"))
     assert caught.value.status == 422
     assert "Last-Event-ID" in caught.value.message
+
+
+def test_redis_lost_mid_stream_ends_it_with_an_error_event(tmp_path: Path) -> None:
+    server = RedisServer().start()
+    settings = Settings(redis_url=server.url, api_token=SecretStr(TOKEN), artifacts_dir=tmp_path)
+    try:
+        with serve(create_app(settings)) as url, OrchestratorClient(url, token=TOKEN) as api:
+            run_id = api.submit(run_request()["spec"])["run_id"]
+            stream = api.events(run_id)
+            replayed = [next(stream)["kind"], next(stream)["kind"]]
+            assert replayed == ["status", "dispatched"]  # all there is; now the stream waits
+            server.stop()
+            with pytest.raises(ApiError) as caught:
+                next(stream)
+            assert caught.value.status == 503
+    finally:
+        server.stop()
