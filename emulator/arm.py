@@ -114,6 +114,9 @@ class ResourceGroupStore:
     def on_delete(self, callback: Callable[[str, str], None]) -> None:
         self._delete_callbacks.append(callback)
 
+    def remove_on_delete(self, callback: Callable[[str, str], None]) -> None:
+        self._delete_callbacks.remove(callback)
+
     def get(self, subscription_id: str, name: str) -> ResourceGroup | None:
         with self._lock:
             return self._groups.get((subscription_id.lower(), name.lower()))
@@ -266,7 +269,9 @@ def register(router: Router, ctx: EmulatorContext, store: ResourceGroupStore) ->
         groups = [g.to_json() for g in store.list(params["subscription"]) if not g.deleting]
         return json_response(200, {"value": groups})
 
-    @router.add("GET", SUB + r"/operationresults/(?P<operation>[0-9a-f]+)", "OperationResults_Get")
+    @router.add(
+        "GET", SUB + r"/operationresults/(?P<operation>[0-9a-f]+)", "ResourceGroups_DeleteStatus"
+    )
     def operation_result(request: Request, params: dict[str, str]) -> Response:
         done = store.operation_done(params["operation"])
         if done is None:

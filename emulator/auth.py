@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import email.utils
 import hashlib
 import hmac
 import re
@@ -19,6 +20,7 @@ from emulator.http import HttpError, Request
 
 SAS_VERSION = "2019-02-02"
 SAS_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+MAX_REQUEST_DATE_SKEW = datetime.timedelta(minutes=15)
 _BEARER = re.compile(r"Bearer [A-Za-z0-9\-._~+/]+=*")
 _SIGNED_HEADERS = (
     "content-encoding",
@@ -87,6 +89,21 @@ def verify_shared_key(request: Request, account: str, key_base64: str) -> None:
     expected = sign(key_base64, shared_key_string_to_sign(request, account))
     if not hmac.compare_digest(expected, signature):
         raise _storage_auth_failed("the request signature does not match the account key")
+    _check_request_date(request.headers.get("x-ms-date") or request.headers.get("date"))
+
+
+def _check_request_date(text: str | None) -> None:
+    """Azure Storage refuses signed requests dated more than 15 minutes off (replays)."""
+    if not text:
+        raise _storage_auth_failed("x-ms-date is required")
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError) as exc:
+        raise _storage_auth_failed("x-ms-date is not an RFC 1123 date") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    if abs(datetime.datetime.now(datetime.UTC) - moment) > MAX_REQUEST_DATE_SKEW:
+        raise _storage_auth_failed("x-ms-date is more than 15 minutes from the server time")
 
 
 def generate_file_sas(

@@ -40,6 +40,8 @@ class Emulator:
     """Everything one emulator instance serves; start() runs it on a background thread."""
 
     def __init__(self, config: EmulatorConfig) -> None:
+        # Absolute, because job processes run with their own working directories.
+        config.data_dir = config.data_dir.resolve()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.tls = ensure_certificates(config.data_dir)
@@ -154,7 +156,12 @@ class Emulator:
             self.stats.record_request(operation, str(response.status))
         log.info("%s %s -> %d", request.method, operation, response.status)
         if service == "arm":
-            response.headers.setdefault("x-ms-correlation-request-id", str(uuid.uuid4()))
+            correlation = request.headers.get("x-ms-correlation-request-id") or str(uuid.uuid4())
+            response.headers.setdefault("x-ms-correlation-request-id", correlation)
+        # Azure echoes the client's request id; azure-storage checks the echo matches.
+        client_request_id = request.headers.get("x-ms-client-request-id")
+        if client_request_id:
+            response.headers.setdefault("x-ms-client-request-id", client_request_id)
         return response, None
 
     def _resolve(self, request: Request) -> tuple[str, Service, Callable[[Request], Response]]:

@@ -66,6 +66,21 @@ def arm_client(env: dict[str, str], **kwargs: Any) -> Any:
     )
 
 
+def batchai_client(env: dict[str, str], **kwargs: Any) -> Any:
+    """azure-mgmt-batchai 7.0.0 BatchAI client (azure-core based) pointed at the emulator."""
+    from azure.mgmt.batchai import BatchAI
+
+    endpoint = env["AZURE_ARM_ENDPOINT"]
+    kwargs.setdefault("connection_verify", env["REQUESTS_CA_BUNDLE"])
+    return BatchAI(
+        StaticTokenCredential(),
+        env["AZURE_SUBSCRIPTION_ID"],
+        base_url=endpoint,
+        credential_scopes=[endpoint + "/.default"],
+        **kwargs,
+    )
+
+
 def file_service(env: dict[str, str], **kwargs: Any) -> Any:
     """azure-storage-file FileService from the emulator's connection string.
 
@@ -230,6 +245,7 @@ __all__ = [
     "RunningEmulator",
     "StaticTokenCredential",
     "arm_client",
+    "batchai_client",
     "file_service",
     "parse_env_file",
     "start_emulator",

@@ -21,6 +21,11 @@ WAIT_POLL_MS = 2000
 
 
 def _store(settings: Settings) -> RunStore:
+    from orchestrator.logs import configure_logging, secrets_from_settings
+
+    # stdout carries the run id / JSON record; log lines go to stderr, and
+    # only warnings, so a user sees the result rather than the chatter.
+    configure_logging("WARNING", secrets=secrets_from_settings(settings))
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
     try:
         client.ping()

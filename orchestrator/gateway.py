@@ -557,9 +557,21 @@ class AzureGateway:
             self.files.create_share(share, fail_on_exist=False)
 
     def ensure_directory(self, share: str, path: str) -> None:
-        """Create `path` and each parent ("a/b/c"), tolerating existing ones."""
+        """Create `path` ("a/b/c"), tolerating an existing one.
+
+        The leaf is tried first: on a repeated run it exists and this costs one
+        request; parents are created only when the service says they are missing.
+        """
+        parts = [p for p in path.strip("/").split("/") if p]
+        if not parts:
+            return
         with self._call():
-            parts = [p for p in path.strip("/").split("/") if p]
+            try:
+                self.files.create_directory(share, "/".join(parts), fail_on_exist=False)
+                return
+            except AzureHttpError as exc:
+                if exc.status_code != 404:  # ParentNotFound
+                    raise
             for depth in range(1, len(parts) + 1):
                 self.files.create_directory(share, "/".join(parts[:depth]), fail_on_exist=False)
 
@@ -635,6 +647,13 @@ class AzureGateway:
         key: str = self.files.account_key
         return key
 
+    def cluster_id(self, names: AzureNames) -> str:
+        """ARM id of the run's cluster (built, not fetched: one request fewer)."""
+        return (
+            f"/subscriptions/{self._subscription()}/resourceGroups/{names.resource_group}"
+            f"/providers/Microsoft.BatchAI/workspaces/{names.workspace}/clusters/{names.cluster}"
+        )
+
     def get_cluster_nodes(self, names: AzureNames) -> NodeCounts:
         with self._call():
             try:
@@ -692,10 +711,7 @@ class AzureGateway:
                 return True
             except ResourceNotFoundError:
                 pass
-            cluster = self.batchai.clusters.get(
-                names.resource_group, names.workspace, names.cluster
-            )
-            params = self.job_parameters(names, spec, cluster_id=cluster.id or "")
+            params = self.job_parameters(names, spec, cluster_id=self.cluster_id(names))
             self.batchai.jobs.begin_create(
                 names.resource_group,
                 names.workspace,

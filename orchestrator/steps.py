@@ -266,16 +266,19 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
     detail = record.step(Step.CLEANUP).detail
     requested: dict[str, bool] = dict(detail.get("delete_requested", {}))
     since = _waiting_since(ctx, record, Step.CLEANUP)
+    # Delete first (tolerant of "already gone"), then check: when Azure
+    # deletes quickly this finishes in one pass.
+    if not requested.get("job"):
+        gateway.delete_job(names.resource_group, names.workspace, names.experiment, names.job)
+        requested["job"] = True
+    per_run = record.spec.cluster.policy is ClusterPolicy.PER_RUN
+    if per_run and not requested.get("cluster"):
+        gateway.delete_cluster(names.resource_group, names.workspace, names.cluster)
+        requested["cluster"] = True
     remaining: list[str] = []
     if gateway.job_exists(names):
-        if not requested.get("job"):
-            gateway.delete_job(names.resource_group, names.workspace, names.experiment, names.job)
-            requested["job"] = True
         remaining.append("job")
-    if record.spec.cluster.policy is ClusterPolicy.PER_RUN and gateway.cluster_exists(names):
-        if not requested.get("cluster"):
-            gateway.delete_cluster(names.resource_group, names.workspace, names.cluster)
-            requested["cluster"] = True
+    if per_run and gateway.cluster_exists(names):
         remaining.append("cluster")
     if remaining and ctx.clock() - since < ctx.settings.node_wait_timeout_seconds:
         return Wait(detail={"delete_requested": requested, "remaining": remaining, "since": since})

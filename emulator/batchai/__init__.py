@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from emulator.batchai import routes
 from emulator.batchai.models import BatchAIState
 from emulator.core import EmulatorContext
 from emulator.http import Router
+
+log = logging.getLogger(__name__)
 
 # How often the background ticker advances nodes and reaps job processes.
 TICK_SECONDS = 0.1
@@ -21,7 +24,10 @@ def register(router: Router, ctx: EmulatorContext) -> None:
 
     def tick() -> None:
         while not stop.wait(TICK_SECONDS):
-            state.advance()
+            try:
+                state.advance()
+            except Exception:  # keep ticking: one bad job must not freeze every cluster
+                log.exception("Batch AI advance failed")
 
     ticker = threading.Thread(target=tick, name="batchai-ticker", daemon=True)
     ticker.start()

@@ -36,6 +36,8 @@ API_PREVIEW = "2017-09-01-preview"
 
 # A preempted job is killed this long after it started (a lowpriority node is lost).
 PREEMPT_AFTER_SECONDS = 0.5
+# Long-running operation records older than this are forgotten (status GET then 404s).
+OPERATION_RETENTION_SECONDS = 3600
 
 ClusterKey = tuple[str, str, str, str]  # subscription, group, workspace ("" = preview), name
 JobKey = tuple[str, str, str, str, str]  # subscription, group, workspace, experiment, name
@@ -600,6 +602,10 @@ class BatchAIState:
         result: Callable[[], dict[str, Any] | None] = lambda: None,
     ) -> Operation:
         with self.lock:
+            # Clients poll an operation within seconds; old records only cost memory.
+            horizon = utcnow().timestamp() - OPERATION_RETENTION_SECONDS
+            for op_id in [k for k, o in self.operations.items() if o.started.timestamp() < horizon]:
+                del self.operations[op_id]
             op = Operation(str(uuid.uuid4()), name, utcnow(), is_done, result)
             self.operations[op.op_id] = op
             return op

@@ -1,30 +1,25 @@
 """Batch AI HTTP routes for api-versions 2018-05-01 and 2017-09-01-preview: request in,
-response out. Validation, ARM errors and the long-running-operation protocol live here;
-state and rules live in models.py."""
+response out, ARM errors and the long-running-operation protocol. Field checks are in
+validation.py, state and rules in models.py, response bodies in shapes.py."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from emulator.batchai import shapes
+from emulator.batchai import output_files, shapes, validation
 from emulator.batchai.models import (
     API_2018,
     API_PREVIEW,
     BatchAIState,
     ClusterKey,
-    Job,
     JobKey,
     Operation,
     stamp,
 )
-from emulator.batchai.runner import toolkit_of
 from emulator.core import EmulatorContext
 from emulator.http import HttpError, Request, Response, Router, json_response
 
-_NAME = re.compile(r"^[-\w_]+$")
 _SEG = r"[^/]+"
 SUB = rf"/subscriptions/(?P<sub>{_SEG})"
 GROUP = rf"{SUB}/resourceGroups/(?P<rg>{_SEG})/providers/Microsoft\.BatchAI"
@@ -44,10 +39,10 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
     ) -> Callable[[Handler], Handler]:
         def wrap(handler: Handler) -> Handler:
             def guarded(request: Request, params: Params) -> Response:
-                _check_api_version(request, versions)
+                validation.check_api_version(request, versions)
                 for field in _NAMED:
                     if field in params:
-                        _check_name(field, params[field])
+                        validation.check_name(field, params[field])
                 if "rg" in params and not ctx.resource_groups.exists(params["sub"], params["rg"]):
                     raise HttpError(
                         404,
@@ -125,7 +120,8 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
     @route("GET", rf"{LOCATIONS}/usages", "Usages_List", new)
     def list_usages(request: Request, params: Params) -> Response:
         sub = params["sub"].lower()
-        clusters = [c for k, c in state.clusters.items() if k[0] == sub]
+        with state.lock:
+            clusters = [c for k, c in state.clusters.items() if k[0] == sub]
         dedicated = sum(
             shapes.vcpus(c.vm_size) * len(c.nodes) for c in clusters if not c.low_priority
         )
@@ -164,9 +160,9 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
 
     @route("PUT", WS, "Workspaces_Create", new)
     def create_workspace(request: Request, params: Params) -> Response:
-        body = _object(request.json(), "body")
-        location = _string(body, "location", required=True)
-        tags = _tags(body)
+        body = validation.json_object(request.json(), "body")
+        location = validation.json_string(body, "location", required=True)
+        tags = validation.tags(body)
         ws, _ = state.put_workspace(
             params["sub"], params["rg"], params["workspaceName"], location, tags
         )
@@ -177,11 +173,11 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
 
     @route("PATCH", WS, "Workspaces_Update", new)
     def update_workspace(request: Request, params: Params) -> Response:
-        body = _object(request.json() or {}, "body")
+        body = validation.json_object(request.json() or {}, "body")
         ws = state.workspace(params["sub"], params["rg"], params["workspaceName"])
         if "tags" in body:
             with state.lock:
-                ws.tags = _tags(body)
+                ws.tags = validation.tags(body)
         return json_response(200, shapes.workspace(ws))
 
     @route("GET", WS, "Workspaces_Get", new)
@@ -207,7 +203,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
     @route("PUT", EXP, "Experiments_Create", new)
     def create_experiment(request: Request, params: Params) -> Response:
         if request.body:
-            _object(request.json(), "body")
+            validation.json_object(request.json(), "body")
         exp, _ = state.put_experiment(
             params["sub"], params["rg"], params["workspaceName"], params["experimentName"]
         )
@@ -251,20 +247,28 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
 
     def location_of(body: dict[str, Any], params: Params, preview: bool) -> str:
         if preview:
-            return _string(body, "location", required=True)
+            return validation.json_string(body, "location", required=True)
         # 2018-05-01 child resources live where their workspace lives.
         return state.workspace(params["sub"], params["rg"], params["workspaceName"]).location
 
     def create_cluster(request: Request, params: Params, preview: bool) -> Response:
         key = cluster_key(params, preview)
-        body = _object(request.json(), "body")
-        properties = _object(body.get("properties"), "properties")
-        _string(properties, "vmSize", "properties.vmSize", required=True)
-        users = _object(properties.get("userAccountSettings"), "properties.userAccountSettings")
-        _string(
+        body = validation.json_object(request.json(), "body")
+        properties = validation.json_object(body.get("properties"), "properties")
+        validation.json_string(properties, "vmSize", "properties.vmSize", required=True)
+        users = validation.json_object(
+            properties.get("userAccountSettings"), "properties.userAccountSettings"
+        )
+        validation.json_string(
             users, "adminUserName", "properties.userAccountSettings.adminUserName", required=True
         )
-        _check_scale(properties.get("scaleSettings"), required=False)
+        validation.check_scale(properties.get("scaleSettings"), required=False)
+        node_setup = properties.get("nodeSetup")
+        if node_setup is not None:
+            node_setup = validation.json_object(node_setup, "properties.nodeSetup")
+            validation.check_mounts(
+                node_setup.get("mountVolumes"), "properties.nodeSetup.mountVolumes"
+            )
         location = location_of(body, params, preview)
         resource_id = shapes.child_id(
             params["sub"],
@@ -278,7 +282,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
             params["clusterName"],
             API_PREVIEW if preview else API_2018,
             location,
-            _tags(body),
+            validation.tags(body),
             properties,
             resource_id,
         )
@@ -295,15 +299,15 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
 
     def update_cluster(request: Request, params: Params, preview: bool) -> Response:
         key = cluster_key(params, preview)
-        body = _object(request.json() or {}, "body")
-        properties = _object(body.get("properties") or {}, "properties")
+        body = validation.json_object(request.json() or {}, "body")
+        properties = validation.json_object(body.get("properties") or {}, "properties")
         scale = properties.get("scaleSettings")
         if scale is not None:
-            _check_scale(scale, required=True)
+            validation.check_scale(scale, required=True)
         cluster = state.update_cluster(key, scale)
         if preview and "tags" in body:
             with state.lock:
-                cluster.tags = _tags(body)
+                cluster.tags = validation.tags(body)
         return json_response(200, cluster_body(key, params))
 
     def get_cluster(request: Request, params: Params, preview: bool) -> Response:
@@ -382,13 +386,15 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
 
     def create_job(request: Request, params: Params, preview: bool) -> Response:
         key = job_key(params, preview)
-        body = _object(request.json(), "body")
-        properties = _object(body.get("properties"), "properties")
-        _check_job(properties)
+        body = validation.json_object(request.json(), "body")
+        properties = validation.json_object(body.get("properties"), "properties")
+        validation.check_job(properties)
         location = location_of(body, params, preview)
-        cluster_ref = _object(properties.get("cluster"), "properties.cluster")
-        cluster_id = _string(cluster_ref, "id", "properties.cluster.id", required=True)
-        target = _parse_cluster_id(cluster_id, params, preview)
+        cluster_ref = validation.json_object(properties.get("cluster"), "properties.cluster")
+        cluster_id = validation.json_string(
+            cluster_ref, "id", "properties.cluster.id", required=True
+        )
+        target = validation.parse_cluster_id(cluster_id, params, preview)
         if preview:
             resource_id = shapes.child_id(
                 params["sub"], params["rg"], "", "jobs", params["jobName"]
@@ -409,7 +415,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
             params["jobName"],
             API_PREVIEW if preview else API_2018,
             location,
-            _tags(body),
+            validation.tags(body),
             properties,
             target,
             cluster_id,
@@ -471,13 +477,13 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
             raise HttpError(
                 400, "InvalidParameter", "outputdirectoryid: the query parameter is required"
             )
-        expiry = _int_query(request, "linkexpiryinminutes", 60, 5, 600)
-        limit = _int_query(request, "maxresults", 1000, 1, 1000)
+        expiry = validation.int_query(request, "linkexpiryinminutes", 60, 5, 600)
+        limit = validation.int_query(request, "maxresults", 1000, 1, 1000)
         subdir = request.query.get("directory", ".")
         return json_response(
             200,
             shapes.page(
-                _output_files(
+                output_files.list_files(
                     ctx, state, j, directory_id, subdir, expiry, limit, request.base_url, preview
                 )
             ),
@@ -527,11 +533,11 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
 
     def create_server(request: Request, params: Params, preview: bool) -> Response:
         key = server_key(params, preview)
-        body = _object(request.json(), "body")
-        properties = _object(body.get("properties"), "properties")
-        _string(properties, "vmSize", "properties.vmSize", required=True)
-        _object(properties.get("sshConfiguration"), "properties.sshConfiguration")
-        _object(properties.get("dataDisks"), "properties.dataDisks")
+        body = validation.json_object(request.json(), "body")
+        properties = validation.json_object(body.get("properties"), "properties")
+        validation.json_string(properties, "vmSize", "properties.vmSize", required=True)
+        validation.json_object(properties.get("sshConfiguration"), "properties.sshConfiguration")
+        validation.json_object(properties.get("dataDisks"), "properties.dataDisks")
         location = location_of(body, params, preview)
         resource_id = shapes.child_id(
             params["sub"],
@@ -545,7 +551,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
             params["fileServerName"],
             API_PREVIEW if preview else API_2018,
             location,
-            _tags(body),
+            validation.tags(body),
             properties,
             resource_id,
         )
@@ -596,255 +602,3 @@ def _bind(handler: Callable[[Request, Params, bool], Response], preview: bool) -
         return handler(request, params, preview)
 
     return bound
-
-
-# ------------------------------------------------------------------ validation
-
-
-def _check_api_version(request: Request, versions: tuple[str, ...]) -> None:
-    version = request.query.get("api-version")
-    if version not in versions:
-        shown = f"'{version}'" if version else "(missing)"
-        raise HttpError(
-            400,
-            "InvalidApiVersionParameter",
-            f"The api-version {shown} is invalid for this Batch AI path. The supported "
-            f"versions are '{', '.join(versions)}'.",
-        )
-
-
-def _check_name(field: str, value: str) -> None:
-    if not 1 <= len(value) <= 64 or not _NAME.match(value):
-        raise HttpError(
-            400,
-            "InvalidParameter",
-            f"{field}: '{value[:80]}' is invalid; names can only contain alphanumeric "
-            "characters, dash (-) and underscore (_), and must be 1 through 64 characters long.",
-        )
-
-
-def _object(value: Any, field: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise HttpError(400, "InvalidParameter", f"{field}: a JSON object is required")
-    return value
-
-
-def _string(
-    holder: dict[str, Any], key: str, field: str | None = None, required: bool = False
-) -> str:
-    value = holder.get(key)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value):
-        raise HttpError(400, "InvalidParameter", f"{field or key}: a non-empty string is required")
-    return value
-
-
-def _int(
-    holder: dict[str, Any], key: str, field: str, minimum: int = 0, required: bool = True
-) -> int:
-    value = holder.get(key)
-    if value is None and not required:
-        return minimum
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise HttpError(400, "InvalidParameter", f"{field}: an integer >= {minimum} is required")
-    return value
-
-
-def _int_query(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise HttpError(400, "InvalidParameter", f"{name}: must be an integer from {low} to {high}")
-    return value
-
-
-def _tags(body: dict[str, Any]) -> dict[str, str]:
-    tags = body.get("tags") or {}
-    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
-        raise HttpError(400, "InvalidParameter", "tags: an object of strings is required")
-    return dict(tags)
-
-
-def _check_scale(scale: Any, required: bool) -> None:
-    if scale is None and not required:
-        return
-    scale = _object(scale, "properties.scaleSettings")
-    manual, auto = scale.get("manual"), scale.get("autoScale")
-    if (manual is None) == (auto is None):
-        raise HttpError(
-            400,
-            "InvalidParameter",
-            "properties.scaleSettings: exactly one of manual or autoScale must be given",
-        )
-    if manual is not None:
-        _int(
-            _object(manual, "properties.scaleSettings.manual"),
-            "targetNodeCount",
-            "properties.scaleSettings.manual.targetNodeCount",
-        )
-        return
-    auto = _object(auto, "properties.scaleSettings.autoScale")
-    low = _int(auto, "minimumNodeCount", "properties.scaleSettings.autoScale.minimumNodeCount")
-    high = _int(auto, "maximumNodeCount", "properties.scaleSettings.autoScale.maximumNodeCount")
-    _int(
-        auto,
-        "initialNodeCount",
-        "properties.scaleSettings.autoScale.initialNodeCount",
-        required=False,
-    )
-    if high < low:
-        raise HttpError(
-            400,
-            "InvalidParameter",
-            "properties.scaleSettings.autoScale.maximumNodeCount: must be >= minimumNodeCount",
-        )
-
-
-def _check_job(properties: dict[str, Any]) -> None:
-    _int(properties, "nodeCount", "properties.nodeCount", minimum=1)
-    _string(properties, "stdOutErrPathPrefix", "properties.stdOutErrPathPrefix", required=True)
-    toolkit = toolkit_of(properties)
-    if toolkit is None:
-        raise HttpError(
-            400,
-            "InvalidParameter",
-            "properties: one toolkit settings object (e.g. cntkSettings, customToolkitSettings) "
-            "is required",
-        )
-    settings = properties[toolkit]
-    if toolkit == "cntkSettings" and (
-        str(settings.get("languageType", "Python")).lower() == "brainscript"
-        or (settings.get("configFilePath") and not settings.get("pythonScriptFilePath"))
-    ):
-        raise HttpError(
-            400,
-            "InvalidParameter",
-            "properties.cntkSettings.configFilePath: BrainScript CNTK jobs are not supported "
-            "by the emulator (no cntk binary); use languageType Python with pythonScriptFilePath",
-        )
-    for index, item in enumerate(properties.get("inputDirectories") or []):
-        item = _object(item, f"properties.inputDirectories[{index}]")
-        _string(item, "id", f"properties.inputDirectories[{index}].id", required=True)
-        _string(item, "path", f"properties.inputDirectories[{index}].path", required=True)
-    for index, item in enumerate(properties.get("outputDirectories") or []):
-        item = _object(item, f"properties.outputDirectories[{index}]")
-        _string(item, "id", f"properties.outputDirectories[{index}].id", required=True)
-        _string(
-            item, "pathPrefix", f"properties.outputDirectories[{index}].pathPrefix", required=True
-        )
-    for field in ("environmentVariables", "secrets"):
-        for index, item in enumerate(properties.get(field) or []):
-            item = _object(item, f"properties.{field}[{index}]")
-            _string(item, "name", f"properties.{field}[{index}].name", required=True)
-
-
-_CLUSTER_ID = re.compile(
-    r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.BatchAI/"
-    r"(?:workspaces?/(?P<ws>[^/]+)/)?clusters/(?P<name>[^/]+)/?",
-    re.IGNORECASE,
-)
-
-
-def _parse_cluster_id(cluster_id: str, params: Params, preview: bool) -> ClusterKey:
-    found = _CLUSTER_ID.fullmatch(cluster_id.strip())
-    if not found:
-        raise HttpError(
-            400,
-            "InvalidParameter",
-            "properties.cluster.id: not a Batch AI cluster resource id "
-            "(/subscriptions/../resourceGroups/../providers/Microsoft.BatchAI/.../clusters/..)",
-        )
-    ws = "" if preview else (found.group("ws") or params["workspaceName"])
-    return (
-        found.group("sub").lower(),
-        found.group("rg").lower(),
-        ws.lower(),
-        found.group("name").lower(),
-    )
-
-
-# ----------------------------------------------------------------- output files
-
-
-def _output_files(
-    ctx: EmulatorContext,
-    state: BatchAIState,
-    job: Job,
-    directory_id: str,
-    subdir: str,
-    expiry_minutes: int,
-    limit: int,
-    base_url: str,
-    preview: bool,
-) -> list[dict[str, Any]]:
-    with state.lock:
-        layout = job.layout
-        known = {d["id"].lower() for d in job.properties.get("outputDirectories") or []}
-        if directory_id.lower() != "stdouterr" and directory_id.lower() not in known:
-            raise HttpError(
-                400,
-                "InvalidParameter",
-                f"outputdirectoryid: the job has no output directory '{directory_id}'",
-            )
-        if layout is None:
-            return []  # the job has not started: nothing has been written yet
-        if directory_id.lower() == "stdouterr":
-            root = layout.stdouterr_dir
-        else:
-            root = next(
-                p for i, p in layout.output_dirs.items() if i.lower() == directory_id.lower()
-            )
-        shares = dict(job.shares)
-    folder = (root / subdir).resolve()
-    if not folder.is_relative_to(root.resolve()):
-        raise HttpError(400, "InvalidParameter", "directory: must stay inside the output directory")
-    if not folder.is_dir():
-        return []
-    items: list[dict[str, Any]] = []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name)[:limit]:
-        if entry.is_dir():
-            if not preview:
-                items.append({"name": entry.name, "fileType": "directory"})
-            continue
-        url = _download_url(ctx, shares, entry.resolve(), base_url, expiry_minutes)
-        info = entry.stat()
-        item: dict[str, Any] = {
-            "name": entry.name,
-            "downloadUrl": url,
-            "properties": {
-                "lastModified": _mtime(info.st_mtime),
-                "contentLength": info.st_size,
-            },
-        }
-        if not preview:
-            item["fileType"] = "file"
-        items.append(item)
-    return items
-
-
-def _download_url(
-    ctx: EmulatorContext, shares: dict[str, Path], path: Path, base_url: str, minutes: int
-) -> str:
-    for share, root in shares.items():
-        resolved_root = root.resolve()
-        if path.is_relative_to(resolved_root):
-            relative = path.relative_to(resolved_root).as_posix()
-            return ctx.file_shares.sas_url(base_url, share, relative, minutes * 60)
-    raise HttpError(
-        400,
-        "InvalidParameter",
-        "outputdirectoryid: files can be listed only for output directories on an Azure File "
-        "share mount",
-    )
-
-
-def _mtime(seconds: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

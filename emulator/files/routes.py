@@ -36,10 +36,12 @@ def _not_found(code: str, what: str) -> HttpError:
     return HttpError(404, code, f"The specified {what} does not exist.")
 
 
+def _version_headers(target: Path) -> dict[str, str]:
+    return {"ETag": etag_of(target), "Last-Modified": http_date(_last_modified(target))}
+
+
 def _created(target: Path) -> Response:
-    return Response(
-        201, headers={"ETag": etag_of(target), "Last-Modified": http_date(_last_modified(target))}
-    )
+    return Response(201, headers=_version_headers(target))
 
 
 class FilesService:
@@ -122,11 +124,7 @@ class FilesService:
         root = self._share_root(share)
         return Response(
             200,
-            headers={
-                "ETag": etag_of(root),
-                "Last-Modified": http_date(_last_modified(root)),
-                "x-ms-share-quota": "5120",
-            },
+            headers={**_version_headers(root), "x-ms-share-quota": "5120"},
         )
 
     def list_shares(self, request: Request, share: str, rel: str) -> Response:
@@ -188,10 +186,7 @@ class FilesService:
 
     def dir_properties(self, request: Request, share: str, rel: str) -> Response:
         target = self._existing_dir(share, rel)
-        return Response(
-            200,
-            headers={"ETag": etag_of(target), "Last-Modified": http_date(_last_modified(target))},
-        )
+        return Response(200, headers=_version_headers(target))
 
     def list_dir(self, request: Request, share: str, rel: str) -> Response:
         target = self._existing_dir(share, rel)
@@ -283,7 +278,7 @@ class FilesService:
         with open(target, "r+b") as out:
             out.seek(start)
             out.write(data)
-        headers = {"ETag": etag_of(target), "Last-Modified": http_date(_last_modified(target))}
+        headers = _version_headers(target)
         if write_mode == "update":
             headers["Content-MD5"] = md5_base64(data)
         return Response(201, headers=headers)
@@ -294,10 +289,7 @@ class FilesService:
             with open(target, "r+b") as out:
                 out.truncate(_int_header(request, "x-ms-content-length"))
         self.store.write_settings(share, rel, _content_settings(request))
-        return Response(
-            200,
-            headers={"ETag": etag_of(target), "Last-Modified": http_date(_last_modified(target))},
-        )
+        return Response(200, headers=_version_headers(target))
 
     def file_properties(self, request: Request, share: str, rel: str) -> Response:
         target = self._existing_file(share, rel)
@@ -348,9 +340,8 @@ class FilesService:
 
     def _file_headers(self, settings: dict[str, str], target: Path) -> dict[str, str]:
         headers = {
+            **_version_headers(target),
             "Content-Type": settings.get("content-type", "application/octet-stream"),
-            "ETag": etag_of(target),
-            "Last-Modified": http_date(_last_modified(target)),
             "x-ms-type": "File",
             "Accept-Ranges": "bytes",
         }

@@ -56,9 +56,7 @@ def load_account_key(data_dir: Path, account: str, configured: str | None) -> st
 @dataclass(frozen=True)
 class FileProperties:
     size: int
-    last_modified: datetime.datetime
-    etag: str
-    settings: dict[str, str]
+    settings: dict[str, str]  # sidecar content settings; empty for files a job wrote
 
 
 def http_date(moment: datetime.datetime) -> str:
@@ -174,13 +172,7 @@ class ShareStore:
         shutil.rmtree(self.meta_dir.joinpath(share, *parts), ignore_errors=True)
 
     def properties(self, share: str, path: str, target: Path) -> FileProperties:
-        stat = target.stat()
-        return FileProperties(
-            size=stat.st_size,
-            last_modified=datetime.datetime.fromtimestamp(stat.st_mtime, datetime.UTC),
-            etag=etag_of(target),
-            settings=self.read_settings(share, path),
-        )
+        return FileProperties(target.stat().st_size, self.read_settings(share, path))
 
 
 def md5_base64(data: bytes) -> str:

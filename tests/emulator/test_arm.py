@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -49,9 +51,26 @@ def test_get_missing_group_is_404_resource_group_not_found(arm: Any) -> None:
     assert caught.value.error.code == "ResourceGroupNotFound"
 
 
-def test_begin_delete_polls_to_completion_and_cascades(arm: Any, emulator: RunningEmulator) -> None:
+@pytest.fixture
+def on_delete(emulator: RunningEmulator) -> Iterator[Callable[[Callable[[str, str], None]], None]]:
+    """Register cascade callbacks for one test only."""
+    store = emulator.emulator.resource_groups
+    added: list[Callable[[str, str], None]] = []
+
+    def register(callback: Callable[[str, str], None]) -> None:
+        store.on_delete(callback)
+        added.append(callback)
+
+    yield register
+    for callback in added:
+        store.remove_on_delete(callback)
+
+
+def test_begin_delete_polls_to_completion_and_cascades(
+    arm: Any, emulator: RunningEmulator, on_delete: Any
+) -> None:
     deleted: list[tuple[str, str]] = []
-    emulator.emulator.resource_groups.on_delete(lambda sub, rg: deleted.append((sub, rg)))
+    on_delete(lambda sub, rg: deleted.append((sub, rg)))
     arm.resource_groups.create_or_update("doomed", {"location": "eastus"})
 
     arm.resource_groups.begin_delete("doomed").result()
@@ -60,17 +79,13 @@ def test_begin_delete_polls_to_completion_and_cascades(arm: Any, emulator: Runni
     assert arm.resource_groups.check_existence("doomed") is False
     stats = emulator.stats()
     assert stats["requests"]["ResourceGroups_Delete"] == {"202": 1}
-    assert "200" in stats["requests"]["OperationResults_Get"]
+    assert "200" in stats["requests"]["ResourceGroups_DeleteStatus"]
     assert stats["resources"]["deleted"] == {"resource_group": 1}
 
 
-def test_delete_reports_in_progress_until_the_cascade_finishes(
-    arm: Any, emulator: RunningEmulator
-) -> None:
-    import threading
-
+def test_delete_reports_in_progress_until_the_cascade_finishes(arm: Any, on_delete: Any) -> None:
     release = threading.Event()
-    emulator.emulator.resource_groups.on_delete(lambda sub, rg: release.wait(30))
+    on_delete(lambda sub, rg: release.wait(30))
     arm.resource_groups.create_or_update("slow", {"location": "eastus"})
     poller = arm.resource_groups.begin_delete("slow")
     assert poller.status() == "InProgress"
@@ -154,17 +169,14 @@ def test_unknown_arm_route_is_arm_shaped(emulator: RunningEmulator) -> None:
     assert response.json()["error"]["code"] == "NotFound"
 
 
-def test_a_failing_cascade_callback_does_not_block_the_delete(
-    arm: Any, emulator: RunningEmulator
-) -> None:
+def test_a_failing_cascade_callback_does_not_block_the_delete(arm: Any, on_delete: Any) -> None:
     seen: list[str] = []
 
     def broken(sub: str, rg: str) -> None:
         raise RuntimeError("cleanup failed")
 
-    store = emulator.emulator.resource_groups
-    store.on_delete(broken)
-    store.on_delete(lambda sub, rg: seen.append(rg))
+    on_delete(broken)
+    on_delete(lambda sub, rg: seen.append(rg))
     arm.resource_groups.create_or_update("rg", {"location": "eastus"})
     arm.resource_groups.begin_delete("rg").result()
     assert seen == ["rg"]

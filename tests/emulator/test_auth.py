@@ -127,3 +127,20 @@ def test_secrets_never_reach_the_logs(
     assert "Files_GetFile" in text  # the emulator logs, but by operation
     assert emulator.env["AZURE_STORAGE_KEY"] not in text
     assert sig not in text and "sig=" not in text
+
+
+def test_stale_signed_request_is_403(
+    files: Any, emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import azure.storage.common.storageclient as storageclient
+
+    def backdated(request: Any) -> None:
+        request.headers["x-ms-date"] = "Mon, 01 Jan 2024 00:00:00 GMT"
+
+    # The SDK dates each request right before signing it, so the signature stays valid.
+    monkeypatch.setattr(storageclient, "_add_date_header", backdated)
+    files.retry = no_retry
+    with pytest.raises(AzureHttpError) as caught:
+        files.create_share("data")
+    assert caught.value.status_code == 403
+    assert "15 minutes" in str(caught.value)

@@ -337,6 +337,11 @@ def test_errors(emu: Emu) -> None:
         },
     )
     assert brainscript.status == 400 and b"configFilePath" in brainscript.body
+    escaping = cluster_body()
+    share = escaping["properties"]["nodeSetup"]["mountVolumes"]["azureFileShares"][0]
+    share["relativeMountPath"] = "../../outside"
+    escape = emu.call("PUT", f"{WS}/clusters/escape", escaping)
+    assert escape.status == 400 and b"relativeMountPath" in escape.body
 
 
 def test_resource_group_delete_kills_and_removes(emu: Emu) -> None:
@@ -348,3 +353,19 @@ def test_resource_group_delete_kills_and_removes(emu: Emu) -> None:
     assert emu.call("GET", WS).status == 404
     assert ("deleted", "job") in emu.stats.resources
     assert ("deleted", "cluster") in emu.stats.resources
+
+
+def test_shrinking_a_busy_cluster_requeues_its_job(emu: Emu) -> None:
+    setup_cluster(emu)
+    emu.ok("PUT", f"{EXP}/jobs/busy", job_body("sleep 60"))
+    emu.wait_job(f"{EXP}/jobs/busy", ("running",))
+    scale = {"properties": {"scaleSettings": {"manual": {"targetNodeCount": 0}}}}
+    props = emu.ok("PATCH", f"{WS}/clusters/c", scale)["properties"]
+    assert props["currentNodeCount"] == 0
+    assert emu.ok("GET", f"{EXP}/jobs/busy")["properties"]["executionState"] == "queued"
+    scale["properties"]["scaleSettings"]["manual"]["targetNodeCount"] = 1
+    emu.ok("PATCH", f"{WS}/clusters/c", scale)
+    emu.wait_job(f"{EXP}/jobs/busy", ("running",))
+    emu.ok("DELETE", f"{EXP}/jobs/busy")
+    assert emu.call("GET", f"{EXP}/jobs/busy").status == 404
+    assert emu.ok("GET", f"{WS}/clusters/c")["properties"]["nodeStateCounts"]["idleNodeCount"] == 1

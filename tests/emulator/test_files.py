@@ -163,3 +163,33 @@ def test_path_traversal_is_refused(files: Any, emulator: RunningEmulator) -> Non
     assert response.status_code == 400
     assert response.headers["x-ms-error-code"] == "InvalidResourceName"
     assert b"<Code>InvalidResourceName</Code>" in response.content
+
+
+def test_clear_range_and_plain_range_header(files: Any, emulator: RunningEmulator) -> None:
+    import requests
+
+    files.create_share("data")
+    files.create_file_from_bytes("data", None, "f.bin", b"abcdefghij")
+    files.clear_range("data", None, "f.bin", start_range=2, end_range=4)
+    assert files.get_file_to_bytes("data", None, "f.bin").content == b"ab\x00\x00\x00fghij"
+
+    url = emulator.emulator.shares.sas_url(emulator.url, "data", "f.bin")
+    response = requests.get(
+        url, headers={"Range": "bytes=5-"}, verify=emulator.ca_bundle, timeout=30
+    )
+    assert response.status_code == 206
+    assert response.headers["Content-Range"] == "bytes 5-9/10"
+    assert response.content == b"fghij"
+    beyond = requests.get(
+        url, headers={"Range": "bytes=10-"}, verify=emulator.ca_bundle, timeout=30
+    )
+    assert beyond.status_code == 416
+
+
+def test_data_dir_is_absolute_for_job_processes(tmp_path: Path, monkeypatch: Any) -> None:
+    from emulator.testing import start_emulator
+
+    monkeypatch.chdir(tmp_path)
+    with start_emulator(Path("relative-dir")) as emu:
+        assert emu.emulator.shares.share_root("data").is_absolute()
+        assert Path(emu.env["REQUESTS_CA_BUNDLE"]).is_absolute()

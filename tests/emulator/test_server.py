@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ssl
 from pathlib import Path
@@ -63,3 +64,18 @@ def test_emulator_process_serves_the_sdks(tmp_path: Path) -> None:
         assert files.create_share("data") is True
         assert emu.stats()["requests"]["Files_CreateShare"] == {"201": 1}
     assert emu.process.returncode == 0
+
+
+def test_batchai_client_gets_through_tls_and_auth(emulator: RunningEmulator) -> None:
+    from azure.core.exceptions import HttpResponseError
+
+    from emulator.testing import batchai_client
+
+    client = batchai_client(emulator.env, retry_total=0)
+    # Whatever the Batch AI module answers (it replaces a placeholder), the request
+    # must arrive over TLS with an accepted bearer token and be counted once.
+    with contextlib.suppress(HttpResponseError):
+        list(client.workspaces.list())
+    outcomes = [outcome for counts in emulator.stats()["requests"].values() for outcome in counts]
+    assert len(outcomes) == 1
+    assert outcomes[0] != "401"

@@ -69,3 +69,22 @@ def test_nodes_that_never_come_up_fail_with_allocation_failed(stack: Stack, faul
     assert record.step(Step.SUBMIT_JOB).state is not StepState.DONE
     assert _created(stack, "job") == 0
     assert _deleted(stack, "cluster") == _created(stack, "cluster") == 1
+
+
+def test_cli_submit_wait_follows_the_run_and_exits_by_its_outcome(stack: Stack) -> None:
+    import json
+    import subprocess
+    import sys
+
+    stack.start_worker()
+    spec = stack.tmp_path / "run.json"
+    spec.write_text(stack.spec().model_dump_json())
+    command = [sys.executable, "-m", "orchestrator.cli", "submit", str(spec), "--wait", "--json"]
+    ok = subprocess.run(command, env=stack.env(), capture_output=True, text=True, timeout=180)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert json.loads(ok.stdout)["status"] == "succeeded"
+
+    failing = [*command, "--param", "exit_code=2"]
+    bad = subprocess.run(failing, env=stack.env(), capture_output=True, text=True, timeout=180)
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout)["reason"] == "job_failed"

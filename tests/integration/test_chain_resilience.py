@@ -26,12 +26,13 @@ def _nothing_left(stack: Stack) -> None:
         assert created.get(kind, 0) == deleted.get(kind, 0), (kind, created, deleted)
 
 
-def test_run_succeeds_with_20_percent_throttling_and_server_errors(stack: Stack) -> None:
+def test_run_succeeds_with_20_percent_throttling_server_errors_and_drops(stack: Stack) -> None:
     stack.emulator.set_faults(
         [
-            {"kind": "throttle", "rate": 0.08, "retry_after": 1},
-            {"kind": "error500", "rate": 0.06},
-            {"kind": "error503", "rate": 0.06},
+            {"kind": "throttle", "rate": 0.06, "retry_after": 1},
+            {"kind": "error500", "rate": 0.05},
+            {"kind": "error503", "rate": 0.05},
+            {"kind": "drop", "rate": 0.04},
         ]
     )
     stack.start_worker()

@@ -6,7 +6,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.gateway import JobState, NodeCounts, OutputFile, PermanentAzureError
+from orchestrator.gateway import (
+    AzureResource,
+    JobState,
+    NodeCounts,
+    OutputFile,
+    PermanentAzureError,
+)
 from orchestrator.naming import AzureNames
 from orchestrator.spec import RunSpec
 
@@ -96,10 +102,12 @@ class FakeGateway:
 
     def delete_job(self, rg: str, ws: str, ex: str, job: str) -> None:
         self._call("delete_job")
+        self.deleted.append(job)
         self.jobs.discard(job)
 
     def delete_cluster(self, rg: str, ws: str, cluster: str) -> None:
         self._call("delete_cluster")
+        self.deleted.append(cluster)
         self.clusters.discard(cluster)
 
     def list_output_files(self, names: AzureNames, output_id: str) -> list[OutputFile]:
@@ -117,3 +125,16 @@ class FakeGateway:
         body = b"accuracy=0.5\n" if url.endswith("stdout") else b"weights"
         dest.write_bytes(body)
         return len(body)
+
+    # --------------------------------------------------------- reaper
+    listed_clusters: list[AzureResource] = field(default_factory=list)
+    listed_jobs: list[AzureResource] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    def list_clusters(self, rg: str, ws: str) -> list[AzureResource]:
+        self._call("list_clusters")
+        return self.listed_clusters
+
+    def list_job_resources(self, rg: str, ws: str) -> list[AzureResource]:
+        self._call("list_job_resources")
+        return self.listed_jobs

@@ -151,3 +151,46 @@ def test_bounded_retry_never_sleeps_longer_than_the_cap() -> None:
 )
 def test_arm_operation_names(method: str, path: str, operation: str) -> None:
     assert arm_operation(method, path) == operation
+
+
+@pytest.mark.parametrize("toolkit", ["cntk", "pytorch", "tensorflow", "custom"])
+def test_job_parameters_carry_the_spec(toolkit: str) -> None:
+    from orchestrator.gateway import AzureGateway
+    from orchestrator.naming import azure_names
+    from orchestrator.settings import Settings
+    from orchestrator.spec import parse_spec
+
+    job: dict[str, Any] = {"toolkit": toolkit, "max_wall_clock": "PT30M"}
+    if toolkit == "custom":
+        job["command"] = "python $AZ_BATCHAI_INPUT_CODE/train.py"
+    else:
+        job["script"] = "train.py"
+    spec = parse_spec(
+        {
+            "name": "sweep",
+            "cluster": {"node_count": 2},
+            "job": job,
+            "inputs": {"CODE": "/tmp/code"},
+            "outputs": ["MODEL"],
+            "parameters": {"lr": 0.1},
+        }
+    )
+    names = azure_names("r1", spec, Settings())
+    params = AzureGateway.job_parameters(names, spec, cluster_id="/c/id")
+    body = params.serialize()
+    properties = body["properties"]
+    assert properties["nodeCount"] == 2
+    assert properties["cluster"]["id"] == "/c/id"
+    assert properties["inputDirectories"][0]["path"].endswith("/inputs/sweep/CODE")
+    assert properties["outputDirectories"][0]["id"] == "MODEL"
+    assert properties["stdOutErrPathPrefix"].endswith("/outputs/sweep/r1")
+    settings_key = {
+        "cntk": "cntkSettings",
+        "pytorch": "pyTorchSettings",
+        "tensorflow": "tensorFlowSettings",
+        "custom": "customToolkitSettings",
+    }[toolkit]
+    rendered = json.dumps(properties[settings_key])
+    assert "--lr 0.1" in rendered
+    if toolkit != "custom":
+        assert "$AZ_BATCHAI_INPUT_CODE/train.py" in rendered
