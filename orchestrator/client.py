@@ -257,6 +257,10 @@ class OrchestratorClient:
             raise ApiError(0, f"cannot reach {self.base_url}: {type(exc).__name__}") from None
         return destination
 
+    def metrics(self) -> str:
+        """The Prometheus text of /metrics."""
+        return self._send("GET", "/metrics").text
+
     def healthz(self) -> dict[str, Any]:
         result: dict[str, Any] = self._send("GET", "/healthz").json()
         return result
