@@ -17,6 +17,7 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -103,6 +104,17 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The run may be created but not yet dispatched: the same request again (same
+    # Idempotency-Key) dispatches it, and the reaper does if nobody retries.
+    logger.warning("broker unavailable during %s %s", request.method, request.url.path)
+    return error_response(
+        503,
+        "task broker unavailable; retry with the same Idempotency-Key",
+        headers={"Retry-After": str(REDIS_RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _contention(request: Request, exc: Exception) -> JSONResponse:
     # Many writers raced on one run; a retry a moment later succeeds.
     return error_response(503, f"run_id: {exc}; retry", headers={"Retry-After": "1"})
@@ -114,6 +126,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SpecError, _spec_error)
     app.add_exception_handler(RunNotFound, _run_not_found)
     app.add_exception_handler(StoreContention, _contention)
+    app.add_exception_handler(BrokerUnavailable, _broker_unavailable)
     app.add_exception_handler(redis.exceptions.ConnectionError, _redis_unavailable)
     app.add_exception_handler(redis.exceptions.TimeoutError, _redis_unavailable)
     app.add_exception_handler(redis.exceptions.BusyLoadingError, _redis_unavailable)

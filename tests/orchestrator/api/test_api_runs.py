@@ -5,7 +5,9 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from kombu.exceptions import OperationalError
 
+from orchestrator import enqueue
 from orchestrator.enqueue import CHAIN_QUEUE
 from orchestrator.status import RunStatus
 from orchestrator.store import RunStore
@@ -182,3 +184,23 @@ def test_cancel_flags_a_started_run_for_the_chain(client: TestClient, store: Run
     assert response.status_code == 202
     assert response.json()["status"] == "provisioning"
     assert store.get(run_id).cancel_requested
+
+
+def test_broker_failure_is_503_and_the_same_request_later_dispatches_the_run(
+    client: TestClient, store: RunStore, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broker_down(*args: object, **kwargs: object) -> str:
+        raise OperationalError("connection refused")
+
+    key = {"Idempotency-Key": "broker-blip"}
+    with monkeypatch.context() as patch:
+        patch.setattr(enqueue, "send_step", broker_down)
+        failed = client.post("/v1/runs", json=run_request(), headers=key)
+    assert failed.status_code == 503
+    assert failed.headers["Retry-After"] == "5"
+    assert redis_client.llen(CHAIN_QUEUE) == 0
+
+    retried = client.post("/v1/runs", json=run_request(), headers=key)
+    assert retried.status_code == 200  # the run created by the first attempt
+    assert store.get(retried.json()["run_id"]).dispatched
+    assert redis_client.llen(CHAIN_QUEUE) == 1
