@@ -6,10 +6,10 @@ import sys
 
 import typer
 
+# Command modules register themselves on the shared app when imported.
+import orchestrator.cli_api
 import orchestrator.cli_runs
 import orchestrator.cli_worker  # noqa: F401
-
-# Command modules register themselves on the shared app when imported.
 from orchestrator import cli_emulator, cli_stack, cli_view  # noqa: F401
 from orchestrator.cli_app import CliError, app
 from orchestrator.store import StoreError

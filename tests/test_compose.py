@@ -137,9 +137,6 @@ def test_compose_runs_exactly_the_expected_subcommands(
     assert used == EXPECTED_SUBCOMMANDS
 
 
-@pytest.mark.xfail(
-    reason="api/worker/beat/flower land with the chain and API branches", strict=False
-)
 def test_compose_subcommands_are_real_cli_commands() -> None:
     import orchestrator.cli  # registers the command modules on the app
     import orchestrator.cli_app

@@ -1,0 +1,84 @@
+"""The FastAPI application: create_app(settings) wires Redis, the routers and the error shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+from fastapi import FastAPI
+
+from orchestrator.api import runs, service
+from orchestrator.api.deps import configured_token
+from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
+from orchestrator.api.metrics import OrchestratorCollector, build_registry
+from orchestrator.enqueue import CHAIN_QUEUE
+from orchestrator.settings import Settings, get_settings
+from orchestrator.store import RunStore
+
+logger = logging.getLogger("orchestrator.api")
+
+UNAUTHENTICATED_WARNING = (
+    "ORCH_API_TOKEN is not set and ORCH_API_ALLOW_UNAUTHENTICATED is on: "
+    "the API accepts requests from anyone who can reach it"
+)
+# Fail fast when Redis is down (a 503, not a hanging request); reads must
+# still outlast the event stream's blocking XREAD.
+CONNECT_TIMEOUT_SECONDS = 2.0
+SOCKET_TIMEOUT_SECONDS = 15.0
+
+
+class ApiConfigError(RuntimeError):
+    """The API refuses to start with these settings."""
+
+
+def _redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=SOCKET_TIMEOUT_SECONDS
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    authenticated = configured_token(settings) is not None
+    if not authenticated and not settings.api_allow_unauthenticated:
+        raise ApiConfigError(
+            "ORCH_API_TOKEN is not set (or empty): set it, or set "
+            "ORCH_API_ALLOW_UNAUTHENTICATED=true to serve without authentication "
+            "(local development only)"
+        )
+    client = _redis_client(settings.redis_url)
+    store = RunStore(client)
+    # The Celery broker is the same Redis today; pinged and measured on its own
+    # so /healthz and queue depth stay right if it ever moves.
+    broker = client
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not authenticated:
+            logger.warning(UNAUTHENTICATED_WARNING)
+        yield
+        client.close()
+
+    app = FastAPI(
+        title="batchai-orchestrator",
+        version="1",
+        summary="Asynchronous Azure Batch AI training runs over HTTP.",
+        description=(
+            "Submit a run and get its id at once; follow it with GET /v1/runs/{id} or its "
+            "Server-Sent Events; fetch its outputs when it has succeeded. Every route except "
+            "/healthz, /docs and /openapi.json needs `Authorization: Bearer <ORCH_API_TOKEN>`. "
+            'Errors are `{"message": "<field>: <problem>", "detail": ...}`.'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.broker = broker
+    app.state.registry = build_registry(OrchestratorCollector(store, broker, CHAIN_QUEUE))
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    app.include_router(service.router)
+    app.include_router(runs.router)
+    return app

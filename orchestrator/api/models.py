@@ -1,0 +1,100 @@
+"""Request and response bodies of the HTTP API (the OpenAPI schema is built from these)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.ids import RUN_ID_PATTERN
+from orchestrator.spec import ParameterValue, RunSpec
+from orchestrator.status import RunStatus
+from orchestrator.store import RunRecord
+
+RUNS_PATH = "/v1/runs"
+
+
+class RunRequest(BaseModel):
+    """A run to start: the run spec, plus parameter overrides kept apart from it.
+
+    Sweeps and schedules post one spec many times with different `parameters`;
+    they are merged over `spec.parameters` before the run is created, so the
+    stored spec is the one that actually runs. Input paths are paths on the
+    workers' machines and must be absolute.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "spec": {
+                        "name": "mnist-convnet",
+                        "job": {"script": "ConvNet_MNIST.py", "args": ["$AZ_BATCHAI_INPUT_SAMPLE"]},
+                        "inputs": {"SAMPLE": "/data/mnist"},
+                        "outputs": ["MODEL"],
+                    },
+                    "parameters": {"epochs": 3},
+                }
+            ]
+        },
+    )
+
+    spec: RunSpec
+    parameters: dict[str, ParameterValue] = Field(
+        default_factory=dict, description="Merged over spec.parameters (appended as --key value)."
+    )
+    run_id: Annotated[str, Field(pattern=RUN_ID_PATTERN)] | None = Field(
+        None, description="Caller-chosen run id; the same id with the same spec is the same run."
+    )
+
+
+class RunLinks(BaseModel):
+    self: str
+    events: str
+    outputs: str
+    cancel: str
+
+    @classmethod
+    def for_run(cls, run_id: str) -> RunLinks:
+        base = f"{RUNS_PATH}/{run_id}"
+        return cls(
+            self=base, events=f"{base}/events", outputs=f"{base}/outputs", cancel=f"{base}/cancel"
+        )
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    status: RunStatus
+    links: RunLinks
+
+
+class RunView(RunRecord):
+    """The run record as stored (it holds no secrets), with links to its sub-resources."""
+
+    links: RunLinks
+
+    @classmethod
+    def of(cls, record: RunRecord) -> RunView:
+        return cls(**dict(record), links=RunLinks.for_run(record.run_id))
+
+
+class RunPage(BaseModel):
+    items: list[RunView]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class OutputFile(BaseModel):
+    path: str = Field(description="Relative to the run's artifacts; append to .../outputs/.")
+    size: int
+
+
+class OutputList(BaseModel):
+    run_id: str
+    files: list[OutputFile]
+
+
+class Health(BaseModel):
+    status: str
+    redis: str
+    broker: str

@@ -1,0 +1,288 @@
+"""Python client of the orchestrator's HTTP API (sync, on httpx).
+
+    client = OrchestratorClient("http://127.0.0.1:8000", token=os.environ["ORCH_API_TOKEN"])
+    run = client.submit("examples/mnist/run.yaml", parameters={"epochs": 3},
+                        idempotency_key="nightly-2026-11-27")
+    final = client.wait(run["run_id"], timeout=3600)   # follows the run's event stream
+
+Services that share the orchestrator's Redis can skip HTTP altogether with
+`enqueue_run` / `enqueue_spec_dict`, re-exported here.
+"""
+
+from __future__ import annotations
+
+import builtins  # `list` is also a method name here
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+
+from orchestrator.enqueue import enqueue_run, enqueue_spec_dict
+from orchestrator.spec import RunSpec, load_spec
+
+__all__ = [
+    "ApiError",
+    "OrchestratorClient",
+    "ServerSentEvent",
+    "enqueue_run",
+    "enqueue_spec_dict",
+    "iter_sse",
+]
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+# The server sends a keep-alive at least every few seconds on event streams,
+# so a read that stays silent this long means the connection is gone.
+STREAM_READ_TIMEOUT_SECONDS = 30.0
+
+
+class ApiError(Exception):
+    """An error answer of the API (status >= 400), or status 0 when it was unreachable."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ServerSentEvent:
+    id: str | None
+    event: str
+    data: str
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+def iter_sse(lines: Iterable[str]) -> Iterator[ServerSentEvent]:
+    """Parse a text/event-stream (already split in lines) into events; comments are skipped."""
+    event_id: str | None = None
+    kind = "message"
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield ServerSentEvent(id=event_id, event=kind, data="\n".join(data))
+            kind, data = "message", []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            kind = value
+        elif field == "id":
+            event_id = value
+    if data:
+        yield ServerSentEvent(id=event_id, event=kind, data="\n".join(data))
+
+
+SpecInput = RunSpec | Mapping[str, Any] | Path | str
+
+
+def _spec_body(spec: SpecInput) -> dict[str, Any]:
+    if isinstance(spec, RunSpec):
+        return spec.model_dump(mode="json")
+    if isinstance(spec, Path | str):
+        # Relative input paths resolve against the spec file's folder.
+        return load_spec(Path(spec)).model_dump(mode="json")
+    return dict(spec)
+
+
+class OrchestratorClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __repr__(self) -> str:  # never the token
+        return f"OrchestratorClient({self.base_url!r})"
+
+    # ------------------------------------------------------------------ plumbing
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach {self.base_url}: {type(exc).__name__}") from None
+        _raise_for_status(response)
+        return response
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------------- runs
+    def submit(
+        self,
+        spec: SpecInput,
+        parameters: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a run: a RunSpec, a spec mapping, or a YAML/JSON spec file.
+
+        Returns {run_id, status, links}. The same idempotency_key with the same
+        spec returns the same run; with another spec, ApiError 409.
+        """
+        body: dict[str, Any] = {"spec": _spec_body(spec)}
+        if parameters:
+            body["parameters"] = dict(parameters)
+        if run_id is not None:
+            body["run_id"] = run_id
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._send("POST", "/v1/runs", json=body, headers=headers).json()
+        return result
+
+    def get(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._send("GET", f"/v1/runs/{run_id}").json()
+        return result
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        tag: tuple[str, str] | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page: {items, next_cursor}."""
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        if tag is not None:
+            params["tag"] = f"{tag[0]}={tag[1]}"
+        if name is not None:
+            params["name"] = name
+        if cursor is not None:
+            params["cursor"] = cursor
+        result: dict[str, Any] = self._send("GET", "/v1/runs", params=params).json()
+        return result
+
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._send("POST", f"/v1/runs/{run_id}/cancel").json()
+        return result
+
+    # -------------------------------------------------------------------- events
+    def events(
+        self, run_id: str, last_event_id: str | None = None, deadline: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The run's events ({id, kind, data, ts}), replayed then live; ends when the run does.
+
+        `deadline` (time.monotonic()) raises TimeoutError once passed, checked
+        at every event and keep-alive.
+        """
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        read_timeout = STREAM_READ_TIMEOUT_SECONDS
+        if deadline is not None:
+            read_timeout = max(0.001, min(read_timeout, deadline - time.monotonic()))
+        timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
+        try:
+            with self._http.stream(
+                "GET", f"/v1/runs/{run_id}/events", headers=headers, timeout=timeout
+            ) as response:
+                if response.is_error:
+                    response.read()
+                    _raise_for_status(response)
+                for event in iter_sse(_checked_lines(response.iter_lines(), deadline)):
+                    if event.event == "error":
+                        raise ApiError(503, str(event.json().get("message", "stream failed")))
+                    payload: dict[str, Any] = event.json()
+                    yield payload
+        except httpx.TransportError as exc:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id}: deadline passed following its events") from None
+            raise ApiError(0, f"cannot reach {self.base_url}: {type(exc).__name__}") from None
+
+    def wait(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the run has ended and return its record.
+
+        Follows the event stream (no polling); if the connection drops, resumes
+        after the last event seen. TimeoutError after `timeout` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last_event_id: str | None = None
+        while True:
+            try:
+                for event in self.events(run_id, last_event_id, deadline):
+                    last_event_id = event["id"]
+            except ApiError as exc:
+                if exc.status not in (0, 503):
+                    raise
+            record = self.get(run_id)
+            if record["status"] in TERMINAL_STATUSES:
+                return record
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} has not ended after {timeout} s")
+
+    # ------------------------------------------------------------------- outputs
+    def outputs(self, run_id: str) -> builtins.list[dict[str, Any]]:
+        """The run's output files: [{path, size}]."""
+        body = self._send("GET", f"/v1/runs/{run_id}/outputs").json()
+        files: builtins.list[dict[str, Any]] = body["files"]
+        return files
+
+    def download(self, run_id: str, path: str, destination: Path) -> Path:
+        """Stream one output file to `destination` (a file path); returns it."""
+        try:
+            with self._http.stream("GET", f"/v1/runs/{run_id}/outputs/{path}") as response:
+                if response.is_error:
+                    response.read()
+                    _raise_for_status(response)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with destination.open("wb") as file:
+                    for chunk in response.iter_bytes():
+                        file.write(chunk)
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach {self.base_url}: {type(exc).__name__}") from None
+        return destination
+
+    def metrics(self) -> str:
+        """The Prometheus text of /metrics."""
+        return self._send("GET", "/metrics").text
+
+    def healthz(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._send("GET", "/healthz").json()
+        return result
+
+
+def _checked_lines(lines: Iterable[str], deadline: float | None) -> Iterator[str]:
+    for line in lines:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError("deadline passed while following the run's events")
+        yield line
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        message = str(response.json().get("message") or response.reason_phrase)
+    except (ValueError, AttributeError):
+        message = response.text[:200] or response.reason_phrase
+    retry_after = response.headers.get("Retry-After")
+    raise ApiError(
+        response.status_code,
+        message,
+        retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+    )

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import redis
+from fastapi.testclient import TestClient
+
+from orchestrator.enqueue import CHAIN_QUEUE
+from tests.orchestrator.api.support import run_request
+
+LIMIT = 16 * 1024  # the settings fixture's api_max_body_bytes
+
+
+def _oversized_body() -> bytes:
+    body = run_request(tags={"padding": "x" * LIMIT})
+    return json.dumps(body).encode()
+
+
+def test_declared_content_length_over_the_limit_is_413(
+    client: TestClient, redis_client: redis.Redis
+) -> None:
+    response = client.post(
+        "/v1/runs", content=_oversized_body(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert str(LIMIT) in response.json()["message"]
+    assert redis_client.llen(CHAIN_QUEUE) == 0
+
+
+def test_streamed_body_over_the_limit_is_413(client: TestClient, redis_client: redis.Redis) -> None:
+    body = _oversized_body()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: chunked transfer
+        for start in range(0, len(body), 1024):
+            yield body[start : start + 1024]
+
+    response = client.post(
+        "/v1/runs", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert redis_client.llen(CHAIN_QUEUE) == 0
+
+
+def test_body_under_the_limit_passes(client: TestClient) -> None:
+    body = json.dumps(run_request(tags={"padding": "x" * (LIMIT // 2)})).encode()
+    response = client.post("/v1/runs", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 202
+
+
+def test_malformed_content_length_is_400(client: TestClient) -> None:
+    response = client.post("/v1/runs", content=b"{}", headers={"Content-Length": "ten"})
+    assert response.status_code == 400

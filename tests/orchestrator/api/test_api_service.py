@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from orchestrator.api import create_app
+from orchestrator.api.metrics import azure_requests_key
+from orchestrator.enqueue import CHAIN_QUEUE
+from orchestrator.redis_server import RedisServer
+from orchestrator.settings import Settings
+from orchestrator.status import RunStatus, Step, StepState
+from orchestrator.store import RunStore
+from tests.orchestrator.api.support import AUTH, TOKEN, run_request
+
+
+def test_healthz_is_ok_when_redis_answers(client: TestClient) -> None:
+    response = client.get("/healthz", headers={"Authorization": ""})
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "redis": "ok", "broker": "ok"}
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_expose_runs_queue_steps_and_azure_requests(
+    client: TestClient, store: RunStore, redis_client: redis.Redis
+) -> None:
+    first = client.post("/v1/runs", json=run_request()).json()["run_id"]
+    client.post("/v1/runs", json=run_request(name="second"))
+    store.set_step(first, Step.ENSURE_RESOURCE_GROUP, StepState.RUNNING)
+    store.set_step(first, Step.ENSURE_RESOURCE_GROUP, StepState.DONE)
+    store.transition(first, RunStatus.CANCELLED)
+    redis_client.hincrby(azure_requests_key(store), "create_cluster|ok", 3)
+
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = _samples(response.text)
+    assert samples[("orchestrator_runs", (("status", "queued"),))] == 1
+    assert samples[("orchestrator_runs", (("status", "cancelled"),))] == 1
+    assert samples[("orchestrator_queue_depth", (("queue", CHAIN_QUEUE),))] == 2
+    step = (("step", "ensure_resource_group"),)
+    assert samples[("orchestrator_step_duration_seconds_count", step)] == 1
+    assert samples[("orchestrator_step_duration_seconds_count", (("step", "cleanup"),))] == 0
+    azure = (("operation", "create_cluster"), ("outcome", "ok"))
+    assert samples[("orchestrator_azure_requests_total", azure)] == 3
+
+    # A run is observed once: scraping again does not count it twice.
+    again = _samples(client.get("/metrics").text)
+    assert again[("orchestrator_step_duration_seconds_count", step)] == 1
+
+
+def test_redis_down_is_503_with_retry_after(tmp_path: Path) -> None:
+    server = RedisServer().start()
+    settings = Settings(
+        redis_url=server.url,
+        api_token=SecretStr(TOKEN),
+        artifacts_dir=tmp_path,
+    )
+    try:
+        with TestClient(create_app(settings), headers=AUTH) as client:
+            run_id = client.post("/v1/runs", json=run_request()).json()["run_id"]
+            server.stop()
+
+            for method, path in [
+                ("POST", "/v1/runs"),
+                ("GET", f"/v1/runs/{run_id}"),
+                ("GET", "/v1/runs"),
+                ("POST", f"/v1/runs/{run_id}/cancel"),
+                ("GET", f"/v1/runs/{run_id}/events"),
+                ("GET", "/metrics"),
+                ("GET", "/healthz"),
+            ]:
+                response = client.request(method, path, json=run_request())
+                assert response.status_code == 503, (method, path, response.text)
+                assert response.headers["Retry-After"] == "5"
+                assert "redis://" not in response.text
+    finally:
+        server.stop()

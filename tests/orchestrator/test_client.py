@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.api import create_app
+from orchestrator.client import ApiError, OrchestratorClient
+from orchestrator.settings import Settings
+from orchestrator.spec import parse_spec
+from orchestrator.status import RunStatus
+from orchestrator.store import RunStore
+from tests.orchestrator.api.live_server import serve
+from tests.orchestrator.api.support import TOKEN, run_request, settings, store
+
+__all__ = ["settings", "store"]  # fixtures shared with the API tests
+
+SPEC = run_request()["spec"]
+
+
+@pytest.fixture
+def base_url(settings: Settings) -> Iterator[str]:
+    with serve(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def api(base_url: str) -> Iterator[OrchestratorClient]:
+    with OrchestratorClient(base_url, token=TOKEN, timeout=10) as client:
+        yield client
+
+
+def test_submit_a_mapping_get_list_and_cancel(api: OrchestratorClient) -> None:
+    accepted = api.submit(SPEC, parameters={"epochs": 2}, idempotency_key="k-1")
+    run_id = accepted["run_id"]
+    assert accepted["status"] == "queued"
+    assert api.submit(SPEC, parameters={"epochs": 2}, idempotency_key="k-1")["run_id"] == run_id
+    with pytest.raises(ApiError) as conflict:
+        api.submit(SPEC, parameters={"epochs": 3}, idempotency_key="k-1")
+    assert conflict.value.status == 409
+
+    record = api.get(run_id)
+    assert record["spec"]["parameters"] == {"epochs": 2}
+    page = api.list(tag=("team", "vision"), limit=10)
+    assert [item["run_id"] for item in page["items"]] == [run_id]
+    assert api.cancel(run_id)["cancel_requested"] is True
+
+
+def test_submit_a_spec_file_resolves_its_relative_inputs(
+    api: OrchestratorClient, tmp_path: Path
+) -> None:
+    (tmp_path / "sample").mkdir()
+    spec_file = tmp_path / "run.yaml"
+    spec_file.write_text(yaml.safe_dump({**SPEC, "inputs": {"SAMPLE": "./sample"}}))
+    run_id = api.submit(spec_file)["run_id"]
+    assert api.get(run_id)["spec"]["inputs"] == {"SAMPLE": str(tmp_path / "sample")}
+
+
+def test_submit_a_run_spec_object(api: OrchestratorClient) -> None:
+    run_id = api.submit(parse_spec(SPEC), run_id="from-object")["run_id"]
+    assert run_id == "from-object"
+
+
+def test_wait_follows_the_run_to_its_end(
+    api: OrchestratorClient,
+    store: RunStore,
+) -> None:
+    run_id = api.submit(SPEC)["run_id"]
+    # Ends the run whether wait() is already streaming or not yet: both must work.
+    ender = threading.Thread(target=store.transition, args=(run_id, RunStatus.CANCELLED))
+    ender.start()
+    try:
+        final = api.wait(run_id, timeout=30)
+    finally:
+        ender.join()
+    assert final["status"] == "cancelled"
+    assert final["finished_at"] is not None
+
+
+def test_wait_raises_timeout_error_at_its_deadline(api: OrchestratorClient) -> None:
+    run_id = api.submit(SPEC)["run_id"]
+    with pytest.raises(TimeoutError):
+        api.wait(run_id, timeout=0.2)
+
+
+def test_outputs_list_and_download(
+    api: OrchestratorClient,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    run_id = api.submit(SPEC)["run_id"]
+    root = settings.artifacts_dir / run_id / "MODEL"
+    root.mkdir(parents=True)
+    (root / "model.bin").write_bytes(b"weights")
+    assert api.outputs(run_id) == [{"path": "MODEL/model.bin", "size": 7}]
+    saved = api.download(run_id, "MODEL/model.bin", tmp_path / "out" / "model.bin")
+    assert saved.read_bytes() == b"weights"
+    with pytest.raises(ApiError) as missing:
+        api.download(run_id, "MODEL/none.bin", tmp_path / "none.bin")
+    assert missing.value.status == 404
+
+
+def test_errors_are_api_errors_without_the_token(base_url: str) -> None:
+    wrong = "wrong-token-that-must-not-leak"
+    with OrchestratorClient(base_url, token=wrong) as client:
+        with pytest.raises(ApiError) as caught:
+            client.get("anything")
+        assert caught.value.status == 401
+        assert wrong not in str(caught.value) and wrong not in repr(client)
+    with OrchestratorClient(base_url, token=TOKEN) as client:
+        with pytest.raises(ApiError) as unknown:
+            client.get("nope")
+        assert (unknown.value.status, unknown.value.message) == (
+            404,
+            "run_id: run 'nope' not found",
+        )
+        assert client.healthz()["status"] == "ok"
+
+
+def test_unreachable_server_is_api_error_zero() -> None:
+    client = OrchestratorClient("http://127.0.0.1:9", token=TOKEN, timeout=2)
+    with client, pytest.raises(ApiError) as caught:
+        client.get("x")
+    assert caught.value.status == 0
+    assert TOKEN not in str(caught.value)
