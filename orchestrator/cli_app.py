@@ -28,29 +28,22 @@ class CliError(Exception):
 
 
 def open_store() -> RunStore:
-    """The run store at the configured REDIS_URL, checked to be reachable."""
+    """The run store at the configured REDIS_URL, checked to be reachable.
+
+    Commands print their result on stdout; log lines go to stderr, warnings
+    only, so a user sees the result rather than the chatter.
+    """
     import redis
 
+    from orchestrator.logs import configure_logging, redact_text, secrets_from_settings
     from orchestrator.settings import get_settings
     from orchestrator.store import RunStore
 
     settings = get_settings()
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    configure_logging("WARNING", secrets=secrets_from_settings(settings))
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise CliError(f"cannot reach Redis at {redacted_url(settings.redis_url)}: {exc}") from None
+        raise CliError(f"cannot reach Redis at {redact_text(settings.redis_url)}: {exc}") from None
     return RunStore(client)
-
-
-def redacted_url(url: str) -> str:
-    """A URL fit for messages: any password is replaced by ***."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
-        f":{parts.port}" if parts.port else ""
-    )
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,33 +10,12 @@ import redis
 import typer
 import yaml
 
-from orchestrator.cli_app import CliError, app
-from orchestrator.settings import Settings, get_settings
+from orchestrator.cli_app import CliError, app, open_store
+from orchestrator.follow import FollowTimeout, follow_run
+from orchestrator.settings import get_settings
 from orchestrator.spec import SpecError, load_spec
 from orchestrator.status import RunStatus
-from orchestrator.store import RunNotFound, RunRecord, RunStore
-
-WAIT_POLL_MS = 2000
-
-
-def _store(settings: Settings) -> RunStore:
-    from orchestrator.logs import configure_logging, secrets_from_settings
-
-    # stdout carries the run id / JSON record; log lines go to stderr, and
-    # only warnings, so a user sees the result rather than the chatter.
-    configure_logging("WARNING", secrets=secrets_from_settings(settings))
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise CliError(f"cannot reach Redis at {_safe_url(settings.redis_url)}: {exc}") from None
-    return RunStore(client)
-
-
-def _safe_url(url: str) -> str:
-    from orchestrator.logs import redact_text
-
-    return redact_text(url)
+from orchestrator.store import RunEvent, RunNotFound, RunRecord, RunStore
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
@@ -100,7 +78,7 @@ def submit_command(
     except SpecError as exc:
         raise CliError(f"invalid spec: {exc}") from None
     settings = get_settings()
-    store = _store(settings)
+    store = open_store()
     try:
         record, _created = enqueue_run(
             spec,
@@ -126,19 +104,17 @@ def submit_command(
 
 
 def _follow(store: RunStore, run_id: str, timeout: float, *, quiet: bool) -> RunRecord:
-    """Block on the run's event stream until it is terminal."""
-    deadline = time.monotonic() + timeout
-    last_event = "0"
-    record = store.get(run_id)
-    while not record.terminal:
-        if time.monotonic() > deadline:
-            raise CliError(f"run {run_id} still {record.status.value} after {timeout:.0f}s")
-        for event in store.read_events(run_id, after=last_event, block_ms=WAIT_POLL_MS):
-            last_event = event.id
-            if not quiet and event.kind in ("status", "step"):
-                detail = " ".join(f"{k}={v}" for k, v in event.data.items() if v is not None)
-                typer.echo(f"{event.kind}: {detail}", err=True)
-        record = store.get(run_id)
+    """Follow the run's event stream until it is terminal, echoing steps to stderr."""
+
+    def echo(event: RunEvent) -> None:
+        if not quiet and event.kind in ("status", "step"):
+            detail = " ".join(f"{k}={v}" for k, v in event.data.items() if v is not None)
+            typer.echo(f"{event.kind}: {detail}", err=True)
+
+    try:
+        record = follow_run(store, run_id, timeout=timeout, on_event=echo, tick_seconds=2.0)
+    except FollowTimeout as exc:
+        raise CliError(str(exc)) from None
     if not quiet:
         print(_summary(record))
     return record
@@ -150,7 +126,7 @@ def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
 ) -> None:
     """Show a run's status (and its record with --json)."""
-    store = _store(get_settings())
+    store = open_store()
     try:
         record = store.get(run_id)
     except RunNotFound:
@@ -172,7 +148,7 @@ def cancel_command(run_id: Annotated[str, typer.Argument(metavar="RUN_ID")]) -> 
     """Cancel a run: a queued run ends at once; a running one at its next step or poll."""
     from orchestrator.cancel import cancel_run
 
-    store = _store(get_settings())
+    store = open_store()
     try:
         record = cancel_run(store, run_id)
     except RunNotFound:

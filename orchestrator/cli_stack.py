@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from orchestrator.cli_app import CliError, app
+from orchestrator.redis_server import free_port
 from orchestrator.stack import Stack, StackConfig, StackError
 
 DEFAULT_HOME = Path(".orchestrator")
@@ -117,7 +118,7 @@ def demo_command(
     artifacts = (home / "artifacts").resolve()
     config = StackConfig(
         home=home,
-        api_port=0,
+        api_port=free_port(),
         with_beat=True,
         extra_env={**DEMO_ENV, "ORCH_ARTIFACTS_DIR": str(artifacts)},
     )
@@ -131,23 +132,24 @@ def demo_command(
             store = open_store()
             record, _ = enqueue_run(spec, store=store, broker_url=stack.env["REDIS_URL"])
             console.print(f"[bold]3/4[/] submitted run {record.run_id}; following its steps")
+            console.print(f"     API: {stack.api_url}/docs (token in {stack.api_token_file})")
             final = watch_run(record.run_id, console)
     except StackError as exc:
         raise CliError(str(exc)) from None
 
     elapsed = time.monotonic() - started
-    console.print("[bold]4/4[/] result")
+    console.print("\n[bold]4/4[/] result")
     run_dir = artifacts / final.run_id
-    console.print(
-        f"  status:      {final.status.value}"
-        + (f" ({final.reason.value})" if final.reason else "")
-    )
+    reason = f" ({final.reason.value})" if final.reason else ""
+    lines = [f"  status:     {final.status.value}{reason}"]
     if "test_error" in final.metrics:
-        console.print(f"  test error:  {final.metrics['test_error']:.2%} (held-out digits)")
+        lines.append(f"  test error: {final.metrics['test_error']:.2%} (held-out digits)")
     models = sorted(run_dir.glob("outputs/MODEL/**/*.pt"))
     if models:
-        console.print(f"  model file:  {models[0]}")
-    console.print(f"  logs:        {run_dir / 'stdout.txt'}  (stack logs: {home / 'logs'})")
-    console.print(f"  wall time:   {elapsed:.1f}s")
+        lines.append(f"  model file: {models[0]}")
+    lines.append(f"  job log:    {run_dir / 'stdout.txt'}")
+    lines.append(f"  stack logs: {(home / 'logs').resolve()}")
+    lines.append(f"  wall time:  {elapsed:.1f}s")
+    typer.echo("\n".join(lines))
     if final.status is not RunStatus.SUCCEEDED:
         raise CliError(f"the demo run ended {final.status.value}: {final.error or final.reason}")

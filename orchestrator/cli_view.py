@@ -13,8 +13,9 @@ from rich.live import Live
 
 from orchestrator.cli_app import CliError, app, open_store
 from orchestrator.follow import follow_run
+from orchestrator.joblog import JobLogReader, LogTail
 from orchestrator.settings import get_settings
-from orchestrator.status import TERMINAL, RunStatus
+from orchestrator.status import RunStatus
 from orchestrator.store import RunRecord
 from orchestrator.views import run_view, runs_table
 
@@ -23,13 +24,6 @@ LOG_TAIL_LINES = 12
 
 def artifacts_of(run_id: str) -> Path:
     return get_settings().artifacts_dir / run_id
-
-
-def collected_log_tail(run_id: str, lines: int = LOG_TAIL_LINES) -> list[str]:
-    stdout = artifacts_of(run_id) / "stdout.txt"
-    if not stdout.is_file():
-        return []
-    return stdout.read_text(errors="replace").splitlines()[-lines:]
 
 
 @app.command("runs")
@@ -58,10 +52,11 @@ def watch_run(run_id: str, console: Console | None = None) -> RunRecord:
     """Show the live step view until the run ends; returns the final record."""
     console = console or Console()
     store = open_store()
+    tail = LogTail(JobLogReader(get_settings()), LOG_TAIL_LINES)
     with Live(console=console, refresh_per_second=4, transient=False) as live:
 
         def redraw(record: RunRecord) -> None:
-            live.update(run_view(record, collected_log_tail(record.run_id)))
+            live.update(run_view(record, tail.update(record)))
 
         return follow_run(store, run_id, on_update=redraw, tick_seconds=0.5)
 
@@ -78,25 +73,27 @@ def watch_command(run_id: Annotated[str, typer.Argument(help="The run to watch."
 def logs_command(
     run_id: Annotated[str, typer.Argument(help="The run whose job output to print.")],
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")
+        bool, typer.Option("--follow", "-f", help="Keep printing while the job runs.")
     ] = False,
     stderr: Annotated[
         bool, typer.Option("--stderr", help="Print stderr instead of stdout.")
     ] = False,
 ) -> None:
-    """The job's stdout (or stderr), as collected from the cluster."""
+    """The job's stdout (or stderr): live from the cluster while it runs, else as collected."""
     store = open_store()
+    reader = JobLogReader(get_settings(), "stderr" if stderr else "stdout", min_live_interval=1.0)
+
+    def emit(record: RunRecord) -> None:
+        text = reader.read_new(record)
+        if text:
+            typer.echo(text, nl=False)
+
     record = store.get(run_id)
-    name = "stderr.txt" if stderr else "stdout.txt"
-    path = artifacts_of(run_id) / name
-    if follow and record.status not in TERMINAL:
-        record = follow_run(store, run_id)
-    if not path.is_file():
-        raise CliError(
-            f"no {name} for run {run_id} yet (status {record.status.value}); "
-            "it is collected when the job ends"
-        )
-    typer.echo(path.read_text(errors="replace"), nl=False)
+    if follow and not record.terminal:
+        record = follow_run(store, run_id, on_update=emit)
+    emit(record)
+    if reader.offset == 0 and not follow:
+        raise CliError(f"no {reader.file_name} for run {run_id} yet (status {record.status.value})")
 
 
 @app.command("outputs")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from orchestrator.status import TERMINAL
-from orchestrator.store import RunRecord, RunStore
+from orchestrator.store import RunEvent, RunRecord, RunStore
 
 
 class FollowTimeout(TimeoutError):
@@ -20,12 +20,14 @@ def follow_run(
     *,
     timeout: float | None = None,
     on_update: Callable[[RunRecord], None] | None = None,
+    on_event: Callable[[RunEvent], None] | None = None,
     tick_seconds: float = 1.0,
 ) -> RunRecord:
     """Return the run's record once it is terminal.
 
-    on_update is called with a fresh record after every batch of events, and at
-    least every tick_seconds (so elapsed times in a live view keep moving).
+    on_event sees every event of the run, in order. on_update is called with a
+    fresh record after every batch of events, and at least every tick_seconds
+    (so elapsed times in a live view keep moving).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     last_event = "0"
@@ -38,5 +40,7 @@ def follow_run(
         if deadline is not None and time.monotonic() >= deadline:
             raise FollowTimeout(f"run {run_id} is still {record.status.value} after {timeout:.0f}s")
         events = store.read_events(run_id, after=last_event, block_ms=int(tick_seconds * 1000))
-        if events:
-            last_event = events[-1].id
+        for event in events:
+            if on_event is not None:
+                on_event(event)
+            last_event = event.id

@@ -935,6 +935,39 @@ class AzureGateway:
             partial.unlink(missing_ok=True)
             raise classify(exc, self.last_request_id) from None
 
+    def file_size(self, url: str) -> int:
+        """Size in bytes of a file, by its download URL (a HEAD)."""
+        try:
+            head = requests.head(url, timeout=30, verify=self._verify())
+            self.recorder.record(
+                "File_GetProperties", str(head.status_code), head.headers.get("x-ms-request-id")
+            )
+            head.raise_for_status()
+            return int(head.headers.get("Content-Length", "0"))
+        except requests.RequestException as exc:
+            raise classify(exc, self.last_request_id) from None
+
+    def read_range(self, url: str, start: int, end: int) -> bytes:
+        """Bytes start..end (inclusive) of a file, by its download URL.
+
+        Azure Files has no suffix ranges ("the last N bytes"): callers ask
+        file_size first.
+        """
+        try:
+            response = requests.get(
+                url,
+                headers={"x-ms-range": f"bytes={start}-{end}"},
+                timeout=30,
+                verify=self._verify(),
+            )
+            self.recorder.record(
+                "File_ReadRange", str(response.status_code), response.headers.get("x-ms-request-id")
+            )
+            response.raise_for_status()
+            return response.content
+        except requests.RequestException as exc:
+            raise classify(exc, self.last_request_id) from None
+
 
 def _items(paged: Any) -> list[Any]:
     """The SDK's list methods are annotated as paging *ListResult; they yield items."""
