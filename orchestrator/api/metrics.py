@@ -9,9 +9,9 @@
   it terminal (runs that ended before the process started are observed at its
   first scrape), so it behaves like any counter that resets with the process.
 - ``orchestrator_azure_requests_total{operation,outcome}`` (counter): the
-  workers count their Azure requests in their own processes; this process
-  exposes the totals they add to the Redis hash ``<ns>:metrics:azure_requests``
-  (field ``operation|outcome``). Without that hash the family has no samples.
+  workers count their Azure requests in their own processes and add them to a
+  Redis hash (orchestrator.azure_stats); this process exposes those fleet-wide
+  totals.
 """
 
 from __future__ import annotations
@@ -28,18 +28,11 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from orchestrator.azure_stats import request_counts
 from orchestrator.status import STEP_ORDER, RunStatus, Step
 from orchestrator.store import RunNotFound, RunRecord, RunStore
 
 STEP_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0)
-
-
-def azure_requests_key(store: RunStore) -> str:
-    return f"{store.namespace}:metrics:azure_requests"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class StepDurations:
@@ -126,10 +119,9 @@ class OrchestratorCollector:
             "Requests the workers sent to Azure (or the emulator), by operation and outcome.",
             labels=["operation", "outcome"],
         )
-        totals: dict[Any, Any] = self.store.redis.hgetall(azure_requests_key(self.store))
-        for field, value in sorted((_text(k), _text(v)) for k, v in totals.items()):
-            operation, _, outcome = field.partition("|")
-            azure.add_metric([operation, outcome], float(value))
+        totals = request_counts(self.store.redis, self.store.namespace)
+        for (operation, outcome), count in sorted(totals.items()):
+            azure.add_metric([operation, outcome], float(count))
         yield azure
 
 

@@ -51,3 +51,10 @@ def test_http_submit_wait_and_download(stack: Stack) -> None:
         assert samples[("orchestrator_runs", (("status", "succeeded"),))] == 1
         for step in ("ensure_resource_group", "poll_job", "cleanup"):
             assert samples[("orchestrator_step_duration_seconds_count", (("step", step),))] == 1
+        # The worker's Azure requests, counted fleet-wide through Redis.
+        azure = {
+            dict(labels)["operation"]: value
+            for (name, labels), value in samples.items()
+            if name == "orchestrator_azure_requests_total"
+        }
+        assert sum(azure.values()) >= 10, azure

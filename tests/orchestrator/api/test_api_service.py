@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from orchestrator.api import create_app
-from orchestrator.api.metrics import azure_requests_key
+from orchestrator.azure_stats import requests_key
 from orchestrator.enqueue import CHAIN_QUEUE
 from orchestrator.redis_server import RedisServer
 from orchestrator.settings import Settings
@@ -39,7 +39,7 @@ def test_metrics_expose_runs_queue_steps_and_azure_requests(
     store.set_step(first, Step.ENSURE_RESOURCE_GROUP, StepState.RUNNING)
     store.set_step(first, Step.ENSURE_RESOURCE_GROUP, StepState.DONE)
     store.transition(first, RunStatus.CANCELLED)
-    redis_client.hincrby(azure_requests_key(store), "create_cluster|ok", 3)
+    redis_client.hincrby(requests_key(store.namespace), "create_cluster|ok", 3)
 
     response = client.get("/metrics")
     assert response.status_code == 200
