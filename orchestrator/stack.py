@@ -22,16 +22,9 @@ from typing import IO
 
 import httpx
 
+from emulator.process import EmulatorProcess
 from orchestrator.redis_server import RedisServer
 
-EMULATOR_KEYS = (
-    "AZURE_ARM_ENDPOINT",
-    "AZURE_SUBSCRIPTION_ID",
-    "AZURE_STORAGE_ACCOUNT",
-    "AZURE_STORAGE_KEY",
-    "AZURE_STORAGE_CONNECTION_STRING",
-    "REQUESTS_CA_BUNDLE",
-)
 AZURE_CREDENTIAL_KEYS = ("AZURE_CLIENT_ID", "AZURE_SUBSCRIPTION_ID", "AZURE_ARM_ENDPOINT")
 
 
@@ -81,6 +74,7 @@ class Stack:
         self.env.update(config.extra_env)
         self.children: list[Child] = []
         self.redis: RedisServer | None = None
+        self.emulator: EmulatorProcess | None = None
         self.api_url: str | None = None
         self.api_token_file = config.home / "api-token"
         self.logs_dir = config.home / "logs"
@@ -114,31 +108,16 @@ class Stack:
         self.env["REDIS_URL"] = self.redis.url
 
     def _start_emulator(self) -> None:
-        env_file = self.config.home / "emulator.env"
-        env_file.unlink(missing_ok=True)
-        args = [
-            "emulator",
-            "--port",
-            "0",
-            "--data-dir",
-            str(self.config.home / "emulator"),
-            "--env-file",
-            str(env_file),
-            "--provision-seconds",
-            str(self.config.provision_seconds),
-        ]
-        child = self._spawn("emulator", args)
-        wait_until(
-            lambda: env_file.exists() or child.process.poll() is not None,
-            timeout=60,
-            what="the emulator",
-        )
-        if child.process.poll() is not None:
-            raise StackError(f"the emulator exited; see {child.log_path}")
-        for line in env_file.read_text().splitlines():
-            key, _, value = line.partition("=")
-            if key in EMULATOR_KEYS:
-                self.env[key] = value
+        try:
+            self.emulator = EmulatorProcess(
+                self.config.home / "emulator",
+                "--provision-seconds",
+                str(self.config.provision_seconds),
+            )
+        except (RuntimeError, TimeoutError) as exc:
+            raise StackError(f"the emulator did not start: {exc}") from None
+        # Its env file (endpoint, subscription, storage key, CA) is all a worker needs.
+        self.env.update(self.emulator.env)
 
     def _start_api(self) -> None:
         token = self.env.get("ORCH_API_TOKEN") or secrets.token_urlsafe(24)
@@ -179,11 +158,14 @@ class Stack:
     # ----------------------------------------------------------------- health
     def dead_child(self) -> Child | None:
         """The first child that exited, if any."""
-        return next((c for c in self.children if c.process.poll() is not None), None)
+        watched = list(self.children)
+        if self.emulator is not None:
+            watched.append(Child("emulator", self.emulator.process, self.emulator.log_path))
+        return next((c for c in watched if c.process.poll() is not None), None)
 
     # ------------------------------------------------------------------- stop
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop children in reverse start order: API and beat, worker, emulator, Redis."""
+        """Stop children in reverse start order: API and beat, worker, then emulator, Redis."""
         for child in reversed(self.children):
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
@@ -194,6 +176,9 @@ class Stack:
                 child.process.kill()
                 child.process.wait()
         self.children.clear()
+        if self.emulator is not None:
+            self.emulator.stop(timeout)
+            self.emulator = None
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
