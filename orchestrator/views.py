@@ -90,10 +90,13 @@ def run_view(record: RunRecord, log_lines: Sequence[str] = (), now: float | None
 
 def runs_table(records: Sequence[RunRecord]) -> Table:
     table = Table(show_header=True, header_style="bold")
-    for column in ("run id", "name", "status", "reason", "step", "created", "duration"):
+    # The run id is what users copy: never shortened, whatever the width.
+    id_width = max((len(r.run_id) for r in records), default=6)
+    table.add_column("run id", no_wrap=True, min_width=id_width)
+    for column in ("name", "status", "reason", "step", "created", "duration"):
         table.add_column(column, no_wrap=True)
     for record in records:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created_at))
+        created = time.strftime("%m-%d %H:%M:%S", time.localtime(record.created_at))
         duration = (record.finished_at or time.time()) - record.created_at
         table.add_row(
             record.run_id,
