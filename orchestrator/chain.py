@@ -208,12 +208,16 @@ def _to_cleanup(ctx: StepContext, run_id: str) -> Dispatch | None:
 
 
 def _resend_following(ctx: StepContext, record: RunRecord, step: Step) -> Dispatch | None:
-    """A message for a finished step: re-send what follows only if it never started."""
-    following = Step.CLEANUP if record.ending is not None else step.next()
-    if following is None:
-        if record.step(Step.CLEANUP).state is StepState.DONE:
-            _finish(ctx, record.run_id)
+    """A message for a finished step: re-send what follows only if it never started.
+
+    Cleanup finished (done, or failed) but the run not ended means the worker
+    died between the two writes: end it now, whatever its ending.
+    """
+    if step is Step.CLEANUP:
+        _finish(ctx, record.run_id)
         return None
+    following = Step.CLEANUP if record.ending is not None else step.next()
+    assert following is not None
     nxt = record.step(following)
     if nxt.state is not StepState.PENDING:
         return None
