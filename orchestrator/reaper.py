@@ -81,9 +81,14 @@ def reap_resources(ctx: StepContext, report: ReapReport) -> None:
 
 
 def redrive_step(record: RunRecord) -> Step:
-    """The step a stalled run should continue with."""
+    """The step a stalled run should continue with.
+
+    A cancel request with no decided ending yet is not a reason to go straight
+    to cleanup: the current step's message is what decides the run cancelled
+    (and terminates its job) before sending it to cleanup.
+    """
     failed = any(record.step(s).state is StepState.FAILED for s in STEP_ORDER)
-    if record.ending is not None or failed or record.cancel_requested:
+    if record.ending is not None or failed:
         return Step.CLEANUP
     for step in STEP_ORDER:
         if record.step(step).state not in _FINISHED:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.chain import run_step
+from orchestrator.cancel import cancel_run
+from orchestrator.chain import Dispatch, run_step
 from orchestrator.gateway import AzureResource
 from orchestrator.reaper import reap, stale_after_seconds
 from orchestrator.settings import Settings
@@ -103,3 +104,24 @@ def test_a_run_with_a_decided_ending_is_redriven_to_cleanup(
     ctx.clock.now = ctx.store.get(record.run_id).updated_at + stale_after_seconds(ctx) + 1
     [dispatch] = reap(ctx)
     assert dispatch.step is Step.CLEANUP
+
+
+def test_a_cancelled_run_whose_message_was_lost_ends_cancelled(
+    ctx: StepContext, tmp_path: Path
+) -> None:
+    record, _ = ctx.store.create_run(_spec(tmp_path))
+    ctx.store.mark_dispatched(record.run_id)
+    first = run_step(ctx, Step.ENSURE_RESOURCE_GROUP, record.run_id, "first")
+    assert first is not None and first.step is Step.PREPARE_SHARE
+    # Cancelled while prepare_share's message is lost: nothing acts on the flag.
+    cancel_run(ctx.store, record.run_id)
+    assert isinstance(ctx.clock, Clock)
+    ctx.clock.now = ctx.store.get(record.run_id).updated_at + stale_after_seconds(ctx) + 1
+    dispatch: Dispatch | None
+    [dispatch] = reap(ctx)
+    for _ in range(10):
+        if dispatch is None:
+            break
+        dispatch = run_step(ctx, dispatch.step, record.run_id, dispatch.task_id)
+    final = ctx.store.get(record.run_id)
+    assert (final.status, final.reason) == (RunStatus.CANCELLED, FailureReason.CANCELLED)
