@@ -70,7 +70,8 @@ def new_task_id(run_id: str, step: Step) -> str:
     return f"{run_id}.{step.value}.{uuid.uuid4().hex[:10]}"
 
 
-def _lock_key(ctx: StepContext, run_id: str) -> str:
+def lock_key(ctx: StepContext, run_id: str) -> str:
+    """The per-run lock held while a step executes (the reaper checks it too)."""
     return f"{ctx.store.namespace}:lock:{run_id}"
 
 
@@ -88,7 +89,7 @@ def run_step(ctx: StepContext, step: Step, run_id: str, task_id: str) -> Dispatc
     (the caller turns them into a failed run with fail_step).
     """
     redis = ctx.store.redis
-    key = _lock_key(ctx, run_id)
+    key = lock_key(ctx, run_id)
     if not redis.set(key, task_id, nx=True, px=_lock_ttl_ms(ctx)):
         return Dispatch(step, run_id, task_id, LOCK_BUSY_COUNTDOWN)
     try:

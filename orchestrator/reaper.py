@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from orchestrator.chain import Dispatch, new_task_id
+from orchestrator.chain import Dispatch, lock_key, new_task_id
 from orchestrator.gateway import AzureGatewayError, AzureResource
 from orchestrator.logs import get_logger
 from orchestrator.naming import parse_cluster_run_id, parse_job_run_id
@@ -104,7 +104,7 @@ def redrive_stalled(ctx: StepContext, report: ReapReport) -> None:
         run_id = record.run_id
         if record.terminal or not record.dispatched or now - record.updated_at < threshold:
             continue
-        if ctx.store.redis.exists(f"{ctx.store.namespace}:lock:{run_id}"):
+        if ctx.store.redis.exists(lock_key(ctx, run_id)):
             continue  # a step is executing right now
         step = redrive_step(record)
         task_id = record.step(step).task_id
