@@ -11,7 +11,7 @@ import redis
 
 from orchestrator.cancel import cancel_run
 from orchestrator.chain import Dispatch, run_step
-from orchestrator.gateway import AzureResource
+from orchestrator.gateway import AzureResource, PermanentAzureError
 from orchestrator.reaper import reap, stale_after_seconds
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
@@ -125,3 +125,16 @@ def test_a_cancelled_run_whose_message_was_lost_ends_cancelled(
         dispatch = run_step(ctx, dispatch.step, record.run_id, dispatch.task_id)
     final = ctx.store.get(record.run_id)
     assert (final.status, final.reason) == (RunStatus.CANCELLED, FailureReason.CANCELLED)
+
+
+@pytest.mark.parametrize("failing", ["delete_job", "list_job_resources"])
+def test_a_job_the_reaper_cannot_delete_does_not_stop_it_reaping_clusters(
+    ctx: StepContext, failing: str
+) -> None:
+    gateway = ctx.gateway
+    assert isinstance(gateway, FakeGateway)
+    gateway.listed_jobs = [AzureResource("nightly-ghost-run", _created(3600), "nightly")]
+    gateway.listed_clusters = [AzureResource("orch-ghost-run", _created(3600))]
+    gateway.fail_on[failing] = PermanentAzureError("HTTP 409", reason=FailureReason.AZURE_ERROR)
+    reap(ctx)
+    assert gateway.deleted == ["orch-ghost-run"]
