@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 from azure.common import AzureException, AzureHttpError
@@ -368,9 +368,6 @@ class AzureResource:
     experiment: str | None = None  # jobs only
 
 
-T = TypeVar("T")
-
-
 def _errors(items: list[bai.BatchAIError] | None) -> list[str]:
     return [scrub(f"{e.code}: {e.message}") for e in items or []]
 
@@ -611,12 +608,9 @@ class AzureGateway:
     # ----------------------------------------------------------- clusters
     def ensure_cluster(self, names: AzureNames, spec: RunSpec) -> bool:
         """Create the cluster unless it exists; True if it already existed (adopted)."""
+        if self.cluster_exists(names):
+            return True
         with self._call():
-            try:
-                self.batchai.clusters.get(names.resource_group, names.workspace, names.cluster)
-                return True
-            except ResourceNotFoundError:
-                pass
             params = bai.ClusterCreateParameters(
                 vm_size=spec.cluster.vm_size,
                 vm_priority=spec.cluster.vm_priority.value,
@@ -636,21 +630,16 @@ class AzureGateway:
             return False
 
     def _mount_volumes(self, share: str) -> bai.MountVolumes:
-        key = self._storage_key()
         return bai.MountVolumes(
             azure_file_shares=[
                 bai.AzureFileShareReference(
                     account_name=self.files.account_name,
                     azure_file_url=self.share_url(share),
-                    credentials=bai.AzureStorageCredentialsInfo(account_key=key),
+                    credentials=bai.AzureStorageCredentialsInfo(account_key=self.files.account_key),
                     relative_mount_path=SHARE_MOUNT_PATH,
                 )
             ]
         )
-
-    def _storage_key(self) -> str:
-        key: str = self.files.account_key
-        return key
 
     def cluster_id(self, names: AzureNames) -> str:
         """ARM id of the run's cluster (built, not fetched: one request fewer)."""
@@ -708,14 +697,9 @@ class AzureGateway:
     # --------------------------------------------------------------- jobs
     def create_job(self, names: AzureNames, spec: RunSpec) -> bool:
         """Create the job unless it exists; True if it already existed (adopted)."""
+        if self.job_exists(names):
+            return True
         with self._call():
-            try:
-                self.batchai.jobs.get(
-                    names.resource_group, names.workspace, names.experiment, names.job
-                )
-                return True
-            except ResourceNotFoundError:
-                pass
             params = self.job_parameters(names, spec, cluster_id=self.cluster_id(names))
             self.batchai.jobs.begin_create(
                 names.resource_group,
@@ -800,21 +784,6 @@ class AzureGateway:
                     f"job {names.job} disappeared", reason=FailureReason.AZURE_ERROR
                 ) from None
         return _job_state(job)
-
-    def list_jobs(
-        self, resource_group: str, workspace: str, experiment: str
-    ) -> dict[str, JobState]:
-        """All jobs of one experiment with their state, in one list call (sweeps)."""
-        with self._call():
-            try:
-                return {
-                    job.name or "": _job_state(job)
-                    for job in _items(
-                        self.batchai.jobs.list_by_experiment(resource_group, workspace, experiment)
-                    )
-                }
-            except ResourceNotFoundError:
-                return {}
 
     def list_job_resources(self, resource_group: str, workspace: str) -> list[AzureResource]:
         """Every job of every experiment in the workspace (for the reaper)."""
@@ -1050,13 +1019,3 @@ def md5_base64(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return base64.b64encode(digest.digest()).decode("ascii")
-
-
-def call_with_classification(func: Callable[[], T]) -> T:
-    """Run `func`, mapping SDK errors into the gateway's classified errors."""
-    try:
-        return func()
-    except AzureGatewayError:
-        raise
-    except Exception as exc:
-        raise classify(exc) from None
