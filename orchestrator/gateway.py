@@ -46,6 +46,7 @@ from azure.storage.common.retry import ExponentialRetry
 from azure.storage.file import ContentSettings, FileService
 from prometheus_client import Counter
 
+from orchestrator.logs import redact_text
 from orchestrator.naming import AzureNames
 from orchestrator.settings import Settings
 from orchestrator.spec import RunSpec, Toolkit
@@ -106,12 +107,6 @@ class PermanentAzureError(AzureGatewayError):
 
 
 _QUOTA_CODES = re.compile(r"quota|limitexceeded|corequota", re.IGNORECASE)
-_SAS_OR_KEY = re.compile(r"(sig|AccountKey|se|sp|sv|sr|st)=[^&;\s\"']+", re.IGNORECASE)
-
-
-def scrub(text: str) -> str:
-    """Remove SAS signatures and account keys from an error message."""
-    return _SAS_OR_KEY.sub(lambda m: f"{m.group(1)}=***", text)
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -132,7 +127,7 @@ def classify_status(
     request_id: str | None = None,
 ) -> AzureGatewayError:
     """The classified error for an HTTP failure status."""
-    text = scrub(f"{code + ': ' if code else ''}{message}")[:500]
+    text = redact_text(f"{code + ': ' if code else ''}{message}")[:500]
     if status == 429 or status >= 500 or status == 408:
         return TransientAzureError(
             f"HTTP {status}: {text}", retry_after=retry_after, request_id=request_id
@@ -160,7 +155,7 @@ def classify(exc: BaseException, request_id: str | None = None) -> AzureGatewayE
         return exc
     if isinstance(exc, ClientAuthenticationError) and exc.response is None:
         return PermanentAzureError(
-            f"authentication failed: {scrub(str(exc))[:300]}",
+            f"authentication failed: {redact_text(str(exc))[:300]}",
             reason=FailureReason.AUTH,
             request_id=request_id,
         )
@@ -179,7 +174,7 @@ def classify(exc: BaseException, request_id: str | None = None) -> AzureGatewayE
         )
     if isinstance(exc, ServiceRequestError | ServiceResponseError | AzureError):
         return TransientAzureError(
-            f"connection error: {scrub(str(exc))[:300]}", request_id=request_id
+            f"connection error: {redact_text(str(exc))[:300]}", request_id=request_id
         )
     if isinstance(exc, AzureHttpError):
         return classify_status(
@@ -190,7 +185,7 @@ def classify(exc: BaseException, request_id: str | None = None) -> AzureGatewayE
         )
     if isinstance(exc, AzureException | requests.ConnectionError | requests.Timeout):
         return TransientAzureError(
-            f"connection error: {scrub(str(exc))[:300]}", request_id=request_id
+            f"connection error: {redact_text(str(exc))[:300]}", request_id=request_id
         )
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return classify_status(
@@ -200,7 +195,9 @@ def classify(exc: BaseException, request_id: str | None = None) -> AzureGatewayE
             request_id=exc.response.headers.get("x-ms-request-id") or request_id,
         )
     if isinstance(exc, OSError | requests.RequestException):
-        return TransientAzureError(f"I/O error: {scrub(str(exc))[:300]}", request_id=request_id)
+        return TransientAzureError(
+            f"I/O error: {redact_text(str(exc))[:300]}", request_id=request_id
+        )
     raise exc
 
 
@@ -369,7 +366,7 @@ class AzureResource:
 
 
 def _errors(items: list[bai.BatchAIError] | None) -> list[str]:
-    return [scrub(f"{e.code}: {e.message}") for e in items or []]
+    return [redact_text(f"{e.code}: {e.message}") for e in items or []]
 
 
 class AzureGateway:

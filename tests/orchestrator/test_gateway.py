@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import requests
-from azure.common import AzureHttpError
+from azure.common import AzureException, AzureHttpError
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 
 from orchestrator.gateway import (
@@ -17,7 +17,6 @@ from orchestrator.gateway import (
     arm_operation,
     classify,
     classify_status,
-    scrub,
 )
 from orchestrator.status import FailureReason
 
@@ -92,10 +91,16 @@ def test_unknown_exceptions_are_not_swallowed() -> None:
         classify(KeyError("bug"))
 
 
-def test_scrub_removes_sas_signatures_and_account_keys() -> None:
-    text = "https://a/f?sv=2019&sig=SECRETSIG&se=x AccountKey=SECRETKEY;"
-    cleaned = scrub(text)
-    assert "SECRETSIG" not in cleaned and "SECRETKEY" not in cleaned
+def test_classified_errors_carry_no_sas_signatures_keys_or_passwords() -> None:
+    text = (
+        "https://a/f?sv=2019&sig=SECRETSIG&se=x AccountKey=SECRETKEY; "
+        "Unable to connect to proxy http://me:SECRETPW@proxy:3128"
+    )
+    for exc in (requests.ConnectionError(text), AzureException(text), OSError(text)):
+        cleaned = str(classify(exc))
+        assert "SECRET" not in cleaned
+    cleaned = str(classify_status(403, text, code="AuthenticationFailed"))
+    assert "SECRET" not in cleaned
 
 
 class _Pipe:
