@@ -154,11 +154,7 @@ def _run_locked(ctx: StepContext, step: Step, run_id: str, task_id: str) -> Disp
         return _send(ctx, run_id, following, StepState.PENDING)
     if isinstance(outcome, Wait):
         polls = int(ctx.store.get(run_id).step(step).detail.get("polls", 0))
-        countdown = (
-            outcome.countdown
-            if outcome.countdown is not None
-            else poll_countdown(ctx.settings, polls)
-        )
+        countdown = poll_countdown(ctx.settings, polls)
         dispatch = Dispatch(step, run_id, new_task_id(run_id, step), countdown)
         ctx.store.set_step(
             run_id,
