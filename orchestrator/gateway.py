@@ -295,8 +295,13 @@ class RequestRecorder:
         AZURE_REQUESTS.labels(operation=operation, outcome=outcome).inc()
         if self.sink is not None:
             self.sink(operation, outcome)
-        if request_id:
-            self._local.request_id = request_id
+        # Even None: an attempt that got no answer must not keep an earlier
+        # request's id, which would then be blamed for this failure.
+        self._local.request_id = request_id
+
+    def forget_request_id(self) -> None:
+        """Start of a gateway call: no id until one of its requests answers."""
+        self._local.request_id = None
 
 
 class CountingPolicy(SansIOHTTPPolicy[Any, Any]):
@@ -496,6 +501,8 @@ class AzureGateway:
 
     @contextmanager
     def _call(self) -> Iterator[None]:
+        """Classify what the SDKs raise; errors carry this call's last request id."""
+        self.recorder.forget_request_id()
         try:
             yield
         except AzureGatewayError:
@@ -884,6 +891,7 @@ class AzureGateway:
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(dest.name + ".partial")
         operation = "File_Download"
+        self.recorder.forget_request_id()
         try:
             with requests.get(url, stream=True, timeout=60, verify=self._verify()) as response:
                 self.recorder.record(
@@ -903,15 +911,13 @@ class AzureGateway:
 
     def file_size(self, url: str) -> int:
         """Size in bytes of a file, by its download URL (a HEAD)."""
-        try:
+        with self._call():
             head = requests.head(url, timeout=30, verify=self._verify())
             self.recorder.record(
                 "File_GetProperties", str(head.status_code), head.headers.get("x-ms-request-id")
             )
             head.raise_for_status()
             return int(head.headers.get("Content-Length", "0"))
-        except requests.RequestException as exc:
-            raise classify(exc, self.last_request_id) from None
 
     def read_range(self, url: str, start: int, end: int) -> bytes:
         """Bytes start..end (inclusive) of a file, by its download URL.
@@ -919,7 +925,7 @@ class AzureGateway:
         Azure Files has no suffix ranges ("the last N bytes"): callers ask
         file_size first.
         """
-        try:
+        with self._call():
             response = requests.get(
                 url,
                 headers={"x-ms-range": f"bytes={start}-{end}"},
@@ -931,8 +937,6 @@ class AzureGateway:
             )
             response.raise_for_status()
             return response.content
-        except requests.RequestException as exc:
-            raise classify(exc, self.last_request_id) from None
 
 
 def _items(paged: Any) -> list[Any]:

@@ -11,6 +11,7 @@ from azure.common import AzureException, AzureHttpError
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 
 from orchestrator.gateway import (
+    AzureGateway,
     BoundedRetryPolicy,
     PermanentAzureError,
     TransientAzureError,
@@ -18,6 +19,7 @@ from orchestrator.gateway import (
     classify,
     classify_status,
 )
+from orchestrator.settings import Settings
 from orchestrator.status import FailureReason
 
 
@@ -199,3 +201,17 @@ def test_job_parameters_carry_the_spec(toolkit: str) -> None:
     assert "--lr 0.1" in rendered
     if toolkit != "custom":
         assert "$AZ_BATCHAI_INPUT_CODE/train.py" in rendered
+
+
+def test_an_error_without_an_answer_carries_no_earlier_request_id() -> None:
+    gateway = AzureGateway(Settings(AZURE_SUBSCRIPTION_ID="s"))
+    gateway.recorder.record("Jobs_Get", "200", "an-earlier-request")
+    with pytest.raises(TransientAzureError) as raised, gateway._call():
+        raise requests.ConnectionError("connection refused")
+    assert raised.value.request_id is None
+    # Within one call, an attempt that got no answer clears the id too.
+    with pytest.raises(TransientAzureError) as raised, gateway._call():
+        gateway.recorder.record("Clusters_Get", "404", "the-404")
+        gateway.recorder.record("Clusters_Create", "error", None)
+        raise requests.ConnectionError("connection reset")
+    assert raised.value.request_id is None
