@@ -313,19 +313,22 @@ class CountingPolicy(SansIOHTTPPolicy[Any, Any]):
     def on_response(
         self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]
     ) -> None:
-        http_request = request.http_request
-        path = http_request.url.split("?", 1)[0].split("://", 1)[-1]
-        path = "/" + path.split("/", 1)[1] if "/" in path else "/"
         self._recorder.record(
-            arm_operation(http_request.method, path),
+            _request_operation(request),
             str(response.http_response.status_code),
             response.http_response.headers.get("x-ms-request-id"),
         )
 
     def on_exception(self, request: PipelineRequest[Any]) -> None:
-        http_request = request.http_request
-        path = http_request.url.split("?", 1)[0]
-        self._recorder.record(arm_operation(http_request.method, path), "error", None)
+        self._recorder.record(_request_operation(request), "error", None)
+
+
+def _request_operation(request: PipelineRequest[Any]) -> str:
+    """arm_operation of a pipeline request, from its path (no host, no query)."""
+    http_request = request.http_request
+    path = http_request.url.split("?", 1)[0].split("://", 1)[-1]
+    path = "/" + path.split("/", 1)[1] if "/" in path else "/"
+    return arm_operation(http_request.method, path)
 
 
 # ------------------------------------------------------------- results

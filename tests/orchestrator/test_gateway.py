@@ -13,7 +13,9 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from orchestrator.gateway import (
     AzureGateway,
     BoundedRetryPolicy,
+    CountingPolicy,
     PermanentAzureError,
+    RequestRecorder,
     TransientAzureError,
     arm_operation,
     classify,
@@ -215,3 +217,25 @@ def test_an_error_without_an_answer_carries_no_earlier_request_id() -> None:
         gateway.recorder.record("Clusters_Create", "error", None)
         raise requests.ConnectionError("connection reset")
     assert raised.value.request_id is None
+
+
+def test_answered_and_unanswered_requests_are_counted_under_one_operation_name() -> None:
+    recorded: list[tuple[str, str]] = []
+    policy = CountingPolicy(
+        RequestRecorder(sink=lambda op, outcome: recorded.append((op, outcome)))
+    )
+    for url in (
+        "https://clusters.example.net/subscriptions/s/resourceGroups/rg?api-version=1",
+        "https://jobs.example.net/",
+    ):
+        http_request = type("Q", (), {"method": "GET", "url": url})()
+        request = type("P", (), {"http_request": http_request})()
+        pipe = _Pipe(200, {})
+        policy.on_response(request, pipe)  # type: ignore[arg-type]
+        policy.on_exception(request)  # type: ignore[arg-type]
+    assert recorded == [
+        ("ResourceGroups_Get", "200"),
+        ("ResourceGroups_Get", "error"),
+        ("ARM_GET", "200"),
+        ("ARM_GET", "error"),
+    ]
