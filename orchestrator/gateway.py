@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -524,36 +524,42 @@ class AzureGateway:
 
     def ensure_workspace(self, resource_group: str, workspace: str) -> bool:
         """True when the workspace is ready to use (provisioningState succeeded)."""
-        with self._call():
-            try:
-                found = self.batchai.workspaces.get(resource_group, workspace)
-                return _provisioned(found.provisioning_state, "workspace", workspace)
-            except ResourceNotFoundError:
-                pass
-            created = self.batchai.workspaces.begin_create(
+        return self._ensure_provisioned(
+            "workspace",
+            workspace,
+            lambda: self.batchai.workspaces.get(resource_group, workspace),
+            lambda: self.batchai.workspaces.begin_create(
                 resource_group,
                 workspace,
                 bai.WorkspaceCreateParameters(location=self.settings.azure_location),
                 polling=False,
-            ).result()
-            # 200 with the resource: maybe ready now; 202: poll again later.
-            return created is not None and _provisioned(
-                created.provisioning_state, "workspace", workspace
-            )
+            ),
+        )
 
     def ensure_experiment(self, resource_group: str, workspace: str, experiment: str) -> bool:
+        """True when the experiment is ready to use (provisioningState succeeded)."""
+        return self._ensure_provisioned(
+            "experiment",
+            experiment,
+            lambda: self.batchai.experiments.get(resource_group, workspace, experiment),
+            lambda: self.batchai.experiments.begin_create(
+                resource_group, workspace, experiment, polling=False
+            ),
+        )
+
+    def _ensure_provisioned(
+        self, kind: str, name: str, get: Callable[[], Any], begin_create: Callable[[], Any]
+    ) -> bool:
+        """Adopt the resource `get` finds, else start creating it (polling=False);
+        True once its provisioningState is succeeded, False while it is not yet."""
         with self._call():
             try:
-                found = self.batchai.experiments.get(resource_group, workspace, experiment)
-                return _provisioned(found.provisioning_state, "experiment", experiment)
+                return _provisioned(get().provisioning_state, kind, name)
             except ResourceNotFoundError:
                 pass
-            created = self.batchai.experiments.begin_create(
-                resource_group, workspace, experiment, polling=False
-            ).result()
-            return created is not None and _provisioned(
-                created.provisioning_state, "experiment", experiment
-            )
+            created = begin_create().result()
+            # 200 with the resource: maybe ready now; 202: poll again later.
+            return created is not None and _provisioned(created.provisioning_state, kind, name)
 
     # ------------------------------------------------------------- files
     def share_url(self, share: str) -> str:
@@ -681,13 +687,8 @@ class AzureGateway:
         )
 
     def delete_cluster(self, resource_group: str, workspace: str, cluster: str) -> None:
-        with self._call():
-            try:
-                self.batchai.clusters.begin_delete(
-                    resource_group, workspace, cluster, polling=False
-                )
-            except ResourceNotFoundError:
-                return
+        with self._call(), suppress(ResourceNotFoundError):  # already gone
+            self.batchai.clusters.begin_delete(resource_group, workspace, cluster, polling=False)
 
     def list_clusters(self, resource_group: str, workspace: str) -> list[AzureResource]:
         with self._call():
@@ -817,26 +818,16 @@ class AzureGateway:
         return found
 
     def terminate_job(self, names: AzureNames) -> None:
-        with self._call():
-            try:
-                self.batchai.jobs.begin_terminate(
-                    names.resource_group,
-                    names.workspace,
-                    names.experiment,
-                    names.job,
-                    polling=False,
-                )
-            except ResourceNotFoundError:
-                return
+        with self._call(), suppress(ResourceNotFoundError):  # already gone
+            self.batchai.jobs.begin_terminate(
+                names.resource_group, names.workspace, names.experiment, names.job, polling=False
+            )
 
     def delete_job(self, resource_group: str, workspace: str, experiment: str, job: str) -> None:
-        with self._call():
-            try:
-                self.batchai.jobs.begin_delete(
-                    resource_group, workspace, experiment, job, polling=False
-                )
-            except ResourceNotFoundError:
-                return
+        with self._call(), suppress(ResourceNotFoundError):  # already gone
+            self.batchai.jobs.begin_delete(
+                resource_group, workspace, experiment, job, polling=False
+            )
 
     def job_exists(self, names: AzureNames) -> bool:
         with self._call():
