@@ -70,7 +70,8 @@ def new_task_id(run_id: str, step: Step) -> str:
     return f"{run_id}.{step.value}.{uuid.uuid4().hex[:10]}"
 
 
-def _lock_key(ctx: StepContext, run_id: str) -> str:
+def lock_key(ctx: StepContext, run_id: str) -> str:
+    """The per-run lock held while a step executes (the reaper checks it too)."""
     return f"{ctx.store.namespace}:lock:{run_id}"
 
 
@@ -88,7 +89,7 @@ def run_step(ctx: StepContext, step: Step, run_id: str, task_id: str) -> Dispatc
     (the caller turns them into a failed run with fail_step).
     """
     redis = ctx.store.redis
-    key = _lock_key(ctx, run_id)
+    key = lock_key(ctx, run_id)
     if not redis.set(key, task_id, nx=True, px=_lock_ttl_ms(ctx)):
         return Dispatch(step, run_id, task_id, LOCK_BUSY_COUNTDOWN)
     try:
@@ -153,11 +154,7 @@ def _run_locked(ctx: StepContext, step: Step, run_id: str, task_id: str) -> Disp
         return _send(ctx, run_id, following, StepState.PENDING)
     if isinstance(outcome, Wait):
         polls = int(ctx.store.get(run_id).step(step).detail.get("polls", 0))
-        countdown = (
-            outcome.countdown
-            if outcome.countdown is not None
-            else poll_countdown(ctx.settings, polls)
-        )
+        countdown = poll_countdown(ctx.settings, polls)
         dispatch = Dispatch(step, run_id, new_task_id(run_id, step), countdown)
         ctx.store.set_step(
             run_id,
@@ -208,12 +205,16 @@ def _to_cleanup(ctx: StepContext, run_id: str) -> Dispatch | None:
 
 
 def _resend_following(ctx: StepContext, record: RunRecord, step: Step) -> Dispatch | None:
-    """A message for a finished step: re-send what follows only if it never started."""
-    following = Step.CLEANUP if record.ending is not None else step.next()
-    if following is None:
-        if record.step(Step.CLEANUP).state is StepState.DONE:
-            _finish(ctx, record.run_id)
+    """A message for a finished step: re-send what follows only if it never started.
+
+    Cleanup finished (done, or failed) but the run not ended means the worker
+    died between the two writes: end it now, whatever its ending.
+    """
+    if step is Step.CLEANUP:
+        _finish(ctx, record.run_id)
         return None
+    following = Step.CLEANUP if record.ending is not None else step.next()
+    assert following is not None
     nxt = record.step(following)
     if nxt.state is not StepState.PENDING:
         return None

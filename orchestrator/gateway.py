@@ -20,11 +20,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 from azure.common import AzureException, AzureHttpError
@@ -46,6 +46,7 @@ from azure.storage.common.retry import ExponentialRetry
 from azure.storage.file import ContentSettings, FileService
 from prometheus_client import Counter
 
+from orchestrator.logs import redact_text
 from orchestrator.naming import AzureNames
 from orchestrator.settings import Settings
 from orchestrator.spec import RunSpec, Toolkit
@@ -106,12 +107,6 @@ class PermanentAzureError(AzureGatewayError):
 
 
 _QUOTA_CODES = re.compile(r"quota|limitexceeded|corequota", re.IGNORECASE)
-_SAS_OR_KEY = re.compile(r"(sig|AccountKey|se|sp|sv|sr|st)=[^&;\s\"']+", re.IGNORECASE)
-
-
-def scrub(text: str) -> str:
-    """Remove SAS signatures and account keys from an error message."""
-    return _SAS_OR_KEY.sub(lambda m: f"{m.group(1)}=***", text)
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -132,7 +127,7 @@ def classify_status(
     request_id: str | None = None,
 ) -> AzureGatewayError:
     """The classified error for an HTTP failure status."""
-    text = scrub(f"{code + ': ' if code else ''}{message}")[:500]
+    text = redact_text(f"{code + ': ' if code else ''}{message}")[:500]
     if status == 429 or status >= 500 or status == 408:
         return TransientAzureError(
             f"HTTP {status}: {text}", retry_after=retry_after, request_id=request_id
@@ -160,7 +155,7 @@ def classify(exc: BaseException, request_id: str | None = None) -> AzureGatewayE
         return exc
     if isinstance(exc, ClientAuthenticationError) and exc.response is None:
         return PermanentAzureError(
-            f"authentication failed: {scrub(str(exc))[:300]}",
+            f"authentication failed: {redact_text(str(exc))[:300]}",
             reason=FailureReason.AUTH,
             request_id=request_id,
         )
@@ -179,7 +174,7 @@ def classify(exc: BaseException, request_id: str | None = None) -> AzureGatewayE
         )
     if isinstance(exc, ServiceRequestError | ServiceResponseError | AzureError):
         return TransientAzureError(
-            f"connection error: {scrub(str(exc))[:300]}", request_id=request_id
+            f"connection error: {redact_text(str(exc))[:300]}", request_id=request_id
         )
     if isinstance(exc, AzureHttpError):
         return classify_status(
@@ -190,7 +185,7 @@ def classify(exc: BaseException, request_id: str | None = None) -> AzureGatewayE
         )
     if isinstance(exc, AzureException | requests.ConnectionError | requests.Timeout):
         return TransientAzureError(
-            f"connection error: {scrub(str(exc))[:300]}", request_id=request_id
+            f"connection error: {redact_text(str(exc))[:300]}", request_id=request_id
         )
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return classify_status(
@@ -200,7 +195,9 @@ def classify(exc: BaseException, request_id: str | None = None) -> AzureGatewayE
             request_id=exc.response.headers.get("x-ms-request-id") or request_id,
         )
     if isinstance(exc, OSError | requests.RequestException):
-        return TransientAzureError(f"I/O error: {scrub(str(exc))[:300]}", request_id=request_id)
+        return TransientAzureError(
+            f"I/O error: {redact_text(str(exc))[:300]}", request_id=request_id
+        )
     raise exc
 
 
@@ -298,8 +295,13 @@ class RequestRecorder:
         AZURE_REQUESTS.labels(operation=operation, outcome=outcome).inc()
         if self.sink is not None:
             self.sink(operation, outcome)
-        if request_id:
-            self._local.request_id = request_id
+        # Even None: an attempt that got no answer must not keep an earlier
+        # request's id, which would then be blamed for this failure.
+        self._local.request_id = request_id
+
+    def forget_request_id(self) -> None:
+        """Start of a gateway call: no id until one of its requests answers."""
+        self._local.request_id = None
 
 
 class CountingPolicy(SansIOHTTPPolicy[Any, Any]):
@@ -311,19 +313,22 @@ class CountingPolicy(SansIOHTTPPolicy[Any, Any]):
     def on_response(
         self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]
     ) -> None:
-        http_request = request.http_request
-        path = http_request.url.split("?", 1)[0].split("://", 1)[-1]
-        path = "/" + path.split("/", 1)[1] if "/" in path else "/"
         self._recorder.record(
-            arm_operation(http_request.method, path),
+            _request_operation(request),
             str(response.http_response.status_code),
             response.http_response.headers.get("x-ms-request-id"),
         )
 
     def on_exception(self, request: PipelineRequest[Any]) -> None:
-        http_request = request.http_request
-        path = http_request.url.split("?", 1)[0]
-        self._recorder.record(arm_operation(http_request.method, path), "error", None)
+        self._recorder.record(_request_operation(request), "error", None)
+
+
+def _request_operation(request: PipelineRequest[Any]) -> str:
+    """arm_operation of a pipeline request, from its path (no host, no query)."""
+    http_request = request.http_request
+    path = http_request.url.split("?", 1)[0].split("://", 1)[-1]
+    path = "/" + path.split("/", 1)[1] if "/" in path else "/"
+    return arm_operation(http_request.method, path)
 
 
 # ------------------------------------------------------------- results
@@ -368,11 +373,8 @@ class AzureResource:
     experiment: str | None = None  # jobs only
 
 
-T = TypeVar("T")
-
-
 def _errors(items: list[bai.BatchAIError] | None) -> list[str]:
-    return [scrub(f"{e.code}: {e.message}") for e in items or []]
+    return [redact_text(f"{e.code}: {e.message}") for e in items or []]
 
 
 class AzureGateway:
@@ -502,6 +504,8 @@ class AzureGateway:
 
     @contextmanager
     def _call(self) -> Iterator[None]:
+        """Classify what the SDKs raise; errors carry this call's last request id."""
+        self.recorder.forget_request_id()
         try:
             yield
         except AzureGatewayError:
@@ -520,36 +524,42 @@ class AzureGateway:
 
     def ensure_workspace(self, resource_group: str, workspace: str) -> bool:
         """True when the workspace is ready to use (provisioningState succeeded)."""
-        with self._call():
-            try:
-                found = self.batchai.workspaces.get(resource_group, workspace)
-                return _provisioned(found.provisioning_state, "workspace", workspace)
-            except ResourceNotFoundError:
-                pass
-            created = self.batchai.workspaces.begin_create(
+        return self._ensure_provisioned(
+            "workspace",
+            workspace,
+            lambda: self.batchai.workspaces.get(resource_group, workspace),
+            lambda: self.batchai.workspaces.begin_create(
                 resource_group,
                 workspace,
                 bai.WorkspaceCreateParameters(location=self.settings.azure_location),
                 polling=False,
-            ).result()
-            # 200 with the resource: maybe ready now; 202: poll again later.
-            return created is not None and _provisioned(
-                created.provisioning_state, "workspace", workspace
-            )
+            ),
+        )
 
     def ensure_experiment(self, resource_group: str, workspace: str, experiment: str) -> bool:
+        """True when the experiment is ready to use (provisioningState succeeded)."""
+        return self._ensure_provisioned(
+            "experiment",
+            experiment,
+            lambda: self.batchai.experiments.get(resource_group, workspace, experiment),
+            lambda: self.batchai.experiments.begin_create(
+                resource_group, workspace, experiment, polling=False
+            ),
+        )
+
+    def _ensure_provisioned(
+        self, kind: str, name: str, get: Callable[[], Any], begin_create: Callable[[], Any]
+    ) -> bool:
+        """Adopt the resource `get` finds, else start creating it (polling=False);
+        True once its provisioningState is succeeded, False while it is not yet."""
         with self._call():
             try:
-                found = self.batchai.experiments.get(resource_group, workspace, experiment)
-                return _provisioned(found.provisioning_state, "experiment", experiment)
+                return _provisioned(get().provisioning_state, kind, name)
             except ResourceNotFoundError:
                 pass
-            created = self.batchai.experiments.begin_create(
-                resource_group, workspace, experiment, polling=False
-            ).result()
-            return created is not None and _provisioned(
-                created.provisioning_state, "experiment", experiment
-            )
+            created = begin_create().result()
+            # 200 with the resource: maybe ready now; 202: poll again later.
+            return created is not None and _provisioned(created.provisioning_state, kind, name)
 
     # ------------------------------------------------------------- files
     def share_url(self, share: str) -> str:
@@ -611,12 +621,9 @@ class AzureGateway:
     # ----------------------------------------------------------- clusters
     def ensure_cluster(self, names: AzureNames, spec: RunSpec) -> bool:
         """Create the cluster unless it exists; True if it already existed (adopted)."""
+        if self.cluster_exists(names):
+            return True
         with self._call():
-            try:
-                self.batchai.clusters.get(names.resource_group, names.workspace, names.cluster)
-                return True
-            except ResourceNotFoundError:
-                pass
             params = bai.ClusterCreateParameters(
                 vm_size=spec.cluster.vm_size,
                 vm_priority=spec.cluster.vm_priority.value,
@@ -636,21 +643,16 @@ class AzureGateway:
             return False
 
     def _mount_volumes(self, share: str) -> bai.MountVolumes:
-        key = self._storage_key()
         return bai.MountVolumes(
             azure_file_shares=[
                 bai.AzureFileShareReference(
                     account_name=self.files.account_name,
                     azure_file_url=self.share_url(share),
-                    credentials=bai.AzureStorageCredentialsInfo(account_key=key),
+                    credentials=bai.AzureStorageCredentialsInfo(account_key=self.files.account_key),
                     relative_mount_path=SHARE_MOUNT_PATH,
                 )
             ]
         )
-
-    def _storage_key(self) -> str:
-        key: str = self.files.account_key
-        return key
 
     def cluster_id(self, names: AzureNames) -> str:
         """ARM id of the run's cluster (built, not fetched: one request fewer)."""
@@ -685,13 +687,8 @@ class AzureGateway:
         )
 
     def delete_cluster(self, resource_group: str, workspace: str, cluster: str) -> None:
-        with self._call():
-            try:
-                self.batchai.clusters.begin_delete(
-                    resource_group, workspace, cluster, polling=False
-                )
-            except ResourceNotFoundError:
-                return
+        with self._call(), suppress(ResourceNotFoundError):  # already gone
+            self.batchai.clusters.begin_delete(resource_group, workspace, cluster, polling=False)
 
     def list_clusters(self, resource_group: str, workspace: str) -> list[AzureResource]:
         with self._call():
@@ -708,14 +705,9 @@ class AzureGateway:
     # --------------------------------------------------------------- jobs
     def create_job(self, names: AzureNames, spec: RunSpec) -> bool:
         """Create the job unless it exists; True if it already existed (adopted)."""
+        if self.job_exists(names):
+            return True
         with self._call():
-            try:
-                self.batchai.jobs.get(
-                    names.resource_group, names.workspace, names.experiment, names.job
-                )
-                return True
-            except ResourceNotFoundError:
-                pass
             params = self.job_parameters(names, spec, cluster_id=self.cluster_id(names))
             self.batchai.jobs.begin_create(
                 names.resource_group,
@@ -801,21 +793,6 @@ class AzureGateway:
                 ) from None
         return _job_state(job)
 
-    def list_jobs(
-        self, resource_group: str, workspace: str, experiment: str
-    ) -> dict[str, JobState]:
-        """All jobs of one experiment with their state, in one list call (sweeps)."""
-        with self._call():
-            try:
-                return {
-                    job.name or "": _job_state(job)
-                    for job in _items(
-                        self.batchai.jobs.list_by_experiment(resource_group, workspace, experiment)
-                    )
-                }
-            except ResourceNotFoundError:
-                return {}
-
     def list_job_resources(self, resource_group: str, workspace: str) -> list[AzureResource]:
         """Every job of every experiment in the workspace (for the reaper)."""
         found: list[AzureResource] = []
@@ -841,26 +818,16 @@ class AzureGateway:
         return found
 
     def terminate_job(self, names: AzureNames) -> None:
-        with self._call():
-            try:
-                self.batchai.jobs.begin_terminate(
-                    names.resource_group,
-                    names.workspace,
-                    names.experiment,
-                    names.job,
-                    polling=False,
-                )
-            except ResourceNotFoundError:
-                return
+        with self._call(), suppress(ResourceNotFoundError):  # already gone
+            self.batchai.jobs.begin_terminate(
+                names.resource_group, names.workspace, names.experiment, names.job, polling=False
+            )
 
     def delete_job(self, resource_group: str, workspace: str, experiment: str, job: str) -> None:
-        with self._call():
-            try:
-                self.batchai.jobs.begin_delete(
-                    resource_group, workspace, experiment, job, polling=False
-                )
-            except ResourceNotFoundError:
-                return
+        with self._call(), suppress(ResourceNotFoundError):  # already gone
+            self.batchai.jobs.begin_delete(
+                resource_group, workspace, experiment, job, polling=False
+            )
 
     def job_exists(self, names: AzureNames) -> bool:
         with self._call():
@@ -918,6 +885,7 @@ class AzureGateway:
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(dest.name + ".partial")
         operation = "File_Download"
+        self.recorder.forget_request_id()
         try:
             with requests.get(url, stream=True, timeout=60, verify=self._verify()) as response:
                 self.recorder.record(
@@ -937,15 +905,13 @@ class AzureGateway:
 
     def file_size(self, url: str) -> int:
         """Size in bytes of a file, by its download URL (a HEAD)."""
-        try:
+        with self._call():
             head = requests.head(url, timeout=30, verify=self._verify())
             self.recorder.record(
                 "File_GetProperties", str(head.status_code), head.headers.get("x-ms-request-id")
             )
             head.raise_for_status()
             return int(head.headers.get("Content-Length", "0"))
-        except requests.RequestException as exc:
-            raise classify(exc, self.last_request_id) from None
 
     def read_range(self, url: str, start: int, end: int) -> bytes:
         """Bytes start..end (inclusive) of a file, by its download URL.
@@ -953,7 +919,7 @@ class AzureGateway:
         Azure Files has no suffix ranges ("the last N bytes"): callers ask
         file_size first.
         """
-        try:
+        with self._call():
             response = requests.get(
                 url,
                 headers={"x-ms-range": f"bytes={start}-{end}"},
@@ -965,8 +931,6 @@ class AzureGateway:
             )
             response.raise_for_status()
             return response.content
-        except requests.RequestException as exc:
-            raise classify(exc, self.last_request_id) from None
 
 
 def _items(paged: Any) -> list[Any]:
@@ -1050,13 +1014,3 @@ def md5_base64(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return base64.b64encode(digest.digest()).decode("ascii")
-
-
-def call_with_classification(func: Callable[[], T]) -> T:
-    """Run `func`, mapping SDK errors into the gateway's classified errors."""
-    try:
-        return func()
-    except AzureGatewayError:
-        raise
-    except Exception as exc:
-        raise classify(exc) from None

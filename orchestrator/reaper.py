@@ -13,11 +13,12 @@ Run periodically (task `batchai.reap`, scheduled by beat). It
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
-from orchestrator.chain import Dispatch, new_task_id
+from orchestrator.chain import Dispatch, lock_key, new_task_id
 from orchestrator.gateway import AzureGatewayError, AzureResource
 from orchestrator.logs import get_logger
 from orchestrator.naming import parse_cluster_run_id, parse_job_run_id
@@ -56,34 +57,66 @@ def _owner_gone(ctx: StepContext, run_id: str) -> bool:
         return True
 
 
-def reap_resources(ctx: StepContext, report: ReapReport) -> None:
-    settings = ctx.settings
-    gateway = ctx.gateway
+def _leaked(ctx: StepContext, resource: AzureResource, run_id: str | None) -> bool:
+    """Ours (a run id in its name), past the grace period, and its run is over or unknown."""
+    return (
+        run_id is not None
+        and _age(ctx, resource) >= ctx.settings.reaper_grace_seconds
+        and _owner_gone(ctx, run_id)
+    )
+
+
+def _delete(kind: str, name: str, run_id: str | None, delete: Callable[[], None]) -> bool:
+    """One deletion; a failure is logged and leaves this resource to the next
+    sweep without stopping the sweep (one undeletable job must not leak every
+    cluster)."""
     log = get_logger(component="reaper")
-    rg, ws = settings.azure_resource_group, settings.azure_workspace
+    try:
+        delete()
+    except AzureGatewayError as exc:
+        log.warning("reap_failed", kind=kind, name=name, run_id=run_id, error=str(exc))
+        return False
+    log.warning(f"reaped_{kind}", **{kind: name}, run_id=run_id)
+    return True
+
+
+def reap_jobs(ctx: StepContext, report: ReapReport) -> None:
+    gateway = ctx.gateway
+    rg, ws = ctx.settings.azure_resource_group, ctx.settings.azure_workspace
     for job in gateway.list_job_resources(rg, ws):
         run_id = parse_job_run_id(job.name, job.experiment)
-        if run_id is None or _age(ctx, job) < settings.reaper_grace_seconds:
+        if not _leaked(ctx, job, run_id):
             continue
-        if _owner_gone(ctx, run_id):
-            assert job.experiment is not None
-            gateway.delete_job(rg, ws, job.experiment, job.name)
+        experiment = job.experiment
+        assert experiment is not None
+        if _delete(
+            "job", job.name, run_id, partial(gateway.delete_job, rg, ws, experiment, job.name)
+        ):
             report.deleted_jobs.append(job.name)
-            log.warning("reaped_job", job=job.name, run_id=run_id)
+
+
+def reap_clusters(ctx: StepContext, report: ReapReport) -> None:
+    gateway = ctx.gateway
+    rg, ws = ctx.settings.azure_resource_group, ctx.settings.azure_workspace
     for cluster in gateway.list_clusters(rg, ws):
         run_id = parse_cluster_run_id(cluster.name)
-        if run_id is None or _age(ctx, cluster) < settings.reaper_grace_seconds:
+        if not _leaked(ctx, cluster, run_id):
             continue
-        if _owner_gone(ctx, run_id):
-            gateway.delete_cluster(rg, ws, cluster.name)
+        if _delete(
+            "cluster", cluster.name, run_id, partial(gateway.delete_cluster, rg, ws, cluster.name)
+        ):
             report.deleted_clusters.append(cluster.name)
-            log.warning("reaped_cluster", cluster=cluster.name, run_id=run_id)
 
 
 def redrive_step(record: RunRecord) -> Step:
-    """The step a stalled run should continue with."""
+    """The step a stalled run should continue with.
+
+    A cancel request with no decided ending yet is not a reason to go straight
+    to cleanup: the current step's message is what decides the run cancelled
+    (and terminates its job) before sending it to cleanup.
+    """
     failed = any(record.step(s).state is StepState.FAILED for s in STEP_ORDER)
-    if record.ending is not None or failed or record.cancel_requested:
+    if record.ending is not None or failed:
         return Step.CLEANUP
     for step in STEP_ORDER:
         if record.step(step).state not in _FINISHED:
@@ -99,7 +132,7 @@ def redrive_stalled(ctx: StepContext, report: ReapReport) -> None:
         run_id = record.run_id
         if record.terminal or not record.dispatched or now - record.updated_at < threshold:
             continue
-        if ctx.store.redis.exists(f"{ctx.store.namespace}:lock:{run_id}"):
+        if ctx.store.redis.exists(lock_key(ctx, run_id)):
             continue  # a step is executing right now
         step = redrive_step(record)
         task_id = record.step(step).task_id
@@ -130,9 +163,12 @@ def _active_runs(ctx: StepContext) -> Iterator[RunRecord]:
 def reap(ctx: StepContext) -> list[Dispatch]:
     """One sweep; returns the task messages to send (re-driven steps)."""
     report = ReapReport()
-    try:
-        reap_resources(ctx, report)
-    except AzureGatewayError as exc:
-        get_logger(component="reaper").warning("reap_resources_failed", error=str(exc))
+    for reap_kind in (reap_jobs, reap_clusters):
+        try:
+            reap_kind(ctx, report)
+        except AzureGatewayError as exc:  # listing failed: the next sweep tries again
+            get_logger(component="reaper").warning(
+                "reap_resources_failed", kind=reap_kind.__name__, error=str(exc)
+            )
     redrive_stalled(ctx, report)
     return report.redriven

@@ -5,8 +5,8 @@ record, call the gateway (idempotent, adopting), write what they learnt to the
 store, and say what should happen next:
 
 - Done(detail)      the step is finished; the chain moves to the next step
-- Wait(countdown)   not yet (nodes preparing, job running); run this step again
-                    later. countdown=None means the adaptive poll interval.
+- Wait(detail)      not yet (nodes preparing, job running); run this step again
+                    after the adaptive poll interval (poll_countdown).
 - Fail(reason, ..)  the run cannot succeed; its ending is decided and cleanup runs
 
 Classified gateway errors propagate: PermanentAzureError is turned into a Fail
@@ -44,7 +44,6 @@ class Done:
 
 @dataclass(frozen=True)
 class Wait:
-    countdown: float | None = None  # None: the adaptive poll interval
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -68,12 +67,17 @@ class StepContext:
         return azure_names(record.run_id, record.spec, self.settings)
 
 
+def safe_countdown(settings: Settings, seconds: float) -> float:
+    """`seconds`, but at most half the broker's visibility timeout: a message
+    waiting out a longer countdown would be redelivered to another worker while
+    still waiting. Every countdown the chain sends goes through this."""
+    return min(seconds, settings.visibility_timeout_seconds / 2)
+
+
 def poll_countdown(settings: Settings, polls: int) -> float:
-    """Short at first, growing by poll_backoff up to poll_max, and always well
-    below the broker's visibility timeout (a countdown longer than it would be
-    redelivered to another worker while still waiting)."""
+    """Short at first, growing by poll_backoff up to poll_max (and safe_countdown)."""
     countdown = settings.poll_initial_seconds * settings.poll_backoff ** max(0, polls)
-    return min(countdown, settings.poll_max_seconds, settings.visibility_timeout_seconds / 2)
+    return safe_countdown(settings, min(countdown, settings.poll_max_seconds))
 
 
 def _waiting_since(ctx: StepContext, record: RunRecord, step: Step) -> float:

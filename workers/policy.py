@@ -26,6 +26,7 @@ from orchestrator.gateway import TransientAzureError
 from orchestrator.logs import get_logger
 from orchestrator.settings import get_settings
 from orchestrator.status import FailureReason, Step
+from orchestrator.steps import safe_countdown
 from workers.context import worker_context
 
 # Per-task limits: a step does a handful of Azure calls (collect_outputs
@@ -78,8 +79,9 @@ class ChainTask(Task):  # type: ignore[misc]
             retry_after = getattr(exc, "retry_after", None)
             request_id = getattr(exc, "request_id", None)
             if retries < settings.step_max_retries:
-                countdown = retry_after if retry_after is not None else transient_backoff(retries)
-                countdown = min(countdown, settings.visibility_timeout_seconds / 2)
+                countdown = safe_countdown(
+                    settings, retry_after if retry_after is not None else transient_backoff(retries)
+                )
                 log.warning(
                     "step_transient_error",
                     error=str(exc),

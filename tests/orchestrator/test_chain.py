@@ -273,3 +273,22 @@ def test_a_job_running_past_the_timeout_is_terminated_and_fails(
     assert (final.status, final.reason) == (RunStatus.FAILED, FailureReason.TIMEOUT)
     assert _gateway(ctx).calls["terminate_job"] == 1
     assert not _gateway(ctx).jobs and not _gateway(ctx).clusters
+
+
+@pytest.mark.parametrize("cleanup_state", [StepState.DONE, StepState.FAILED])
+def test_a_failed_run_whose_worker_died_after_cleanup_finished_still_ends(
+    ctx: StepContext, tmp_path: Path, cleanup_state: StepState
+) -> None:
+    gateway = _gateway(ctx)
+    gateway.job_states, gateway.exit_code = ["failed"], 3
+    record, _ = ctx.store.create_run(_spec(tmp_path))
+    dispatch: Dispatch | None = Dispatch(Step.ENSURE_RESOURCE_GROUP, record.run_id, "first")
+    while dispatch is not None and dispatch.step is not Step.CLEANUP:
+        dispatch = run_step(ctx, dispatch.step, record.run_id, dispatch.task_id)
+    assert dispatch is not None
+    # The worker recorded cleanup's outcome, then died before ending the run;
+    # the broker redelivers the same cleanup message.
+    ctx.store.set_step(record.run_id, Step.CLEANUP, cleanup_state, task_id=dispatch.task_id)
+    assert run_step(ctx, Step.CLEANUP, record.run_id, dispatch.task_id) is None
+    final = ctx.store.get(record.run_id)
+    assert (final.status, final.reason) == (RunStatus.FAILED, FailureReason.JOB_FAILED)

@@ -7,18 +7,21 @@ from typing import Any
 
 import pytest
 import requests
-from azure.common import AzureHttpError
+from azure.common import AzureException, AzureHttpError
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 
 from orchestrator.gateway import (
+    AzureGateway,
     BoundedRetryPolicy,
+    CountingPolicy,
     PermanentAzureError,
+    RequestRecorder,
     TransientAzureError,
     arm_operation,
     classify,
     classify_status,
-    scrub,
 )
+from orchestrator.settings import Settings
 from orchestrator.status import FailureReason
 
 
@@ -92,10 +95,16 @@ def test_unknown_exceptions_are_not_swallowed() -> None:
         classify(KeyError("bug"))
 
 
-def test_scrub_removes_sas_signatures_and_account_keys() -> None:
-    text = "https://a/f?sv=2019&sig=SECRETSIG&se=x AccountKey=SECRETKEY;"
-    cleaned = scrub(text)
-    assert "SECRETSIG" not in cleaned and "SECRETKEY" not in cleaned
+def test_classified_errors_carry_no_sas_signatures_keys_or_passwords() -> None:
+    text = (
+        "https://a/f?sv=2019&sig=SECRETSIG&se=x AccountKey=SECRETKEY; "
+        "Unable to connect to proxy http://me:SECRETPW@proxy:3128"
+    )
+    for exc in (requests.ConnectionError(text), AzureException(text), OSError(text)):
+        cleaned = str(classify(exc))
+        assert "SECRET" not in cleaned
+    cleaned = str(classify_status(403, text, code="AuthenticationFailed"))
+    assert "SECRET" not in cleaned
 
 
 class _Pipe:
@@ -194,3 +203,39 @@ def test_job_parameters_carry_the_spec(toolkit: str) -> None:
     assert "--lr 0.1" in rendered
     if toolkit != "custom":
         assert "$AZ_BATCHAI_INPUT_CODE/train.py" in rendered
+
+
+def test_an_error_without_an_answer_carries_no_earlier_request_id() -> None:
+    gateway = AzureGateway(Settings(AZURE_SUBSCRIPTION_ID="s"))
+    gateway.recorder.record("Jobs_Get", "200", "an-earlier-request")
+    with pytest.raises(TransientAzureError) as raised, gateway._call():
+        raise requests.ConnectionError("connection refused")
+    assert raised.value.request_id is None
+    # Within one call, an attempt that got no answer clears the id too.
+    with pytest.raises(TransientAzureError) as raised, gateway._call():
+        gateway.recorder.record("Clusters_Get", "404", "the-404")
+        gateway.recorder.record("Clusters_Create", "error", None)
+        raise requests.ConnectionError("connection reset")
+    assert raised.value.request_id is None
+
+
+def test_answered_and_unanswered_requests_are_counted_under_one_operation_name() -> None:
+    recorded: list[tuple[str, str]] = []
+    policy = CountingPolicy(
+        RequestRecorder(sink=lambda op, outcome: recorded.append((op, outcome)))
+    )
+    for url in (
+        "https://clusters.example.net/subscriptions/s/resourceGroups/rg?api-version=1",
+        "https://jobs.example.net/",
+    ):
+        http_request = type("Q", (), {"method": "GET", "url": url})()
+        request = type("P", (), {"http_request": http_request})()
+        pipe = _Pipe(200, {})
+        policy.on_response(request, pipe)  # type: ignore[arg-type]
+        policy.on_exception(request)  # type: ignore[arg-type]
+    assert recorded == [
+        ("ResourceGroups_Get", "200"),
+        ("ResourceGroups_Get", "error"),
+        ("ARM_GET", "200"),
+        ("ARM_GET", "error"),
+    ]

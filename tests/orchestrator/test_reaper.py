@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.chain import run_step
-from orchestrator.gateway import AzureResource
+from orchestrator.cancel import cancel_run
+from orchestrator.chain import Dispatch, run_step
+from orchestrator.gateway import AzureResource, PermanentAzureError
 from orchestrator.reaper import reap, stale_after_seconds
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
@@ -103,3 +104,37 @@ def test_a_run_with_a_decided_ending_is_redriven_to_cleanup(
     ctx.clock.now = ctx.store.get(record.run_id).updated_at + stale_after_seconds(ctx) + 1
     [dispatch] = reap(ctx)
     assert dispatch.step is Step.CLEANUP
+
+
+def test_a_cancelled_run_whose_message_was_lost_ends_cancelled(
+    ctx: StepContext, tmp_path: Path
+) -> None:
+    record, _ = ctx.store.create_run(_spec(tmp_path))
+    ctx.store.mark_dispatched(record.run_id)
+    first = run_step(ctx, Step.ENSURE_RESOURCE_GROUP, record.run_id, "first")
+    assert first is not None and first.step is Step.PREPARE_SHARE
+    # Cancelled while prepare_share's message is lost: nothing acts on the flag.
+    cancel_run(ctx.store, record.run_id)
+    assert isinstance(ctx.clock, Clock)
+    ctx.clock.now = ctx.store.get(record.run_id).updated_at + stale_after_seconds(ctx) + 1
+    dispatch: Dispatch | None
+    [dispatch] = reap(ctx)
+    for _ in range(10):
+        if dispatch is None:
+            break
+        dispatch = run_step(ctx, dispatch.step, record.run_id, dispatch.task_id)
+    final = ctx.store.get(record.run_id)
+    assert (final.status, final.reason) == (RunStatus.CANCELLED, FailureReason.CANCELLED)
+
+
+@pytest.mark.parametrize("failing", ["delete_job", "list_job_resources"])
+def test_a_job_the_reaper_cannot_delete_does_not_stop_it_reaping_clusters(
+    ctx: StepContext, failing: str
+) -> None:
+    gateway = ctx.gateway
+    assert isinstance(gateway, FakeGateway)
+    gateway.listed_jobs = [AzureResource("nightly-ghost-run", _created(3600), "nightly")]
+    gateway.listed_clusters = [AzureResource("orch-ghost-run", _created(3600))]
+    gateway.fail_on[failing] = PermanentAzureError("HTTP 409", reason=FailureReason.AZURE_ERROR)
+    reap(ctx)
+    assert gateway.deleted == ["orch-ghost-run"]
