@@ -5,6 +5,8 @@ for the real-SDK tests)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -369,3 +371,31 @@ def test_shrinking_a_busy_cluster_requeues_its_job(emu: Emu) -> None:
     emu.ok("DELETE", f"{EXP}/jobs/busy")
     assert emu.call("GET", f"{EXP}/jobs/busy").status == 404
     assert emu.ok("GET", f"{WS}/clusters/c")["properties"]["nodeStateCounts"]["idleNodeCount"] == 1
+
+
+def _process_alive(pid: int) -> bool:
+    """True while pid runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] != "Z"
+
+
+def test_a_finished_job_leaves_no_process_behind(emu: Emu) -> None:
+    setup_cluster(emu)
+    pid_file = emu.shares / "share1" / "child.pid"
+    command = 'sleep 300 & echo $! > "$AZ_BATCHAI_MOUNT_ROOT/afs/child.pid"'
+    emu.ok("PUT", f"{EXP}/jobs/bg", job_body(command))
+    job = emu.wait_job(f"{EXP}/jobs/bg")
+    assert job["properties"]["executionState"] == "succeeded", job
+    pid = int(pid_file.read_text())
+    try:
+        # The job is over: what it started in the background must die with it.
+        deadline = time.monotonic() + 10
+        while _process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _process_alive(pid), "the job's background process outlived the job"
+    finally:
+        if _process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
