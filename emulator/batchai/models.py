@@ -390,16 +390,19 @@ class BatchAIState:
                 cluster.nodes.append(Node(self._node_id(cluster), "preparing", ready_at))
             self._set_allocation(cluster, "resizing")
         elif grow < 0:
-            self._shrink(cluster, -grow)
+            self._shrink(cluster)
 
     def _node_id(self, cluster: Cluster) -> str:
         cluster.next_node += 1
         return f"tvm-{abs(hash(cluster.key)) % 10**10}_{cluster.next_node}-emulator"
 
-    def _shrink(self, cluster: Cluster, count: int) -> None:
-        # Nodes without work go first; then running ones, per nodeDeallocationOption.
+    def _shrink(self, cluster: Cluster) -> None:
+        """Remove the nodes above the target: those without work first, then running ones
+        per nodeDeallocationOption (waitforjobcompletion keeps them until their job ends:
+        every advance calls this again while the cluster is above its target)."""
         order = {"preparing": 0, "unusable": 1, "idle": 2, "running": 3}
-        victims = sorted(cluster.nodes, key=lambda n: order[n.state])[:count]
+        excess = len(cluster.nodes) - cluster.target
+        victims = sorted(cluster.nodes, key=lambda n: order[n.state])[:excess]
         option = str(
             ((cluster.properties.get("scaleSettings") or {}).get("manual") or {}).get(
                 "nodeDeallocationOption", "requeue"
@@ -417,6 +420,8 @@ class BatchAIState:
                     self._requeue(job)
             if node in cluster.nodes:
                 cluster.nodes.remove(node)
+        if len(cluster.nodes) > cluster.target:
+            self._set_allocation(cluster, "resizing")
 
     def _set_allocation(self, cluster: Cluster, state: str) -> None:
         if cluster.allocation_state != state:
@@ -652,11 +657,13 @@ class BatchAIState:
         """Move every cluster and job forward to the present."""
         with self.lock:
             now = time.monotonic()
-            for cluster in self.clusters.values():
-                self._advance_cluster(cluster, now)
+            # Jobs first: nodes a finished job frees are removed (cluster above its
+            # target) before the scheduler could hand them to another job.
             for job in list(self.jobs.values()):
                 if job.execution_state == "running":
                     self._advance_job(job, now)
+            for cluster in self.clusters.values():
+                self._advance_cluster(cluster, now)
             self._schedule()
 
     def _advance_cluster(self, cluster: Cluster, now: float) -> None:
@@ -666,7 +673,13 @@ class BatchAIState:
         for node in cluster.nodes:
             if node.state == "preparing" and node.ready_at <= now:
                 node.state = "unusable" if cluster.nodes_unusable else "idle"
-        if cluster.allocation_state == "resizing" and not cluster.count("preparing"):
+        if len(cluster.nodes) > cluster.target:
+            self._shrink(cluster)
+        if (
+            cluster.allocation_state == "resizing"
+            and not cluster.count("preparing")
+            and len(cluster.nodes) <= cluster.target
+        ):
             self._set_allocation(cluster, "steady")
         self._autoscale(cluster)
 

@@ -399,3 +399,37 @@ def test_a_finished_job_leaves_no_process_behind(emu: Emu) -> None:
     finally:
         if _process_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_wait_for_job_completion_removes_the_node_when_the_job_ends(emu: Emu) -> None:
+    # Spec (DeallocationOption): "waitforjobcompletion - Allow currently running jobs to
+    # complete. Schedule no new jobs while waiting. Remove compute nodes when all jobs
+    # have completed."
+    setup_cluster(emu)
+    release = emu.shares / "share1" / "release"
+    command = (
+        'i=0; while [ ! -f "$AZ_BATCHAI_MOUNT_ROOT/afs/release" ] && [ $i -lt 600 ]; '
+        "do sleep 0.05; i=$((i+1)); done"
+    )
+    emu.ok("PUT", f"{EXP}/jobs/first", job_body(command))
+    emu.wait_job(f"{EXP}/jobs/first", ("running",))
+    emu.ok("PUT", f"{EXP}/jobs/second", job_body("true"))
+    scale = {
+        "properties": {
+            "scaleSettings": {
+                "manual": {"targetNodeCount": 0, "nodeDeallocationOption": "waitforjobcompletion"}
+            }
+        }
+    }
+    props = emu.ok("PATCH", f"{WS}/clusters/c", scale)["properties"]
+    assert props["currentNodeCount"] == 1 and props["allocationState"] == "resizing"
+    release.touch()
+    assert emu.wait_job(f"{EXP}/jobs/first")["properties"]["executionState"] == "succeeded"
+    deadline = time.monotonic() + 10
+    while emu.ok("GET", f"{WS}/clusters/c")["properties"]["currentNodeCount"] and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    props = emu.ok("GET", f"{WS}/clusters/c")["properties"]
+    assert props["currentNodeCount"] == 0 and props["allocationState"] == "steady"
+    assert emu.ok("GET", f"{EXP}/jobs/second")["properties"]["executionState"] == "queued"
