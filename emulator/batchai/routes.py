@@ -49,8 +49,10 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
                         "ResourceGroupNotFound",
                         f"Resource group '{params['rg']}' could not be found.",
                     )
-                state.advance()
-                return handler(request, params)
+                # Under the lock, the ticker cannot change what a response describes.
+                with state.lock:
+                    state.advance()
+                    return handler(request, params)
 
             router.add(method, pattern, operation, "arm")(guarded)
             return handler
@@ -120,8 +122,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
     @route("GET", rf"{LOCATIONS}/usages", "Usages_List", new)
     def list_usages(request: Request, params: Params) -> Response:
         sub = params["sub"].lower()
-        with state.lock:
-            clusters = [c for k, c in state.clusters.items() if k[0] == sub]
+        clusters = [c for k, c in state.clusters.items() if k[0] == sub]
         dedicated = sum(
             shapes.vcpus(c.vm_size) * len(c.nodes) for c in clusters if not c.low_priority
         )
@@ -176,8 +177,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
         body = validation.json_object(request.json() or {}, "body")
         ws = state.workspace(params["sub"], params["rg"], params["workspaceName"])
         if "tags" in body:
-            with state.lock:
-                ws.tags = validation.tags(body)
+            ws.tags = validation.tags(body)
         return json_response(200, shapes.workspace(ws))
 
     @route("GET", WS, "Workspaces_Get", new)
@@ -306,8 +306,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
             validation.check_scale(scale, required=True)
         cluster = state.update_cluster(key, scale)
         if preview and "tags" in body:
-            with state.lock:
-                cluster.tags = validation.tags(body)
+            cluster.tags = validation.tags(body)
         return json_response(200, cluster_body(key, params))
 
     def get_cluster(request: Request, params: Params, preview: bool) -> Response:
@@ -484,7 +483,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
             200,
             shapes.page(
                 output_files.list_files(
-                    ctx, state, j, directory_id, subdir, expiry, limit, request.base_url, preview
+                    ctx, j, directory_id, subdir, expiry, limit, request.base_url, preview
                 )
             ),
         )

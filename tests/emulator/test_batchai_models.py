@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from emulator.batchai import register
+from emulator.batchai import register, shapes
 from emulator.batchai.durations import parse_seconds, to_iso
 from emulator.core import EmulatorConfig, EmulatorContext
 from emulator.http import Headers, HttpError, Request, Response, Router
@@ -433,3 +434,42 @@ def test_wait_for_job_completion_removes_the_node_when_the_job_ends(emu: Emu) ->
     props = emu.ok("GET", f"{WS}/clusters/c")["properties"]
     assert props["currentNodeCount"] == 0 and props["allocationState"] == "steady"
     assert emu.ok("GET", f"{EXP}/jobs/second")["properties"]["executionState"] == "queued"
+
+
+def _held_by_another_thread(lock: Any) -> bool:
+    result: list[bool] = []
+
+    def probe() -> None:
+        got = lock.acquire(blocking=False)
+        if got:
+            lock.release()
+        result.append(not got)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def test_responses_describe_one_state_the_ticker_cannot_change_meanwhile(
+    emu: Emu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A job shaped while the ticker finishes it could read "no exit code" and then
+    # "failed"; a cluster shaped while a PATCH adds scaleSettings raised mid-copy.
+    setup_cluster(emu)
+    emu.ok("PUT", f"{EXP}/jobs/j", job_body("true"))
+    state = emu.ctx.reset_hooks[0].__self__  # type: ignore[attr-defined]
+    held: list[bool] = []
+    for name in ("job", "cluster"):
+        real = getattr(shapes, name)
+
+        def shaped(record: Any, real: Any = real) -> Any:
+            held.append(_held_by_another_thread(state.lock))
+            return real(record)
+
+        monkeypatch.setattr(shapes, name, shaped)
+    emu.ok("GET", f"{EXP}/jobs/j")
+    emu.ok("GET", f"{EXP}/jobs")
+    emu.ok("GET", f"{WS}/clusters/c")
+    emu.ok("GET", f"{WS}/clusters")
+    assert held and all(held), held
