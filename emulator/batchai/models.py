@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from emulator.batchai import runner
 from emulator.batchai.durations import DEFAULT_MAX_WALL_CLOCK, parse_seconds, to_iso
@@ -56,7 +56,38 @@ def stamp(moment: datetime | None) -> str | None:
 
 
 def not_found(kind: str, name: str) -> HttpError:
-    return HttpError(404, "ResourceNotFound", f"The {kind} '{name}' was not found.", {})
+    return HttpError(404, "ResourceNotFound", f"The {kind} '{name}' was not found.")
+
+
+R = TypeVar("R")
+
+
+def _find(store: dict[Any, R], key: Any, kind: str, name: str) -> R:
+    found = store.get(key)
+    if found is None:
+        raise not_found(kind, name)
+    return found
+
+
+def _in_scope(store: dict[Any, R], sub: str, group: str | None, *rest: str) -> list[R]:
+    """The records of a subscription, of one group (None: any), whose next key parts are rest."""
+    return [
+        record
+        for key, record in store.items()
+        if key[0] == sub.lower()
+        and (group is None or key[1] == group.lower())
+        and key[2 : 2 + len(rest)] == rest
+    ]
+
+
+def _scale_target(scale: dict[str, Any], current: int | None) -> int:
+    """Node count asked for: manual targetNodeCount, or auto scale's initialNodeCount (at
+    creation, current None) or the current count, clamped to minimum/maximumNodeCount."""
+    auto = scale.get("autoScale")
+    if auto is None:
+        return int((scale.get("manual") or {}).get("targetNodeCount") or 0)
+    wanted = int(auto.get("initialNodeCount") or 0) if current is None else current
+    return min(max(wanted, int(auto["minimumNodeCount"])), int(auto["maximumNodeCount"]))
 
 
 @dataclass
@@ -196,6 +227,17 @@ class BatchAIState:
         self.operations: dict[str, Operation] = {}
         self.runs_dir = Path(ctx.config.data_dir) / "batchai"
 
+    def _put(
+        self, store: dict[Any, R], key: Any, kind: str, make: Callable[[], R]
+    ) -> tuple[R, bool]:
+        """The record under key, else a new one (counted created): (record, created)."""
+        existing = store.get(key)
+        if existing is not None:
+            return existing, False
+        record = store[key] = make()
+        self.ctx.stats.record_resource("created", kind)
+        return record, True
+
     # ---------------------------------------------------------------- workspaces
 
     def put_workspace(
@@ -203,28 +245,22 @@ class BatchAIState:
     ) -> tuple[Workspace, bool]:
         with self.lock:
             key = (sub.lower(), group.lower(), name.lower())
-            existing = self.workspaces.get(key)
-            if existing:
-                return existing, False
-            workspace = Workspace(sub, group, name, location, tags, utcnow())
-            self.workspaces[key] = workspace
-            self.ctx.stats.record_resource("created", "workspace")
-            return workspace, True
+            return self._put(
+                self.workspaces,
+                key,
+                "workspace",
+                lambda: Workspace(sub, group, name, location, tags, utcnow()),
+            )
 
     def workspace(self, sub: str, group: str, name: str) -> Workspace:
         with self.lock:
-            found = self.workspaces.get((sub.lower(), group.lower(), name.lower()))
-            if not found:
-                raise not_found("workspace", name)
-            return found
+            return _find(
+                self.workspaces, (sub.lower(), group.lower(), name.lower()), "workspace", name
+            )
 
     def list_workspaces(self, sub: str, group: str | None) -> list[Workspace]:
         with self.lock:
-            return [
-                w
-                for k, w in self.workspaces.items()
-                if k[0] == sub.lower() and (group is None or k[1] == group.lower())
-            ]
+            return _in_scope(self.workspaces, sub, group)
 
     def delete_workspace(self, sub: str, group: str, name: str) -> bool:
         with self.lock:
@@ -255,27 +291,23 @@ class BatchAIState:
         with self.lock:
             workspace = self.workspace(sub, group, ws)
             key = (sub.lower(), group.lower(), ws.lower(), name.lower())
-            existing = self.experiments.get(key)
-            if existing:
-                return existing, False
-            experiment = Experiment(sub, group, workspace.name, name, utcnow())
-            self.experiments[key] = experiment
-            self.ctx.stats.record_resource("created", "experiment")
-            return experiment, True
+            return self._put(
+                self.experiments,
+                key,
+                "experiment",
+                lambda: Experiment(sub, group, workspace.name, name, utcnow()),
+            )
 
     def experiment(self, sub: str, group: str, ws: str, name: str) -> Experiment:
         with self.lock:
             self.workspace(sub, group, ws)
-            found = self.experiments.get((sub.lower(), group.lower(), ws.lower(), name.lower()))
-            if not found:
-                raise not_found("experiment", name)
-            return found
+            key = (sub.lower(), group.lower(), ws.lower(), name.lower())
+            return _find(self.experiments, key, "experiment", name)
 
     def list_experiments(self, sub: str, group: str, ws: str) -> list[Experiment]:
         with self.lock:
             self.workspace(sub, group, ws)
-            scope = (sub.lower(), group.lower(), ws.lower())
-            return [e for k, e in self.experiments.items() if k[:3] == scope]
+            return _in_scope(self.experiments, sub, group, ws.lower())
 
     def delete_experiment(self, sub: str, group: str, ws: str, name: str) -> bool:
         with self.lock:
@@ -302,40 +334,33 @@ class BatchAIState:
         resource_id: str,
     ) -> tuple[Cluster, bool]:
         with self.lock:
-            existing = self.clusters.get(key)
-            if existing:
-                return existing, False
-            cluster = Cluster(
-                key, name, api_version, location, tags, copy.deepcopy(properties), utcnow()
+            cluster, created = self._put(
+                self.clusters,
+                key,
+                "cluster",
+                lambda: Cluster(
+                    key,
+                    name,
+                    api_version,
+                    location,
+                    tags,
+                    copy.deepcopy(properties),
+                    utcnow(),
+                    resource_id=resource_id,
+                ),
             )
-            cluster.resource_id = resource_id
-            scale = properties.get("scaleSettings") or {}
-            if "autoScale" in scale:
-                auto = scale["autoScale"]
-                initial = int(auto.get("initialNodeCount") or 0)
-                low, high = int(auto["minimumNodeCount"]), int(auto["maximumNodeCount"])
-                target = min(max(initial, low), high)
-            else:
-                target = int((scale.get("manual") or {}).get("targetNodeCount") or 0)
-            self.clusters[key] = cluster
-            self._resize(cluster, target, "Clusters_Create")
-            self.ctx.stats.record_resource("created", "cluster")
-            return cluster, True
+            if created:
+                target = _scale_target(properties.get("scaleSettings") or {}, None)
+                self._resize(cluster, target, "Clusters_Create")
+            return cluster, created
 
     def cluster(self, key: ClusterKey) -> Cluster:
         with self.lock:
-            found = self.clusters.get(key)
-            if not found:
-                raise not_found("cluster", key[3])
-            return found
+            return _find(self.clusters, key, "cluster", key[3])
 
     def list_clusters(self, sub: str, group: str | None, ws: str) -> list[Cluster]:
         with self.lock:
-            return [
-                c
-                for k, c in self.clusters.items()
-                if k[0] == sub.lower() and (group is None or k[1] == group.lower()) and k[2] == ws
-            ]
+            return _in_scope(self.clusters, sub, group, ws)
 
     def update_cluster(self, key: ClusterKey, scale: dict[str, Any] | None) -> Cluster:
         with self.lock:
@@ -343,12 +368,8 @@ class BatchAIState:
             if scale:
                 cluster.properties["scaleSettings"] = copy.deepcopy(scale)
                 if "autoScale" in scale:
-                    auto = scale["autoScale"]
-                    low, high = int(auto["minimumNodeCount"]), int(auto["maximumNodeCount"])
                     cluster.autoscale_initial = False
-                    target = min(max(len(cluster.nodes), low), high)
-                else:
-                    target = int(scale["manual"].get("targetNodeCount") or 0)
+                target = _scale_target(scale, len(cluster.nodes))
                 self._resize(cluster, target, "Clusters_Update")
             return cluster
 
@@ -509,20 +530,11 @@ class BatchAIState:
 
     def job(self, key: JobKey) -> Job:
         with self.lock:
-            found = self.jobs.get(key)
-            if not found:
-                raise not_found("job", key[4])
-            return found
+            return _find(self.jobs, key, "job", key[4])
 
     def list_jobs(self, sub: str, group: str | None, ws: str, exp: str) -> list[Job]:
         with self.lock:
-            return [
-                j
-                for k, j in self.jobs.items()
-                if k[0] == sub.lower()
-                and (group is None or k[1] == group.lower())
-                and k[2:4] == (ws, exp)
-            ]
+            return _in_scope(self.jobs, sub, group, ws, exp)
 
     def delete_job(self, key: JobKey) -> bool:
         with self.lock:
@@ -560,31 +572,29 @@ class BatchAIState:
         resource_id: str,
     ) -> tuple[FileServer, bool]:
         with self.lock:
-            existing = self.file_servers.get(key)
-            if existing:
-                return existing, False
-            server = FileServer(
-                key, name, api_version, location, tags, copy.deepcopy(properties), utcnow()
+            return self._put(
+                self.file_servers,
+                key,
+                "file_server",
+                lambda: FileServer(
+                    key,
+                    name,
+                    api_version,
+                    location,
+                    tags,
+                    copy.deepcopy(properties),
+                    utcnow(),
+                    resource_id=resource_id,
+                ),
             )
-            server.resource_id = resource_id
-            self.file_servers[key] = server
-            self.ctx.stats.record_resource("created", "file_server")
-            return server, True
 
     def file_server(self, key: ClusterKey) -> FileServer:
         with self.lock:
-            found = self.file_servers.get(key)
-            if not found:
-                raise not_found("file server", key[3])
-            return found
+            return _find(self.file_servers, key, "file server", key[3])
 
     def list_file_servers(self, sub: str, group: str | None, ws: str) -> list[FileServer]:
         with self.lock:
-            return [
-                f
-                for k, f in self.file_servers.items()
-                if k[0] == sub.lower() and (group is None or k[1] == group.lower()) and k[2] == ws
-            ]
+            return _in_scope(self.file_servers, sub, group, ws)
 
     def delete_file_server(self, key: ClusterKey) -> bool:
         with self.lock:
@@ -617,9 +627,7 @@ class BatchAIState:
 
     def operation(self, op_id: str) -> Operation:
         with self.lock:
-            op = self.operations.get(op_id)
-            if op is None:
-                raise not_found("operation", op_id)
+            op = _find(self.operations, op_id, "operation", op_id)
             if op.ended is None and op.is_done():
                 op.ended = utcnow()
             return op
