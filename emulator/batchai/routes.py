@@ -231,16 +231,20 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
 
     # --------------------------------------------------------------- clusters
 
+    def workspace_scope(params: Params, preview: bool) -> tuple[str | None, str]:
+        """(group, workspace key) a cluster or file server lives in: preview, the group
+        (None on subscription-wide lists) and workspace ""; else the workspace, which must exist."""
+        if preview:
+            return params.get("rg"), ""
+        state.workspace(params["sub"], params["rg"], params["workspaceName"])
+        return params["rg"], params["workspaceName"].lower()
+
+    def scoped_key(params: Params, preview: bool, name_param: str) -> ClusterKey:
+        _, ws = workspace_scope(params, preview)
+        return (params["sub"].lower(), params["rg"].lower(), ws, params[name_param].lower())
+
     def cluster_key(params: Params, preview: bool) -> ClusterKey:
-        ws = "" if preview else params["workspaceName"]
-        if not preview:
-            state.workspace(params["sub"], params["rg"], ws)
-        return (
-            params["sub"].lower(),
-            params["rg"].lower(),
-            ws.lower(),
-            params["clusterName"].lower(),
-        )
+        return scoped_key(params, preview, "clusterName")
 
     def cluster_body(key: ClusterKey, params: Params) -> dict[str, Any]:
         return shapes.cluster(state.cluster(key))
@@ -320,25 +324,10 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
         )
 
     def cluster_logins(request: Request, params: Params, preview: bool) -> Response:
-        c = state.cluster(cluster_key(params, preview))
-        return json_response(
-            200,
-            shapes.page(
-                [
-                    {"nodeId": n.node_id, "ipAddress": "127.0.0.1", "port": 50000 + i}
-                    for i, n in enumerate(c.nodes)
-                ]
-            ),
-        )
+        return json_response(200, shapes.logins(state.cluster(cluster_key(params, preview)).nodes))
 
     def list_clusters(request: Request, params: Params, preview: bool) -> Response:
-        if preview:
-            items = state.list_clusters(params["sub"], params.get("rg"), "")
-        else:
-            state.workspace(params["sub"], params["rg"], params["workspaceName"])
-            items = state.list_clusters(
-                params["sub"], params["rg"], params["workspaceName"].lower()
-            )
+        items = state.list_clusters(params["sub"], *workspace_scope(params, preview))
         return json_response(200, shapes.page([shapes.cluster(c) for c in items]))
 
     for preview, base, versions in ((False, WS, new), (True, GROUP, old)):
@@ -444,15 +433,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
         j = state.job(job_key(params, preview))
         cluster = state.clusters.get(j.cluster_key)
         nodes = [n for n in cluster.nodes if n.job == j.key] if cluster else []
-        return json_response(
-            200,
-            shapes.page(
-                [
-                    {"nodeId": n.node_id, "ipAddress": "127.0.0.1", "port": 50000 + i}
-                    for i, n in enumerate(nodes)
-                ]
-            ),
-        )
+        return json_response(200, shapes.logins(nodes))
 
     def list_jobs(request: Request, params: Params, preview: bool) -> Response:
         if preview:
@@ -517,15 +498,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
     # ----------------------------------------------------------- file servers
 
     def server_key(params: Params, preview: bool) -> ClusterKey:
-        ws = "" if preview else params["workspaceName"]
-        if not preview:
-            state.workspace(params["sub"], params["rg"], ws)
-        return (
-            params["sub"].lower(),
-            params["rg"].lower(),
-            ws.lower(),
-            params["fileServerName"].lower(),
-        )
+        return scoped_key(params, preview, "fileServerName")
 
     def server_body(key: ClusterKey) -> dict[str, Any]:
         return shapes.file_server(state.file_server(key))
@@ -568,13 +541,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
         )
 
     def list_servers(request: Request, params: Params, preview: bool) -> Response:
-        if preview:
-            items = state.list_file_servers(params["sub"], params.get("rg"), "")
-        else:
-            state.workspace(params["sub"], params["rg"], params["workspaceName"])
-            items = state.list_file_servers(
-                params["sub"], params["rg"], params["workspaceName"].lower()
-            )
+        items = state.list_file_servers(params["sub"], *workspace_scope(params, preview))
         return json_response(200, shapes.page([shapes.file_server(f) for f in items]))
 
     for preview, base, versions in ((False, WS, new), (True, GROUP, old)):
