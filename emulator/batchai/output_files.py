@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from emulator.batchai.models import Job
+from emulator.batchai.records import Job
 from emulator.core import EmulatorContext
 from emulator.http import HttpError
 

@@ -8,15 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from emulator.batchai import output_files, shapes, validation
-from emulator.batchai.models import (
-    API_2018,
-    API_PREVIEW,
-    BatchAIState,
-    ClusterKey,
-    JobKey,
-    Operation,
-    stamp,
-)
+from emulator.batchai.models import BatchAIState
+from emulator.batchai.records import API_2018, API_PREVIEW, ClusterKey, JobKey, Operation, stamp
 from emulator.core import EmulatorContext
 from emulator.http import HttpError, Request, Response, Router, json_response
 

@@ -11,7 +11,7 @@ import copy
 import re
 from typing import Any
 
-from emulator.batchai.models import (
+from emulator.batchai.records import (
     API_2018,
     Cluster,
     Experiment,
