@@ -334,7 +334,10 @@ class BatchAIState:
                 public["secrets"] = [{"name": s["name"]} for s in public["secrets"]]
             existing = self.jobs.get(key)
             if existing:
-                if _canonical(existing.properties) != _canonical(public):
+                if (
+                    _canonical(existing.properties) != _canonical(public)
+                    or existing.secrets != secrets
+                ):
                     raise HttpError(
                         409,
                         "Conflict",

@@ -473,3 +473,16 @@ def test_responses_describe_one_state_the_ticker_cannot_change_meanwhile(
     emu.ok("GET", f"{WS}/clusters/c")
     emu.ok("GET", f"{WS}/clusters")
     assert held and all(held), held
+
+
+def test_reput_of_a_job_with_another_secret_value_conflicts(emu: Emu) -> None:
+    # The job would otherwise keep running with the old secret while the caller believes
+    # its new definition was accepted; the 409 names neither value.
+    setup_cluster(emu, nodes=0)
+    emu.ok("PUT", f"{EXP}/jobs/s", job_body("true", secrets=[{"name": "T", "value": "old1"}]))
+    emu.ok("PUT", f"{EXP}/jobs/s", job_body("true", secrets=[{"name": "T", "value": "old1"}]))
+    changed = emu.call(
+        "PUT", f"{EXP}/jobs/s", job_body("true", secrets=[{"name": "T", "value": "new2"}])
+    )
+    assert changed.status == 409, changed.body
+    assert b"old1" not in changed.body and b"new2" not in changed.body
