@@ -245,7 +245,6 @@ class BatchAIState:
     def _delete_cluster(self, key: ClusterKey) -> None:
         for job in self.jobs.values():
             if job.cluster_key == key and job.execution_state in ("queued", "running"):
-                self._stop(job)
                 self._finish(
                     job, "failed", None, "ClusterDeleted", "The job's cluster was deleted."
                 )
@@ -296,10 +295,10 @@ class BatchAIState:
                 job = self.jobs[node.job]
                 if option in ("waitforjobcompletion", "jobcompletion"):
                     continue
-                self._stop(job)
                 if option == "terminate":
                     self._finish(job, "failed", None, "JobTerminated", "Node deallocated.")
                 else:
+                    self._stop(job)
                     self._requeue(job)
             if node in cluster.nodes:
                 cluster.nodes.remove(node)
@@ -419,8 +418,6 @@ class BatchAIState:
         with self.lock:
             job = self.job(key)
             if job.execution_state in ("queued", "running"):
-                job.set_state("terminating")
-                self._stop(job)
                 self._finish(job, "failed", None, "JobTerminated", "The job was terminated.")
             return job
 
@@ -582,7 +579,6 @@ class BatchAIState:
         if job.process is None:
             return
         if now - job.started_at > job.max_wall_seconds:
-            self._stop(job)
             self._finish(
                 job,
                 "failed",
@@ -749,6 +745,7 @@ class BatchAIState:
         error_code: str | None = None,
         message: str = "",
     ) -> None:
+        """End the job's run: its process is killed (if any) and its nodes given back."""
         self._stop(job)
         job.phase = ""
         job.exit_code = exit_code

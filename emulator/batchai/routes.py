@@ -416,10 +416,8 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
         return accepted(request, params, state.start_operation("Jobs_Delete", lambda: True), 202)
 
     def terminate_job(request: Request, params: Params, preview: bool) -> Response:
-        j = state.terminate_job(job_key(params, preview))
-        op = state.start_operation(
-            "Jobs_Terminate", lambda: j.execution_state not in ("running", "terminating")
-        )
+        state.terminate_job(job_key(params, preview))  # synchronous: done when it returns
+        op = state.start_operation("Jobs_Terminate", lambda: True)
         return accepted(request, params, op, 202, with_location=False)
 
     def job_logins(request: Request, params: Params, preview: bool) -> Response:
