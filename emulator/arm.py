@@ -105,7 +105,10 @@ class ResourceGroupStore:
         self._operations: dict[str, threading.Event] = {}
 
     def exists(self, subscription_id: str, name: str) -> bool:
-        return self.get(subscription_id, name) is not None
+        """False from the moment a delete starts, as GET and HEAD answer: nothing new may be
+        created in a group whose cascade may already have run."""
+        group = self.get(subscription_id, name)
+        return group is not None and not group.deleting
 
     def location(self, subscription_id: str, name: str) -> str | None:
         group = self.get(subscription_id, name)
@@ -241,8 +244,7 @@ def register(router: Router, ctx: EmulatorContext, store: ResourceGroupStore) ->
     @router.add("HEAD", GROUP, "ResourceGroups_CheckExistence")
     def check_existence(request: Request, params: dict[str, str]) -> Response:
         require_api_version(request, RESOURCE_GROUP_API_VERSIONS)
-        group = store.get(params["subscription"], params["group"])
-        return Response(204 if group is not None and not group.deleting else 404)
+        return Response(204 if store.exists(params["subscription"], params["group"]) else 404)
 
     @router.add("DELETE", GROUP, "ResourceGroups_Delete")
     def delete(request: Request, params: dict[str, str]) -> Response:

@@ -65,7 +65,9 @@ class Faults(Protocol):
 
 
 class ResourceGroups(Protocol):
-    def exists(self, subscription_id: str, name: str) -> bool: ...
+    def exists(self, subscription_id: str, name: str) -> bool:
+        """True while the group exists and is not being deleted."""
+        ...
 
     def location(self, subscription_id: str, name: str) -> str | None: ...
 

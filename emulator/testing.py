@@ -55,24 +55,21 @@ def arm_client(env: dict[str, str], **kwargs: Any) -> Any:
     """azure-mgmt-resource ResourceManagementClient pointed at the emulator."""
     from azure.mgmt.resource.resources import ResourceManagementClient
 
-    endpoint = env["AZURE_ARM_ENDPOINT"]
-    kwargs.setdefault("connection_verify", env["REQUESTS_CA_BUNDLE"])
-    return ResourceManagementClient(
-        StaticTokenCredential(),
-        env["AZURE_SUBSCRIPTION_ID"],
-        base_url=endpoint,
-        credential_scopes=[endpoint + "/.default"],
-        **kwargs,
-    )
+    return _mgmt_client(ResourceManagementClient, env, **kwargs)
 
 
 def batchai_client(env: dict[str, str], **kwargs: Any) -> Any:
     """azure-mgmt-batchai 7.0.0 BatchAI client (azure-core based) pointed at the emulator."""
     from azure.mgmt.batchai import BatchAI
 
+    return _mgmt_client(BatchAI, env, **kwargs)
+
+
+def _mgmt_client(client_class: Any, env: dict[str, str], **kwargs: Any) -> Any:
+    """An azure-core management client: static token, the emulator's endpoint and CA."""
     endpoint = env["AZURE_ARM_ENDPOINT"]
     kwargs.setdefault("connection_verify", env["REQUESTS_CA_BUNDLE"])
-    return BatchAI(
+    return client_class(
         StaticTokenCredential(),
         env["AZURE_SUBSCRIPTION_ID"],
         base_url=endpoint,

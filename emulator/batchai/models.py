@@ -1,11 +1,6 @@
-"""Batch AI state and rules: workspaces, experiments, clusters (nodes), jobs, file servers
-and long-running operations, for both api-versions.
-
-2018-05-01 resources live in a workspace; 2017-09-01-preview clusters, jobs and file
-servers live directly in a resource group. Both use the same records: a preview
-resource has workspace "" (and a preview job experiment ""), which keeps the two
-scopes apart. Keys are lower-cased (ARM names are case-insensitive); records keep the
-name as first written.
+"""Batch AI state and rules: node and job state machines, scheduling, faults, cascading
+deletes and long-running operations, for both api-versions (the records themselves are
+in records.py).
 
 Every public method takes the lock; `advance()` moves time forward (nodes become idle,
 queued jobs start, finished processes are reaped) and is called by the background
@@ -21,167 +16,65 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from emulator.batchai import runner
 from emulator.batchai.durations import DEFAULT_MAX_WALL_CLOCK, parse_seconds, to_iso
+from emulator.batchai.records import (
+    API_2018,
+    Cluster,
+    ClusterKey,
+    Experiment,
+    FileServer,
+    Job,
+    JobKey,
+    Node,
+    Operation,
+    Workspace,
+    not_found,
+    utcnow,
+)
 from emulator.core import EmulatorContext
 from emulator.http import HttpError
-
-API_2018 = "2018-05-01"
-API_PREVIEW = "2017-09-01-preview"
 
 # A preempted job is killed this long after it started (a lowpriority node is lost).
 PREEMPT_AFTER_SECONDS = 0.5
 # Long-running operation records older than this are forgotten (status GET then 404s).
 OPERATION_RETENTION_SECONDS = 3600
 
-ClusterKey = tuple[str, str, str, str]  # subscription, group, workspace ("" = preview), name
-JobKey = tuple[str, str, str, str, str]  # subscription, group, workspace, experiment, name
-
 _PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+R = TypeVar("R")
 
 
-def stamp(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+def _find(store: dict[Any, R], key: Any, kind: str, name: str) -> R:
+    found = store.get(key)
+    if found is None:
+        raise not_found(kind, name)
+    return found
 
 
-def not_found(kind: str, name: str) -> HttpError:
-    return HttpError(404, "ResourceNotFound", f"The {kind} '{name}' was not found.", {})
+def _in_scope(store: dict[Any, R], sub: str, group: str | None, *rest: str) -> list[R]:
+    """The records of a subscription, of one group (None: any), whose next key parts are rest."""
+    return [
+        record
+        for key, record in store.items()
+        if key[0] == sub.lower()
+        and (group is None or key[1] == group.lower())
+        and key[2 : 2 + len(rest)] == rest
+    ]
 
 
-@dataclass
-class Node:
-    node_id: str
-    state: str  # preparing | idle | running | unusable
-    ready_at: float
-    job: JobKey | None = None
-
-
-@dataclass
-class Workspace:
-    subscription: str
-    group: str
-    name: str
-    location: str
-    tags: dict[str, str]
-    created: datetime
-    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-@dataclass
-class Experiment:
-    subscription: str
-    group: str
-    workspace: str
-    name: str
-    created: datetime
-    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-@dataclass
-class Cluster:
-    key: ClusterKey
-    name: str
-    api_version: str
-    location: str
-    tags: dict[str, str]
-    properties: dict[str, Any]  # as submitted (secrets are scrubbed on the way out)
-    created: datetime
-    provisioning_state: str = "creating"
-    provisioning_time: datetime = field(default_factory=utcnow)
-    allocation_state: str = "resizing"
-    allocation_time: datetime = field(default_factory=utcnow)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    nodes: list[Node] = field(default_factory=list)
-    target: int = 0
-    nodes_unusable: bool = False  # the node_unusable fault hit the last resize
-    autoscale_initial: bool = True  # initialNodeCount holds until a job has been scheduled
-    next_node: int = 0
-    resource_id: str = ""
-
-    @property
-    def vm_size(self) -> str:
-        return str(self.properties.get("vmSize", ""))
-
-    @property
-    def low_priority(self) -> bool:
-        return str(self.properties.get("vmPriority", "dedicated")).lower() == "lowpriority"
-
-    def count(self, state: str) -> int:
-        return sum(1 for node in self.nodes if node.state == state)
-
-
-@dataclass
-class Job:
-    key: JobKey
-    name: str
-    api_version: str
-    location: str
-    tags: dict[str, str]
-    properties: dict[str, Any]  # as submitted, minus secret values
-    secrets: dict[str, str]
-    cluster_key: ClusterKey
-    cluster_id: str
-    node_count: int
-    max_wall_seconds: float
-    max_wall_clock: str
-    created: datetime
-    segment: str
-    uid: str
-    provisioning_time: datetime = field(default_factory=utcnow)
-    execution_state: str = "queued"
-    execution_time: datetime = field(default_factory=utcnow)
-    start_time: datetime | None = None
-    end_time: datetime | None = None
-    exit_code: int | None = None
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    process: runner.RunningProcess | None = None
-    phase: str = ""  # "prep" | "main" while running
-    layout: runner.JobLayout | None = None
-    started_at: float = 0.0
-    preempt: bool = False
-    attempts: int = 0
-    shares: dict[str, Path] = field(default_factory=dict)  # mounted share name -> root
-    resource_id: str = ""
-
-    def set_state(self, state: str) -> None:
-        self.execution_state = state
-        self.execution_time = utcnow()
-
-
-@dataclass
-class FileServer:
-    key: ClusterKey
-    name: str
-    api_version: str
-    location: str
-    tags: dict[str, str]
-    properties: dict[str, Any]
-    created: datetime
-    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
-    resource_id: str = ""
-
-
-@dataclass
-class Operation:
-    """A long-running operation served at .../locations/{loc}/operationstatuses/{id}."""
-
-    op_id: str
-    name: str
-    started: datetime
-    is_done: Callable[[], bool]
-    result: Callable[[], dict[str, Any] | None]  # body for operationresults once done
-    ended: datetime | None = None
+def _scale_target(scale: dict[str, Any], current: int | None) -> int:
+    """Node count asked for: manual targetNodeCount, or auto scale's initialNodeCount (at
+    creation, current None) or the current count, clamped to minimum/maximumNodeCount."""
+    auto = scale.get("autoScale")
+    if auto is None:
+        return int((scale.get("manual") or {}).get("targetNodeCount") or 0)
+    wanted = int(auto.get("initialNodeCount") or 0) if current is None else current
+    return min(max(wanted, int(auto["minimumNodeCount"])), int(auto["maximumNodeCount"]))
 
 
 class BatchAIState:
@@ -196,6 +89,17 @@ class BatchAIState:
         self.operations: dict[str, Operation] = {}
         self.runs_dir = Path(ctx.config.data_dir) / "batchai"
 
+    def _put(
+        self, store: dict[Any, R], key: Any, kind: str, make: Callable[[], R]
+    ) -> tuple[R, bool]:
+        """The record under key, else a new one (counted created): (record, created)."""
+        existing = store.get(key)
+        if existing is not None:
+            return existing, False
+        record = store[key] = make()
+        self.ctx.stats.record_resource("created", kind)
+        return record, True
+
     # ---------------------------------------------------------------- workspaces
 
     def put_workspace(
@@ -203,28 +107,22 @@ class BatchAIState:
     ) -> tuple[Workspace, bool]:
         with self.lock:
             key = (sub.lower(), group.lower(), name.lower())
-            existing = self.workspaces.get(key)
-            if existing:
-                return existing, False
-            workspace = Workspace(sub, group, name, location, tags, utcnow())
-            self.workspaces[key] = workspace
-            self.ctx.stats.record_resource("created", "workspace")
-            return workspace, True
+            return self._put(
+                self.workspaces,
+                key,
+                "workspace",
+                lambda: Workspace(sub, group, name, location, tags, utcnow()),
+            )
 
     def workspace(self, sub: str, group: str, name: str) -> Workspace:
         with self.lock:
-            found = self.workspaces.get((sub.lower(), group.lower(), name.lower()))
-            if not found:
-                raise not_found("workspace", name)
-            return found
+            return _find(
+                self.workspaces, (sub.lower(), group.lower(), name.lower()), "workspace", name
+            )
 
     def list_workspaces(self, sub: str, group: str | None) -> list[Workspace]:
         with self.lock:
-            return [
-                w
-                for k, w in self.workspaces.items()
-                if k[0] == sub.lower() and (group is None or k[1] == group.lower())
-            ]
+            return _in_scope(self.workspaces, sub, group)
 
     def delete_workspace(self, sub: str, group: str, name: str) -> bool:
         with self.lock:
@@ -255,27 +153,23 @@ class BatchAIState:
         with self.lock:
             workspace = self.workspace(sub, group, ws)
             key = (sub.lower(), group.lower(), ws.lower(), name.lower())
-            existing = self.experiments.get(key)
-            if existing:
-                return existing, False
-            experiment = Experiment(sub, group, workspace.name, name, utcnow())
-            self.experiments[key] = experiment
-            self.ctx.stats.record_resource("created", "experiment")
-            return experiment, True
+            return self._put(
+                self.experiments,
+                key,
+                "experiment",
+                lambda: Experiment(sub, group, workspace.name, name, utcnow()),
+            )
 
     def experiment(self, sub: str, group: str, ws: str, name: str) -> Experiment:
         with self.lock:
             self.workspace(sub, group, ws)
-            found = self.experiments.get((sub.lower(), group.lower(), ws.lower(), name.lower()))
-            if not found:
-                raise not_found("experiment", name)
-            return found
+            key = (sub.lower(), group.lower(), ws.lower(), name.lower())
+            return _find(self.experiments, key, "experiment", name)
 
     def list_experiments(self, sub: str, group: str, ws: str) -> list[Experiment]:
         with self.lock:
             self.workspace(sub, group, ws)
-            scope = (sub.lower(), group.lower(), ws.lower())
-            return [e for k, e in self.experiments.items() if k[:3] == scope]
+            return _in_scope(self.experiments, sub, group, ws.lower())
 
     def delete_experiment(self, sub: str, group: str, ws: str, name: str) -> bool:
         with self.lock:
@@ -302,40 +196,33 @@ class BatchAIState:
         resource_id: str,
     ) -> tuple[Cluster, bool]:
         with self.lock:
-            existing = self.clusters.get(key)
-            if existing:
-                return existing, False
-            cluster = Cluster(
-                key, name, api_version, location, tags, copy.deepcopy(properties), utcnow()
+            cluster, created = self._put(
+                self.clusters,
+                key,
+                "cluster",
+                lambda: Cluster(
+                    key,
+                    name,
+                    api_version,
+                    location,
+                    tags,
+                    copy.deepcopy(properties),
+                    utcnow(),
+                    resource_id=resource_id,
+                ),
             )
-            cluster.resource_id = resource_id
-            scale = properties.get("scaleSettings") or {}
-            if "autoScale" in scale:
-                auto = scale["autoScale"]
-                initial = int(auto.get("initialNodeCount") or 0)
-                low, high = int(auto["minimumNodeCount"]), int(auto["maximumNodeCount"])
-                target = min(max(initial, low), high)
-            else:
-                target = int((scale.get("manual") or {}).get("targetNodeCount") or 0)
-            self.clusters[key] = cluster
-            self._resize(cluster, target, "Clusters_Create")
-            self.ctx.stats.record_resource("created", "cluster")
-            return cluster, True
+            if created:
+                target = _scale_target(properties.get("scaleSettings") or {}, None)
+                self._resize(cluster, target, "Clusters_Create")
+            return cluster, created
 
     def cluster(self, key: ClusterKey) -> Cluster:
         with self.lock:
-            found = self.clusters.get(key)
-            if not found:
-                raise not_found("cluster", key[3])
-            return found
+            return _find(self.clusters, key, "cluster", key[3])
 
     def list_clusters(self, sub: str, group: str | None, ws: str) -> list[Cluster]:
         with self.lock:
-            return [
-                c
-                for k, c in self.clusters.items()
-                if k[0] == sub.lower() and (group is None or k[1] == group.lower()) and k[2] == ws
-            ]
+            return _in_scope(self.clusters, sub, group, ws)
 
     def update_cluster(self, key: ClusterKey, scale: dict[str, Any] | None) -> Cluster:
         with self.lock:
@@ -343,12 +230,8 @@ class BatchAIState:
             if scale:
                 cluster.properties["scaleSettings"] = copy.deepcopy(scale)
                 if "autoScale" in scale:
-                    auto = scale["autoScale"]
-                    low, high = int(auto["minimumNodeCount"]), int(auto["maximumNodeCount"])
                     cluster.autoscale_initial = False
-                    target = min(max(len(cluster.nodes), low), high)
-                else:
-                    target = int(scale["manual"].get("targetNodeCount") or 0)
+                target = _scale_target(scale, len(cluster.nodes))
                 self._resize(cluster, target, "Clusters_Update")
             return cluster
 
@@ -362,7 +245,6 @@ class BatchAIState:
     def _delete_cluster(self, key: ClusterKey) -> None:
         for job in self.jobs.values():
             if job.cluster_key == key and job.execution_state in ("queued", "running"):
-                self._stop(job)
                 self._finish(
                     job, "failed", None, "ClusterDeleted", "The job's cluster was deleted."
                 )
@@ -390,16 +272,19 @@ class BatchAIState:
                 cluster.nodes.append(Node(self._node_id(cluster), "preparing", ready_at))
             self._set_allocation(cluster, "resizing")
         elif grow < 0:
-            self._shrink(cluster, -grow)
+            self._shrink(cluster)
 
     def _node_id(self, cluster: Cluster) -> str:
         cluster.next_node += 1
         return f"tvm-{abs(hash(cluster.key)) % 10**10}_{cluster.next_node}-emulator"
 
-    def _shrink(self, cluster: Cluster, count: int) -> None:
-        # Nodes without work go first; then running ones, per nodeDeallocationOption.
+    def _shrink(self, cluster: Cluster) -> None:
+        """Remove the nodes above the target: those without work first, then running ones
+        per nodeDeallocationOption (waitforjobcompletion keeps them until their job ends:
+        every advance calls this again while the cluster is above its target)."""
         order = {"preparing": 0, "unusable": 1, "idle": 2, "running": 3}
-        victims = sorted(cluster.nodes, key=lambda n: order[n.state])[:count]
+        excess = len(cluster.nodes) - cluster.target
+        victims = sorted(cluster.nodes, key=lambda n: order[n.state])[:excess]
         option = str(
             ((cluster.properties.get("scaleSettings") or {}).get("manual") or {}).get(
                 "nodeDeallocationOption", "requeue"
@@ -410,13 +295,15 @@ class BatchAIState:
                 job = self.jobs[node.job]
                 if option in ("waitforjobcompletion", "jobcompletion"):
                     continue
-                self._stop(job)
                 if option == "terminate":
                     self._finish(job, "failed", None, "JobTerminated", "Node deallocated.")
                 else:
+                    self._stop(job)
                     self._requeue(job)
             if node in cluster.nodes:
                 cluster.nodes.remove(node)
+        if len(cluster.nodes) > cluster.target:
+            self._set_allocation(cluster, "resizing")
 
     def _set_allocation(self, cluster: Cluster, state: str) -> None:
         if cluster.allocation_state != state:
@@ -446,7 +333,10 @@ class BatchAIState:
                 public["secrets"] = [{"name": s["name"]} for s in public["secrets"]]
             existing = self.jobs.get(key)
             if existing:
-                if _canonical(existing.properties) != _canonical(public):
+                if (
+                    _canonical(existing.properties) != _canonical(public)
+                    or existing.secrets != secrets
+                ):
                     raise HttpError(
                         409,
                         "Conflict",
@@ -504,20 +394,11 @@ class BatchAIState:
 
     def job(self, key: JobKey) -> Job:
         with self.lock:
-            found = self.jobs.get(key)
-            if not found:
-                raise not_found("job", key[4])
-            return found
+            return _find(self.jobs, key, "job", key[4])
 
     def list_jobs(self, sub: str, group: str | None, ws: str, exp: str) -> list[Job]:
         with self.lock:
-            return [
-                j
-                for k, j in self.jobs.items()
-                if k[0] == sub.lower()
-                and (group is None or k[1] == group.lower())
-                and k[2:4] == (ws, exp)
-            ]
+            return _in_scope(self.jobs, sub, group, ws, exp)
 
     def delete_job(self, key: JobKey) -> bool:
         with self.lock:
@@ -537,8 +418,6 @@ class BatchAIState:
         with self.lock:
             job = self.job(key)
             if job.execution_state in ("queued", "running"):
-                job.set_state("terminating")
-                self._stop(job)
                 self._finish(job, "failed", None, "JobTerminated", "The job was terminated.")
             return job
 
@@ -555,31 +434,29 @@ class BatchAIState:
         resource_id: str,
     ) -> tuple[FileServer, bool]:
         with self.lock:
-            existing = self.file_servers.get(key)
-            if existing:
-                return existing, False
-            server = FileServer(
-                key, name, api_version, location, tags, copy.deepcopy(properties), utcnow()
+            return self._put(
+                self.file_servers,
+                key,
+                "file_server",
+                lambda: FileServer(
+                    key,
+                    name,
+                    api_version,
+                    location,
+                    tags,
+                    copy.deepcopy(properties),
+                    utcnow(),
+                    resource_id=resource_id,
+                ),
             )
-            server.resource_id = resource_id
-            self.file_servers[key] = server
-            self.ctx.stats.record_resource("created", "file_server")
-            return server, True
 
     def file_server(self, key: ClusterKey) -> FileServer:
         with self.lock:
-            found = self.file_servers.get(key)
-            if not found:
-                raise not_found("file server", key[3])
-            return found
+            return _find(self.file_servers, key, "file server", key[3])
 
     def list_file_servers(self, sub: str, group: str | None, ws: str) -> list[FileServer]:
         with self.lock:
-            return [
-                f
-                for k, f in self.file_servers.items()
-                if k[0] == sub.lower() and (group is None or k[1] == group.lower()) and k[2] == ws
-            ]
+            return _in_scope(self.file_servers, sub, group, ws)
 
     def delete_file_server(self, key: ClusterKey) -> bool:
         with self.lock:
@@ -612,9 +489,7 @@ class BatchAIState:
 
     def operation(self, op_id: str) -> Operation:
         with self.lock:
-            op = self.operations.get(op_id)
-            if op is None:
-                raise not_found("operation", op_id)
+            op = _find(self.operations, op_id, "operation", op_id)
             if op.ended is None and op.is_done():
                 op.ended = utcnow()
             return op
@@ -652,11 +527,13 @@ class BatchAIState:
         """Move every cluster and job forward to the present."""
         with self.lock:
             now = time.monotonic()
-            for cluster in self.clusters.values():
-                self._advance_cluster(cluster, now)
+            # Jobs first: nodes a finished job frees are removed (cluster above its
+            # target) before the scheduler could hand them to another job.
             for job in list(self.jobs.values()):
                 if job.execution_state == "running":
                     self._advance_job(job, now)
+            for cluster in self.clusters.values():
+                self._advance_cluster(cluster, now)
             self._schedule()
 
     def _advance_cluster(self, cluster: Cluster, now: float) -> None:
@@ -666,7 +543,13 @@ class BatchAIState:
         for node in cluster.nodes:
             if node.state == "preparing" and node.ready_at <= now:
                 node.state = "unusable" if cluster.nodes_unusable else "idle"
-        if cluster.allocation_state == "resizing" and not cluster.count("preparing"):
+        if len(cluster.nodes) > cluster.target:
+            self._shrink(cluster)
+        if (
+            cluster.allocation_state == "resizing"
+            and not cluster.count("preparing")
+            and len(cluster.nodes) <= cluster.target
+        ):
             self._set_allocation(cluster, "steady")
         self._autoscale(cluster)
 
@@ -696,7 +579,6 @@ class BatchAIState:
         if job.process is None:
             return
         if now - job.started_at > job.max_wall_seconds:
-            self._stop(job)
             self._finish(
                 job,
                 "failed",
@@ -863,6 +745,7 @@ class BatchAIState:
         error_code: str | None = None,
         message: str = "",
     ) -> None:
+        """End the job's run: its process is killed (if any) and its nodes given back."""
         self._stop(job)
         job.phase = ""
         job.exit_code = exit_code

@@ -6,14 +6,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from emulator.batchai.models import BatchAIState, Job
+from emulator.batchai.records import Job
 from emulator.core import EmulatorContext
 from emulator.http import HttpError
 
 
 def list_files(
     ctx: EmulatorContext,
-    state: BatchAIState,
     job: Job,
     directory_id: str,
     subdir: str,
@@ -22,24 +21,21 @@ def list_files(
     base_url: str,
     preview: bool,
 ) -> list[dict[str, Any]]:
-    with state.lock:
-        layout = job.layout
-        known = {d["id"].lower() for d in job.properties.get("outputDirectories") or []}
-        if directory_id.lower() != "stdouterr" and directory_id.lower() not in known:
-            raise HttpError(
-                400,
-                "InvalidParameter",
-                f"outputdirectoryid: the job has no output directory '{directory_id}'",
-            )
-        if layout is None:
-            return []  # the job has not started: nothing has been written yet
-        if directory_id.lower() == "stdouterr":
-            root = layout.stdouterr_dir
-        else:
-            root = next(
-                p for i, p in layout.output_dirs.items() if i.lower() == directory_id.lower()
-            )
-        shares = dict(job.shares)
+    """Called under the Batch AI lock (every route is), so the job cannot change meanwhile."""
+    layout = job.layout
+    known = {d["id"].lower() for d in job.properties.get("outputDirectories") or []}
+    if directory_id.lower() != "stdouterr" and directory_id.lower() not in known:
+        raise HttpError(
+            400,
+            "InvalidParameter",
+            f"outputdirectoryid: the job has no output directory '{directory_id}'",
+        )
+    if layout is None:
+        return []  # the job has not started: nothing has been written yet
+    if directory_id.lower() == "stdouterr":
+        root = layout.stdouterr_dir
+    else:
+        root = next(p for i, p in layout.output_dirs.items() if i.lower() == directory_id.lower())
     folder = (root / subdir).resolve()
     if not folder.is_relative_to(root.resolve()):
         raise HttpError(400, "InvalidParameter", "directory: must stay inside the output directory")
@@ -51,7 +47,7 @@ def list_files(
             if not preview:
                 items.append({"name": entry.name, "fileType": "directory"})
             continue
-        url = _download_url(ctx, shares, entry.resolve(), base_url, expiry_minutes)
+        url = _download_url(ctx, job.shares, entry.resolve(), base_url, expiry_minutes)
         info = entry.stat()
         item: dict[str, Any] = {
             "name": entry.name,

@@ -8,15 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from emulator.batchai import output_files, shapes, validation
-from emulator.batchai.models import (
-    API_2018,
-    API_PREVIEW,
-    BatchAIState,
-    ClusterKey,
-    JobKey,
-    Operation,
-    stamp,
-)
+from emulator.batchai.models import BatchAIState
+from emulator.batchai.records import API_2018, API_PREVIEW, ClusterKey, JobKey, Operation, stamp
 from emulator.core import EmulatorContext
 from emulator.http import HttpError, Request, Response, Router, json_response
 
@@ -49,8 +42,10 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
                         "ResourceGroupNotFound",
                         f"Resource group '{params['rg']}' could not be found.",
                     )
-                state.advance()
-                return handler(request, params)
+                # Under the lock, the ticker cannot change what a response describes.
+                with state.lock:
+                    state.advance()
+                    return handler(request, params)
 
             router.add(method, pattern, operation, "arm")(guarded)
             return handler
@@ -120,8 +115,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
     @route("GET", rf"{LOCATIONS}/usages", "Usages_List", new)
     def list_usages(request: Request, params: Params) -> Response:
         sub = params["sub"].lower()
-        with state.lock:
-            clusters = [c for k, c in state.clusters.items() if k[0] == sub]
+        clusters = [c for k, c in state.clusters.items() if k[0] == sub]
         dedicated = sum(
             shapes.vcpus(c.vm_size) * len(c.nodes) for c in clusters if not c.low_priority
         )
@@ -176,8 +170,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
         body = validation.json_object(request.json() or {}, "body")
         ws = state.workspace(params["sub"], params["rg"], params["workspaceName"])
         if "tags" in body:
-            with state.lock:
-                ws.tags = validation.tags(body)
+            ws.tags = validation.tags(body)
         return json_response(200, shapes.workspace(ws))
 
     @route("GET", WS, "Workspaces_Get", new)
@@ -231,16 +224,20 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
 
     # --------------------------------------------------------------- clusters
 
+    def workspace_scope(params: Params, preview: bool) -> tuple[str | None, str]:
+        """(group, workspace key) a cluster or file server lives in: preview, the group
+        (None on subscription-wide lists) and workspace ""; else the workspace, which must exist."""
+        if preview:
+            return params.get("rg"), ""
+        state.workspace(params["sub"], params["rg"], params["workspaceName"])
+        return params["rg"], params["workspaceName"].lower()
+
+    def scoped_key(params: Params, preview: bool, name_param: str) -> ClusterKey:
+        _, ws = workspace_scope(params, preview)
+        return (params["sub"].lower(), params["rg"].lower(), ws, params[name_param].lower())
+
     def cluster_key(params: Params, preview: bool) -> ClusterKey:
-        ws = "" if preview else params["workspaceName"]
-        if not preview:
-            state.workspace(params["sub"], params["rg"], ws)
-        return (
-            params["sub"].lower(),
-            params["rg"].lower(),
-            ws.lower(),
-            params["clusterName"].lower(),
-        )
+        return scoped_key(params, preview, "clusterName")
 
     def cluster_body(key: ClusterKey, params: Params) -> dict[str, Any]:
         return shapes.cluster(state.cluster(key))
@@ -306,8 +303,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
             validation.check_scale(scale, required=True)
         cluster = state.update_cluster(key, scale)
         if preview and "tags" in body:
-            with state.lock:
-                cluster.tags = validation.tags(body)
+            cluster.tags = validation.tags(body)
         return json_response(200, cluster_body(key, params))
 
     def get_cluster(request: Request, params: Params, preview: bool) -> Response:
@@ -321,25 +317,10 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
         )
 
     def cluster_logins(request: Request, params: Params, preview: bool) -> Response:
-        c = state.cluster(cluster_key(params, preview))
-        return json_response(
-            200,
-            shapes.page(
-                [
-                    {"nodeId": n.node_id, "ipAddress": "127.0.0.1", "port": 50000 + i}
-                    for i, n in enumerate(c.nodes)
-                ]
-            ),
-        )
+        return json_response(200, shapes.logins(state.cluster(cluster_key(params, preview)).nodes))
 
     def list_clusters(request: Request, params: Params, preview: bool) -> Response:
-        if preview:
-            items = state.list_clusters(params["sub"], params.get("rg"), "")
-        else:
-            state.workspace(params["sub"], params["rg"], params["workspaceName"])
-            items = state.list_clusters(
-                params["sub"], params["rg"], params["workspaceName"].lower()
-            )
+        items = state.list_clusters(params["sub"], *workspace_scope(params, preview))
         return json_response(200, shapes.page([shapes.cluster(c) for c in items]))
 
     for preview, base, versions in ((False, WS, new), (True, GROUP, old)):
@@ -435,25 +416,15 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
         return accepted(request, params, state.start_operation("Jobs_Delete", lambda: True), 202)
 
     def terminate_job(request: Request, params: Params, preview: bool) -> Response:
-        j = state.terminate_job(job_key(params, preview))
-        op = state.start_operation(
-            "Jobs_Terminate", lambda: j.execution_state not in ("running", "terminating")
-        )
+        state.terminate_job(job_key(params, preview))  # synchronous: done when it returns
+        op = state.start_operation("Jobs_Terminate", lambda: True)
         return accepted(request, params, op, 202, with_location=False)
 
     def job_logins(request: Request, params: Params, preview: bool) -> Response:
         j = state.job(job_key(params, preview))
         cluster = state.clusters.get(j.cluster_key)
         nodes = [n for n in cluster.nodes if n.job == j.key] if cluster else []
-        return json_response(
-            200,
-            shapes.page(
-                [
-                    {"nodeId": n.node_id, "ipAddress": "127.0.0.1", "port": 50000 + i}
-                    for i, n in enumerate(nodes)
-                ]
-            ),
-        )
+        return json_response(200, shapes.logins(nodes))
 
     def list_jobs(request: Request, params: Params, preview: bool) -> Response:
         if preview:
@@ -484,7 +455,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
             200,
             shapes.page(
                 output_files.list_files(
-                    ctx, state, j, directory_id, subdir, expiry, limit, request.base_url, preview
+                    ctx, j, directory_id, subdir, expiry, limit, request.base_url, preview
                 )
             ),
         )
@@ -518,15 +489,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
     # ----------------------------------------------------------- file servers
 
     def server_key(params: Params, preview: bool) -> ClusterKey:
-        ws = "" if preview else params["workspaceName"]
-        if not preview:
-            state.workspace(params["sub"], params["rg"], ws)
-        return (
-            params["sub"].lower(),
-            params["rg"].lower(),
-            ws.lower(),
-            params["fileServerName"].lower(),
-        )
+        return scoped_key(params, preview, "fileServerName")
 
     def server_body(key: ClusterKey) -> dict[str, Any]:
         return shapes.file_server(state.file_server(key))
@@ -569,13 +532,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
         )
 
     def list_servers(request: Request, params: Params, preview: bool) -> Response:
-        if preview:
-            items = state.list_file_servers(params["sub"], params.get("rg"), "")
-        else:
-            state.workspace(params["sub"], params["rg"], params["workspaceName"])
-            items = state.list_file_servers(
-                params["sub"], params["rg"], params["workspaceName"].lower()
-            )
+        items = state.list_file_servers(params["sub"], *workspace_scope(params, preview))
         return json_response(200, shapes.page([shapes.file_server(f) for f in items]))
 
     for preview, base, versions in ((False, WS, new), (True, GROUP, old)):

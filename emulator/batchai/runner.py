@@ -225,15 +225,21 @@ class RunningProcess:
     def poll(self) -> int | None:
         code = self.popen.poll()
         if code is not None:
+            # What it started in the background (`cmd &`) ends with it, as a node's task
+            # does; otherwise it would outlive the job, and the emulator too.
+            self._kill_group()
             self._close()
         return code
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
+        self._kill_group()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=10)
         self._close()
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
 
     def _close(self) -> None:
         for handle in self.files:

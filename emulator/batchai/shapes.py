@@ -11,12 +11,13 @@ import copy
 import re
 from typing import Any
 
-from emulator.batchai.models import (
+from emulator.batchai.records import (
     API_2018,
     Cluster,
     Experiment,
     FileServer,
     Job,
+    Node,
     Workspace,
     stamp,
 )
@@ -207,6 +208,16 @@ def vcpus(vm_size: str) -> int:
 
 def page(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"value": items}
+
+
+def logins(nodes: list[Node]) -> dict[str, Any]:
+    """listRemoteLoginInformation: one entry per node, all on this host."""
+    return page(
+        [
+            {"nodeId": n.node_id, "ipAddress": "127.0.0.1", "port": 50000 + i}
+            for i, n in enumerate(nodes)
+        ]
+    )
 
 
 OPERATIONS = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from emulator.batchai.models import ClusterKey
+from emulator.batchai.records import ClusterKey
 from emulator.batchai.runner import toolkit_of
 from emulator.http import HttpError, Request
 

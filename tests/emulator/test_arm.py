@@ -10,7 +10,7 @@ import pytest
 import requests
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from emulator.testing import RunningEmulator
+from emulator.testing import RunningEmulator, batchai_client
 
 
 def test_create_get_list_and_existence(arm: Any, emulator: RunningEmulator) -> None:
@@ -181,3 +181,23 @@ def test_a_failing_cascade_callback_does_not_block_the_delete(arm: Any, on_delet
     arm.resource_groups.begin_delete("rg").result()
     assert seen == ["rg"]
     assert arm.resource_groups.check_existence("rg") is False
+
+
+def test_batch_ai_refuses_resources_in_a_group_being_deleted(
+    arm: Any, emulator: RunningEmulator, on_delete: Any
+) -> None:
+    # The Batch AI cascade has already run when this callback blocks: a workspace created
+    # now would outlive its group (and a job in it would run on, unowned).
+    release = threading.Event()
+    on_delete(lambda sub, rg: release.wait(30))
+    arm.resource_groups.create_or_update("going", {"location": "eastus"})
+    poller = arm.resource_groups.begin_delete("going")
+    batchai = batchai_client(emulator.env, retry_total=0)
+    try:
+        with pytest.raises(ResourceNotFoundError) as caught:
+            batchai.workspaces.begin_create("going", "late", {"location": "eastus"}).result()
+        assert caught.value.error is not None
+        assert caught.value.error.code == "ResourceGroupNotFound"
+    finally:
+        release.set()
+        poller.result()

@@ -5,7 +5,10 @@ for the real-SDK tests)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from emulator.batchai import register
+from emulator.batchai import register, shapes
 from emulator.batchai.durations import parse_seconds, to_iso
 from emulator.core import EmulatorConfig, EmulatorContext
 from emulator.http import Headers, HttpError, Request, Response, Router
@@ -369,3 +372,117 @@ def test_shrinking_a_busy_cluster_requeues_its_job(emu: Emu) -> None:
     emu.ok("DELETE", f"{EXP}/jobs/busy")
     assert emu.call("GET", f"{EXP}/jobs/busy").status == 404
     assert emu.ok("GET", f"{WS}/clusters/c")["properties"]["nodeStateCounts"]["idleNodeCount"] == 1
+
+
+def _process_alive(pid: int) -> bool:
+    """True while pid runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] != "Z"
+
+
+def test_a_finished_job_leaves_no_process_behind(emu: Emu) -> None:
+    setup_cluster(emu)
+    pid_file = emu.shares / "share1" / "child.pid"
+    command = 'sleep 300 & echo $! > "$AZ_BATCHAI_MOUNT_ROOT/afs/child.pid"'
+    emu.ok("PUT", f"{EXP}/jobs/bg", job_body(command))
+    job = emu.wait_job(f"{EXP}/jobs/bg")
+    assert job["properties"]["executionState"] == "succeeded", job
+    pid = int(pid_file.read_text())
+    try:
+        # The job is over: what it started in the background must die with it.
+        deadline = time.monotonic() + 10
+        while _process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _process_alive(pid), "the job's background process outlived the job"
+    finally:
+        if _process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_wait_for_job_completion_removes_the_node_when_the_job_ends(emu: Emu) -> None:
+    # Spec (DeallocationOption): "waitforjobcompletion - Allow currently running jobs to
+    # complete. Schedule no new jobs while waiting. Remove compute nodes when all jobs
+    # have completed."
+    setup_cluster(emu)
+    release = emu.shares / "share1" / "release"
+    command = (
+        'i=0; while [ ! -f "$AZ_BATCHAI_MOUNT_ROOT/afs/release" ] && [ $i -lt 600 ]; '
+        "do sleep 0.05; i=$((i+1)); done"
+    )
+    emu.ok("PUT", f"{EXP}/jobs/first", job_body(command))
+    emu.wait_job(f"{EXP}/jobs/first", ("running",))
+    emu.ok("PUT", f"{EXP}/jobs/second", job_body("true"))
+    scale = {
+        "properties": {
+            "scaleSettings": {
+                "manual": {"targetNodeCount": 0, "nodeDeallocationOption": "waitforjobcompletion"}
+            }
+        }
+    }
+    props = emu.ok("PATCH", f"{WS}/clusters/c", scale)["properties"]
+    assert props["currentNodeCount"] == 1 and props["allocationState"] == "resizing"
+    release.touch()
+    assert emu.wait_job(f"{EXP}/jobs/first")["properties"]["executionState"] == "succeeded"
+    deadline = time.monotonic() + 10
+    while emu.ok("GET", f"{WS}/clusters/c")["properties"]["currentNodeCount"] and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    props = emu.ok("GET", f"{WS}/clusters/c")["properties"]
+    assert props["currentNodeCount"] == 0 and props["allocationState"] == "steady"
+    assert emu.ok("GET", f"{EXP}/jobs/second")["properties"]["executionState"] == "queued"
+
+
+def _held_by_another_thread(lock: Any) -> bool:
+    result: list[bool] = []
+
+    def probe() -> None:
+        got = lock.acquire(blocking=False)
+        if got:
+            lock.release()
+        result.append(not got)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def test_responses_describe_one_state_the_ticker_cannot_change_meanwhile(
+    emu: Emu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A job shaped while the ticker finishes it could read "no exit code" and then
+    # "failed"; a cluster shaped while a PATCH adds scaleSettings raised mid-copy.
+    setup_cluster(emu)
+    emu.ok("PUT", f"{EXP}/jobs/j", job_body("true"))
+    state = emu.ctx.reset_hooks[0].__self__  # type: ignore[attr-defined]
+    held: list[bool] = []
+    for name in ("job", "cluster"):
+        real = getattr(shapes, name)
+
+        def shaped(record: Any, real: Any = real) -> Any:
+            held.append(_held_by_another_thread(state.lock))
+            return real(record)
+
+        monkeypatch.setattr(shapes, name, shaped)
+    emu.ok("GET", f"{EXP}/jobs/j")
+    emu.ok("GET", f"{EXP}/jobs")
+    emu.ok("GET", f"{WS}/clusters/c")
+    emu.ok("GET", f"{WS}/clusters")
+    assert held and all(held), held
+
+
+def test_reput_of_a_job_with_another_secret_value_conflicts(emu: Emu) -> None:
+    # The job would otherwise keep running with the old secret while the caller believes
+    # its new definition was accepted; the 409 names neither value.
+    setup_cluster(emu, nodes=0)
+    emu.ok("PUT", f"{EXP}/jobs/s", job_body("true", secrets=[{"name": "T", "value": "old1"}]))
+    emu.ok("PUT", f"{EXP}/jobs/s", job_body("true", secrets=[{"name": "T", "value": "old1"}]))
+    changed = emu.call(
+        "PUT", f"{EXP}/jobs/s", job_body("true", secrets=[{"name": "T", "value": "new2"}])
+    )
+    assert changed.status == 409, changed.body
+    assert b"old1" not in changed.body and b"new2" not in changed.body
