@@ -57,9 +57,11 @@ def register(
         if not isinstance(state, bool):
             raise HttpError(400, "InvalidRequestContent", "state must be true or false")
         if state:
-            reset_state()
+            # Services first (Batch AI kills its job processes), so no job is
+            # still writing into a share while the shares are cleared.
             for hook in list(ctx.reset_hooks):
                 hook()
+            reset_state()
         stats.clear()
         faults.clear()
         return json_response(200, {"reset": True, "state": state})

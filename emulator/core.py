@@ -94,7 +94,7 @@ class EmulatorContext:
     faults: Faults
     resource_groups: ResourceGroups
     file_shares: FileShares
-    # Called by POST /_emulator/reset after the platform state is cleared.
+    # Called by POST /_emulator/reset before the platform state (groups, shares) is cleared.
     reset_hooks: list[Callable[[], None]] = field(default_factory=list)
     # Called when the server stops (kill running job processes, stop timers).
     shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)
