@@ -117,6 +117,26 @@ def test_malformed_json_is_422_not_500(client: TestClient) -> None:
     assert response.json()["message"].startswith("body: malformed JSON")
 
 
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"1e400"])
+def test_non_finite_parameters_are_422_not_500(
+    client: TestClient, redis_client: redis.Redis, number: bytes
+) -> None:
+    # Python's JSON decoder accepts these; the stored record could not hold them.
+    for body in (
+        b'{"spec": {"name": "n", "job": {"script": "a.py"}, "inputs": {"A": "/data"}}, '
+        b'"parameters": {"lr": ' + number + b"}}",
+        b'{"spec": {"name": "n", "job": {"script": "a.py"}, "inputs": {"A": "/data"}, '
+        b'"parameters": {"lr": ' + number + b"}}}",
+    ):
+        response = client.post(
+            "/v1/runs", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, response.text
+        assert "parameters.lr" in response.json()["message"]
+    assert redis_client.llen(CHAIN_QUEUE) == 0
+    assert client.get("/v1/runs").status_code == 200
+
+
 def test_unknown_run_is_404_naming_run_id(client: TestClient) -> None:
     for path in ("/v1/runs/nope", "/v1/runs/nope/outputs", "/v1/runs/nope/events"):
         response = client.get(path)
