@@ -97,6 +97,38 @@ def test_unreachable_redis_is_one_line(
     assert "hunter22" not in err
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("ORCH_POLL_INITIAL_SECONDS", "abc"), ("ORCH_STEP_MAX_RETRIES", "-1")],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    get_settings.cache_clear()
+    for argv in (["runs"], ["status", "abc"], ["api", "--port", "1"]):
+        code, _, err = _run(argv, capsys)
+        assert code == 1 and variable in _error_line(err)
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "redis://:hunter22@[::1/0"])
+def test_a_malformed_redis_url_is_one_line(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REDIS_URL", url)
+    get_settings.cache_clear()
+    try:
+        code, _, err = _run(["runs"], capsys)
+    finally:
+        get_settings.cache_clear()
+    assert code == 1 and "REDIS_URL" in _error_line(err)
+    assert "hunter22" not in err
+
+
 def test_worker_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(["worker", "--concurrency", "0"], capsys)
     assert code == 1 and "--concurrency" in _error_line(err)
