@@ -103,7 +103,7 @@ def submit_run(
             idempotency_key=idempotency_key,
         )
     except IdempotencyConflict as exc:
-        raise HTTPException(409, f"Idempotency-Key: {exc}") from None
+        raise HTTPException(409, f"{exc.field}: {exc}") from None
     if not created:
         response.status_code = 200
     return _accepted(record)

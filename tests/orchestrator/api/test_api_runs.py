@@ -73,7 +73,13 @@ def test_caller_chosen_run_id(client: TestClient) -> None:
     assert client.post("/v1/runs", json=body).json()["run_id"] == "nightly-42"
     assert client.post("/v1/runs", json=body).status_code == 200
     changed = {**run_request(name="other"), "run_id": "nightly-42"}
-    assert client.post("/v1/runs", json=changed).status_code == 409
+    conflict = client.post("/v1/runs", json=changed)
+    assert conflict.status_code == 409
+    assert conflict.json()["message"].startswith("run_id:")
+    # A fresh Idempotency-Key does not make the conflict the key's.
+    conflict = client.post("/v1/runs", json=changed, headers={"Idempotency-Key": "fresh"})
+    assert conflict.status_code == 409
+    assert conflict.json()["message"].startswith("run_id:")
 
 
 @pytest.mark.parametrize(
