@@ -58,6 +58,8 @@ def test_submit_prints_the_run_id_and_queues_the_run(
     code, out, _ = _run(["status", run_id, "--json"], capsys)
     assert code == 0 and json.loads(out)["run_id"] == run_id
 
+    code, out, _ = _run(["cancel", run_id, "--json"], capsys)
+    assert code == 0 and json.loads(out)["status"] == "cancelled"
     code, out, _ = _run(["cancel", run_id], capsys)
     assert code == 0 and "cancelled" in out
     assert RunStore(redis.Redis.from_url(env)).get(run_id).status is RunStatus.CANCELLED
