@@ -24,6 +24,7 @@ import httpx
 
 from orchestrator.enqueue import enqueue_run, enqueue_spec_dict
 from orchestrator.spec import RunSpec, load_spec
+from orchestrator.status import TERMINAL
 
 __all__ = [
     "ApiError",
@@ -34,7 +35,6 @@ __all__ = [
     "iter_sse",
 ]
 
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 # The server sends a keep-alive at least every few seconds on event streams,
 # so a read that stays silent this long means the connection is gone.
 STREAM_READ_TIMEOUT_SECONDS = 30.0
@@ -237,7 +237,7 @@ class OrchestratorClient:
                 if exc.status not in (0, 503):
                     raise
             record = self.get(run_id)
-            if record["status"] in TERMINAL_STATUSES:
+            if record["status"] in TERMINAL:  # StrEnum members equal their values
                 return record
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"run {run_id} has not ended after {timeout} s")
