@@ -87,6 +87,10 @@ class IdempotencyConflict(StoreError):
         self.field = field
 
 
+class InvalidCursor(StoreError, ValueError):
+    """A list_runs cursor this store did not return."""
+
+
 class StoreContention(StoreError):
     """A compare-and-set lost CAS_ATTEMPTS races in a row."""
 
@@ -684,4 +688,4 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
             raise ValueError
         return float(score), validate_run_id(run_id)
     except ValueError:
-        raise ValueError(f"cursor {cursor!r} is not one this store returned") from None
+        raise InvalidCursor(f"cursor {cursor!r} is not one this store returned") from None

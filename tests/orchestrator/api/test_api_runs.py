@@ -6,6 +6,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from kombu.exceptions import OperationalError
+from pydantic import ValidationError
 
 from orchestrator import enqueue
 from orchestrator.enqueue import CHAIN_QUEUE
@@ -191,6 +192,15 @@ def test_bad_list_query_is_422_naming_the_parameter(
     response = client.get("/v1/runs", params=params)
     assert response.status_code == 422
     assert response.json()["message"].startswith(f"{field}:")
+
+
+def test_an_unreadable_record_is_a_server_error_not_the_cursors_fault(
+    client: TestClient, store: RunStore, redis_client: redis.Redis
+) -> None:
+    run_id = client.post("/v1/runs", json=run_request()).json()["run_id"]
+    redis_client.hset(store._run_key(run_id), "data", "{}")
+    with pytest.raises(ValidationError):  # a 500, not a 422 naming query.cursor
+        client.get("/v1/runs")
 
 
 def test_cancel_ends_a_queued_run_at_once_then_409(client: TestClient) -> None:
