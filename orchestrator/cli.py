@@ -12,6 +12,7 @@ import orchestrator.cli_runs
 import orchestrator.cli_worker  # noqa: F401
 from orchestrator import cli_emulator, cli_stack, cli_view  # noqa: F401
 from orchestrator.cli_app import CliError, app
+from orchestrator.settings import SettingsError
 from orchestrator.store import StoreError
 
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except StoreError as exc:
+    except (StoreError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -41,9 +41,15 @@ def open_store() -> RunStore:
 
     settings = get_settings()
     configure_logging("WARNING", secrets=secrets_from_settings(settings))
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
+    url = redact_text(settings.redis_url)
+    try:
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=5, socket_timeout=30
+        )
+    except ValueError as exc:
+        raise CliError(f"REDIS_URL {url} is not a Redis URL: {redact_text(str(exc))}") from None
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise CliError(f"cannot reach Redis at {redact_text(settings.redis_url)}: {exc}") from None
+        raise CliError(f"cannot reach Redis at {url}: {exc}") from None
     return RunStore(client)

@@ -144,7 +144,10 @@ def status_command(
 
 
 @app.command("cancel")
-def cancel_command(run_id: Annotated[str, typer.Argument(metavar="RUN_ID")]) -> None:
+def cancel_command(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
+) -> None:
     """Cancel a run: a queued run ends at once; a running one at its next step or poll."""
     from orchestrator.cancel import cancel_run
 
@@ -155,4 +158,7 @@ def cancel_command(run_id: Annotated[str, typer.Argument(metavar="RUN_ID")]) -> 
         raise CliError(f"run {run_id!r} not found") from None
     if record.terminal and record.status is not RunStatus.CANCELLED:
         raise CliError(f"run {run_id} already ended: {record.status.value}")
+    if as_json:
+        print(_record_json(record))
+        return
     print(f"{run_id}  {record.status.value if record.terminal else 'cancel requested'}")

@@ -109,10 +109,15 @@ def outputs_command(
     root = artifacts_of(run_id)
     files = [root / relative for relative in record.outputs if (root / relative).is_file()]
     if download is not None:
-        for path in files:
-            target = download / path.relative_to(root)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
+        try:
+            for path in files:
+                target = download / path.relative_to(root)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+        except OSError as exc:
+            raise CliError(
+                f"cannot copy the outputs to {download}: {exc.strerror or exc}"
+            ) from None
     rows = [{"path": str(p.relative_to(root)), "size": p.stat().st_size} for p in files]
     if as_json:
         typer.echo(json.dumps({"run_id": run_id, "root": str(root), "files": rows}, indent=2))

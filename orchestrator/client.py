@@ -18,11 +18,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
 from orchestrator.enqueue import enqueue_run, enqueue_spec_dict
 from orchestrator.spec import RunSpec, load_spec
+from orchestrator.status import TERMINAL
 
 __all__ = [
     "ApiError",
@@ -33,7 +35,6 @@ __all__ = [
     "iter_sse",
 ]
 
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 # The server sends a keep-alive at least every few seconds on event streams,
 # so a read that stays silent this long means the connection is gone.
 STREAM_READ_TIMEOUT_SECONDS = 30.0
@@ -85,6 +86,12 @@ def iter_sse(lines: Iterable[str]) -> Iterator[ServerSentEvent]:
 
 
 SpecInput = RunSpec | Mapping[str, Any] | Path | str
+
+
+def _run_path(run_id: str, *rest: str) -> str:
+    """/v1/runs/<run_id>/<rest...>, each part percent-encoded (an output may be
+    named "epoch #3.pt"); "/" inside an output path stays a separator."""
+    return "/".join(["/v1/runs", quote(run_id, safe=""), *(quote(part) for part in rest)])
 
 
 def _spec_body(spec: SpecInput) -> dict[str, Any]:
@@ -154,7 +161,7 @@ class OrchestratorClient:
         return result
 
     def get(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._send("GET", f"/v1/runs/{run_id}").json()
+        result: dict[str, Any] = self._send("GET", _run_path(run_id)).json()
         return result
 
     def list(
@@ -180,7 +187,7 @@ class OrchestratorClient:
         return result
 
     def cancel(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._send("POST", f"/v1/runs/{run_id}/cancel").json()
+        result: dict[str, Any] = self._send("POST", _run_path(run_id, "cancel")).json()
         return result
 
     # -------------------------------------------------------------------- events
@@ -199,7 +206,7 @@ class OrchestratorClient:
         timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
         try:
             with self._http.stream(
-                "GET", f"/v1/runs/{run_id}/events", headers=headers, timeout=timeout
+                "GET", _run_path(run_id, "events"), headers=headers, timeout=timeout
             ) as response:
                 if response.is_error:
                     response.read()
@@ -230,7 +237,7 @@ class OrchestratorClient:
                 if exc.status not in (0, 503):
                     raise
             record = self.get(run_id)
-            if record["status"] in TERMINAL_STATUSES:
+            if record["status"] in TERMINAL:  # StrEnum members equal their values
                 return record
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"run {run_id} has not ended after {timeout} s")
@@ -238,14 +245,14 @@ class OrchestratorClient:
     # ------------------------------------------------------------------- outputs
     def outputs(self, run_id: str) -> builtins.list[dict[str, Any]]:
         """The run's output files: [{path, size}]."""
-        body = self._send("GET", f"/v1/runs/{run_id}/outputs").json()
+        body = self._send("GET", _run_path(run_id, "outputs")).json()
         files: builtins.list[dict[str, Any]] = body["files"]
         return files
 
     def download(self, run_id: str, path: str, destination: Path) -> Path:
         """Stream one output file to `destination` (a file path); returns it."""
         try:
-            with self._http.stream("GET", f"/v1/runs/{run_id}/outputs/{path}") as response:
+            with self._http.stream("GET", _run_path(run_id, "outputs", path)) as response:
                 if response.is_error:
                     response.read()
                     _raise_for_status(response)

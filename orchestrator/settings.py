@@ -11,8 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.spec import format_validation_error
 
 PUBLIC_CLOUD_ARM_ENDPOINT = "https://management.azure.com"
 
@@ -121,7 +123,17 @@ class Settings(BaseSettings):
         return bool(self.azure_tenant_id and self.azure_client_id and self.azure_client_secret)
 
 
+class SettingsError(ValueError):
+    """The environment or .env holds a value the settings refuse; names the variable."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Process-wide settings; tests build their own Settings(...) instead."""
-    return Settings()
+    """Process-wide settings; tests build their own Settings(...) instead.
+
+    SettingsError names each bad variable and never echoes its value.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(f"invalid setting: {format_validation_error(exc)}") from None

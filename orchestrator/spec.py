@@ -142,7 +142,11 @@ class JobSpec(_Strict):
         return parse_iso8601_duration(self.max_wall_clock)
 
 
-ParameterValue = StrictStr | StrictInt | StrictFloat | StrictBool
+# Finite floats only: JSON has no NaN or infinity, so the stored record could
+# not be read back (pydantic writes them as null).
+ParameterValue = (
+    StrictStr | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictBool
+)
 
 
 class RunSpec(_Strict):
@@ -222,16 +226,25 @@ def parse_spec(data: Any) -> RunSpec:
         raise SpecError(format_validation_error(exc)) from None
 
 
+def _one_line(error: Exception) -> str:
+    """A parser's error as one line: YAML's span several (problem, mark, context)."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(error).split())
+
+
 def load_spec(path: Path) -> RunSpec:
     """Read a YAML or JSON spec file; relative input paths resolve against its folder."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"cannot read spec file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path} is not UTF-8 text (byte {exc.start})") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise SpecError(
-            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
-        ) from None
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise SpecError(f"{path} is not valid {kind}: {_one_line(exc)}") from None
     return parse_spec(data).with_base_dir(path.resolve().parent)

@@ -124,6 +124,7 @@ class Stack:
         self.env["ORCH_API_TOKEN"] = token
         # The token goes to a private file, never to the terminal or a log.
         self.api_token_file.touch(mode=0o600, exist_ok=True)
+        self.api_token_file.chmod(0o600)  # touch() leaves an existing file's mode alone
         self.api_token_file.write_text(token + "\n")
         port = self.config.api_port
         child = self._spawn("api", ["api", "--host", "127.0.0.1", "--port", str(port)])

@@ -77,7 +77,18 @@ class IllegalTransition(StoreError):
 
 
 class IdempotencyConflict(StoreError):
-    """The idempotency key or run id is already used by a run with a different spec."""
+    """The idempotency key or run id is already used by a run with a different spec.
+
+    `field` is the one in conflict: "run_id" or "Idempotency-Key".
+    """
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidCursor(StoreError, ValueError):
+    """A list_runs cursor this store did not return."""
 
 
 class StoreContention(StoreError):
@@ -331,17 +342,21 @@ class RunStore:
         if outcome == "created":
             return record, True
         if outcome == "conflict":
-            raise IdempotencyConflict(f"run {run_id!r} already exists with a different spec")
+            raise IdempotencyConflict(
+                f"run {run_id!r} already exists with a different spec", field="run_id"
+            )
         if outcome == "idem":
             existing = self.get(_text(result[1]))
             if existing.spec_fingerprint != fingerprint:
                 raise IdempotencyConflict(
                     "idempotency key already used for a run with a different spec "
-                    f"(run {existing.run_id!r})"
+                    f"(run {existing.run_id!r})",
+                    field="Idempotency-Key",
                 )
             if run_id_given and run_id != existing.run_id:
                 raise IdempotencyConflict(
-                    f"idempotency key already used for run {existing.run_id!r}, not {run_id!r}"
+                    f"idempotency key already used for run {existing.run_id!r}, not {run_id!r}",
+                    field="Idempotency-Key",
                 )
             return existing, False
         return self.get(run_id), False
@@ -673,4 +688,4 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
             raise ValueError
         return float(score), validate_run_id(run_id)
     except ValueError:
-        raise ValueError(f"cursor {cursor!r} is not one this store returned") from None
+        raise InvalidCursor(f"cursor {cursor!r} is not one this store returned") from None

@@ -26,7 +26,7 @@ from orchestrator.api.sse import run_event_stream, stream_limiter
 from orchestrator.enqueue import enqueue_run
 from orchestrator.spec import RunSpec
 from orchestrator.status import RunStatus
-from orchestrator.store import IdempotencyConflict, RunRecord
+from orchestrator.store import IdempotencyConflict, InvalidCursor, RunRecord
 
 router = APIRouter(prefix=RUNS_PATH, tags=["runs"], dependencies=[AuthDep])
 
@@ -103,7 +103,7 @@ def submit_run(
             idempotency_key=idempotency_key,
         )
     except IdempotencyConflict as exc:
-        raise HTTPException(409, f"Idempotency-Key: {exc}") from None
+        raise HTTPException(409, f"{exc.field}: {exc}") from None
     if not created:
         response.status_code = 200
     return _accepted(record)
@@ -130,7 +130,7 @@ def list_runs(
             limit=limit,
             cursor=cursor,
         )
-    except ValueError as exc:
+    except InvalidCursor as exc:
         raise field_error(("query", "cursor"), str(exc)) from None
     return RunPage(items=[RunView.of(record) for record in records], next_cursor=next_cursor)
 

@@ -58,6 +58,8 @@ def test_submit_prints_the_run_id_and_queues_the_run(
     code, out, _ = _run(["status", run_id, "--json"], capsys)
     assert code == 0 and json.loads(out)["run_id"] == run_id
 
+    code, out, _ = _run(["cancel", run_id, "--json"], capsys)
+    assert code == 0 and json.loads(out)["status"] == "cancelled"
     code, out, _ = _run(["cancel", run_id], capsys)
     assert code == 0 and "cancelled" in out
     assert RunStore(redis.Redis.from_url(env)).get(run_id).status is RunStatus.CANCELLED
@@ -94,6 +96,38 @@ def test_unreachable_redis_is_one_line(
         get_settings.cache_clear()
     line = _error_line(err)
     assert code == 1 and "cannot reach Redis" in line
+    assert "hunter22" not in err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("ORCH_POLL_INITIAL_SECONDS", "abc"), ("ORCH_STEP_MAX_RETRIES", "-1")],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    get_settings.cache_clear()
+    for argv in (["runs"], ["status", "abc"], ["api", "--port", "1"]):
+        code, _, err = _run(argv, capsys)
+        assert code == 1 and variable in _error_line(err)
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "redis://:hunter22@[::1/0"])
+def test_a_malformed_redis_url_is_one_line(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REDIS_URL", url)
+    get_settings.cache_clear()
+    try:
+        code, _, err = _run(["runs"], capsys)
+    finally:
+        get_settings.cache_clear()
+    assert code == 1 and "REDIS_URL" in _error_line(err)
     assert "hunter22" not in err
 
 

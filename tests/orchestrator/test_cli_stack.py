@@ -68,6 +68,10 @@ def test_demo_trains_the_convnet_end_to_end(tmp_path: Path) -> None:
 
 def test_up_serves_until_interrupted_then_stops_everything(tmp_path: Path) -> None:
     home = tmp_path / "stack"
+    # A token file left readable by an earlier run (or made by hand) is made private.
+    home.mkdir()
+    (home / "api-token").write_text("old\n")
+    (home / "api-token").chmod(0o644)
     port = free_port()
     up = subprocess.Popen(
         [

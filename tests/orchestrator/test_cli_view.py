@@ -98,6 +98,23 @@ def test_outputs_lists_and_downloads_collected_files(
     assert code == 0 and out == "line 1\nline 2\n"
 
 
+def test_downloading_into_a_file_is_one_error_line(
+    store: RunStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = make_run(store, "outputs")
+    root = tmp_path / "artifacts" / run_id
+    (root / "outputs" / "MODEL").mkdir(parents=True)
+    (root / "outputs" / "MODEL" / "model.pt").write_bytes(b"weights")
+    store.update(run_id, lambda r: r.outputs.append("outputs/MODEL/model.pt"))
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+
+    code, _, err = run_cli(["outputs", run_id, "--download", str(not_a_folder)], capsys)
+    assert code == 1
+    line, *rest = err.strip().splitlines()
+    assert not rest and line.startswith(f"error: cannot copy the outputs to {not_a_folder}")
+
+
 def test_logs_of_a_run_without_output_is_one_error_line(
     store: RunStore, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -103,6 +103,20 @@ def test_outputs_list_and_download(
     assert missing.value.status == 404
 
 
+@pytest.mark.parametrize("name", ["epoch #3.pt", "what?.txt", "100%25.log", "a b.txt"])
+def test_download_an_output_whose_name_has_url_characters(
+    api: OrchestratorClient, settings: Settings, tmp_path: Path, name: str
+) -> None:
+    run_id = api.submit(SPEC)["run_id"]
+    root = settings.artifacts_dir / run_id / "MODEL"
+    root.mkdir(parents=True)
+    (root / name).write_bytes(b"weights")
+    (root / "other").write_bytes(b"not this one")
+    [listed] = [item["path"] for item in api.outputs(run_id) if item["path"].endswith(name)]
+    saved = api.download(run_id, listed, tmp_path / "out")
+    assert saved.read_bytes() == b"weights"
+
+
 def test_errors_are_api_errors_without_the_token(base_url: str) -> None:
     wrong = "wrong-token-that-must-not-leak"
     with OrchestratorClient(base_url, token=wrong) as client:

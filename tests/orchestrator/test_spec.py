@@ -39,6 +39,9 @@ def test_parameters_are_appended_as_flags() -> None:
         ({"cluster": {"policy": "shared"}}, "cluster.name"),
         ({"name": "bad name!"}, "name"),
         ({"inputs": {"1X": "a"}}, "inputs"),
+        # Not representable in the stored JSON record: refused, not stored as null.
+        ({"parameters": {"lr": float("nan")}}, "parameters.lr"),
+        ({"parameters": {"lr": float("inf")}}, "parameters.lr"),
     ],
 )
 def test_bad_fields_are_named(patch: dict[str, object], field: str) -> None:
@@ -72,6 +75,23 @@ def test_load_reports_unreadable_and_malformed_files(tmp_path: Path) -> None:
     broken.write_text("{")
     with pytest.raises(SpecError, match="not valid JSON"):
         load_spec(broken)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"name: [\n", "not valid YAML"),
+        (b"name: x\n  job: : y\n", "not valid YAML"),
+        (b"\xff\xfe name: x\n", "not UTF-8"),
+    ],
+)
+def test_load_reports_a_bad_file_in_one_line(tmp_path: Path, content: bytes, problem: str) -> None:
+    spec_file = tmp_path / "run.yaml"
+    spec_file.write_bytes(content)
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec_file)
+    assert problem in str(caught.value)
+    assert "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from kombu.exceptions import OperationalError
+from pydantic import ValidationError
 
 from orchestrator import enqueue
 from orchestrator.enqueue import CHAIN_QUEUE
@@ -73,7 +74,13 @@ def test_caller_chosen_run_id(client: TestClient) -> None:
     assert client.post("/v1/runs", json=body).json()["run_id"] == "nightly-42"
     assert client.post("/v1/runs", json=body).status_code == 200
     changed = {**run_request(name="other"), "run_id": "nightly-42"}
-    assert client.post("/v1/runs", json=changed).status_code == 409
+    conflict = client.post("/v1/runs", json=changed)
+    assert conflict.status_code == 409
+    assert conflict.json()["message"].startswith("run_id:")
+    # A fresh Idempotency-Key does not make the conflict the key's.
+    conflict = client.post("/v1/runs", json=changed, headers={"Idempotency-Key": "fresh"})
+    assert conflict.status_code == 409
+    assert conflict.json()["message"].startswith("run_id:")
 
 
 @pytest.mark.parametrize(
@@ -115,6 +122,26 @@ def test_malformed_json_is_422_not_500(client: TestClient) -> None:
     )
     assert response.status_code == 422
     assert response.json()["message"].startswith("body: malformed JSON")
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"1e400"])
+def test_non_finite_parameters_are_422_not_500(
+    client: TestClient, redis_client: redis.Redis, number: bytes
+) -> None:
+    # Python's JSON decoder accepts these; the stored record could not hold them.
+    for body in (
+        b'{"spec": {"name": "n", "job": {"script": "a.py"}, "inputs": {"A": "/data"}}, '
+        b'"parameters": {"lr": ' + number + b"}}",
+        b'{"spec": {"name": "n", "job": {"script": "a.py"}, "inputs": {"A": "/data"}, '
+        b'"parameters": {"lr": ' + number + b"}}}",
+    ):
+        response = client.post(
+            "/v1/runs", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, response.text
+        assert "parameters.lr" in response.json()["message"]
+    assert redis_client.llen(CHAIN_QUEUE) == 0
+    assert client.get("/v1/runs").status_code == 200
 
 
 def test_unknown_run_is_404_naming_run_id(client: TestClient) -> None:
@@ -165,6 +192,15 @@ def test_bad_list_query_is_422_naming_the_parameter(
     response = client.get("/v1/runs", params=params)
     assert response.status_code == 422
     assert response.json()["message"].startswith(f"{field}:")
+
+
+def test_an_unreadable_record_is_a_server_error_not_the_cursors_fault(
+    client: TestClient, store: RunStore, redis_client: redis.Redis
+) -> None:
+    run_id = client.post("/v1/runs", json=run_request()).json()["run_id"]
+    redis_client.hset(store._run_key(run_id), "data", "{}")
+    with pytest.raises(ValidationError):  # a 500, not a 422 naming query.cursor
+        client.get("/v1/runs")
 
 
 def test_cancel_ends_a_queued_run_at_once_then_409(client: TestClient) -> None:
