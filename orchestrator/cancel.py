@@ -20,8 +20,14 @@ def cancel_run(store: RunStore, run_id: str) -> RunRecord:
     if record.status is RunStatus.QUEUED:
         store.decide_ending(run_id, RunStatus.CANCELLED, FailureReason.CANCELLED, CANCEL_ERROR)
         try:
+            # Only while still queued: a first step that started meanwhile
+            # leaves the cancel to the chain, which cleans up first.
             record = store.transition(
-                run_id, RunStatus.CANCELLED, reason=FailureReason.CANCELLED, error=CANCEL_ERROR
+                run_id,
+                RunStatus.CANCELLED,
+                reason=FailureReason.CANCELLED,
+                error=CANCEL_ERROR,
+                expected=RunStatus.QUEUED,
             )
         except IllegalTransition:
             record = store.get(run_id)

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from orchestrator.cli_app import CliError, app
+from orchestrator.logs import redact_text
 from orchestrator.redis_server import free_port
 from orchestrator.stack import Stack, StackConfig, StackError
 
@@ -64,7 +65,8 @@ def up_command(
     stack = Stack(config)
     try:
         stack.start()
-        typer.echo(f"REDIS_URL={stack.env['REDIS_URL']}")
+        # A user-supplied REDIS_URL may carry a password: never on the terminal.
+        typer.echo(f"REDIS_URL={redact_text(stack.env['REDIS_URL'])}")
         if "AZURE_ARM_ENDPOINT" in stack.env:
             typer.echo(f"AZURE_ARM_ENDPOINT={stack.env['AZURE_ARM_ENDPOINT']}")
         if stack.api_url:

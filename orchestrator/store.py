@@ -441,16 +441,21 @@ class RunStore:
         *,
         reason: FailureReason | None = None,
         error: str | None = None,
+        expected: RunStatus | None = None,
     ) -> RunRecord:
         """Move the run to `target` if TRANSITIONS allows it from its current status.
 
         The same status again is a no-op; anything else illegal raises
-        IllegalTransition. Terminal statuses set finished_at.
+        IllegalTransition, and so does a current status other than `expected`
+        when one is given (compare-and-set on the status itself). Terminal
+        statuses set finished_at.
         """
 
         def change(record: RunRecord) -> None:
             if record.status == target:
                 return
+            if expected is not None and record.status != expected:
+                raise IllegalTransition(run_id, record.status, target)
             if not can_transition(record.status, target):
                 raise IllegalTransition(run_id, record.status, target)
             record.status = target

@@ -93,8 +93,11 @@ def runs_table(records: Sequence[RunRecord]) -> Table:
     # The run id is what users copy: never shortened, whatever the width.
     id_width = max((len(r.run_id) for r in records), default=6)
     table.add_column("run id", no_wrap=True, min_width=id_width)
-    for column in ("name", "status", "reason", "step", "created", "duration"):
-        table.add_column(column, no_wrap=True)
+    table.add_column("name")
+    table.add_column("status", no_wrap=True, min_width=len("cancelled"))
+    # The rest may wrap in a narrow terminal rather than lose the run id or status.
+    for column in ("reason", "step", "created", "duration"):
+        table.add_column(column)
     for record in records:
         created = time.strftime("%m-%d %H:%M:%S", time.localtime(record.created_at))
         duration = (record.finished_at or time.time()) - record.created_at

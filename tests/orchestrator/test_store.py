@@ -130,6 +130,17 @@ def test_illegal_transition_refused_and_nothing_written(store: RunStore) -> None
         store.transition("r", RunStatus.PROVISIONING)
 
 
+def test_transition_with_expected_status_is_compare_and_set(store: RunStore) -> None:
+    store.create_run(make_spec(), run_id="r")
+    walk_to(store, "r", RunStatus.PROVISIONING)
+    # Legal from provisioning, but the caller saw the run queued: refused.
+    with pytest.raises(IllegalTransition):
+        store.transition("r", RunStatus.CANCELLED, expected=RunStatus.QUEUED)
+    assert store.get("r").status is RunStatus.PROVISIONING
+    record = store.transition("r", RunStatus.CANCELLED, expected=RunStatus.PROVISIONING)
+    assert record.status is RunStatus.CANCELLED
+
+
 def test_cancelled_defaults_its_reason(store: RunStore) -> None:
     store.create_run(make_spec(), run_id="r")
     record = store.transition("r", RunStatus.CANCELLED)

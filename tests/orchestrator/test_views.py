@@ -50,6 +50,17 @@ def test_runs_table_lists_each_run() -> None:
     assert "abc123" in text and "demo" in text and "running" in text
 
 
+def test_runs_table_keeps_run_id_and_status_whole_in_80_columns() -> None:
+    record = record_with_steps().model_copy(
+        update={"run_id": "0123456789abcdef", "status": RunStatus.SUCCEEDED}
+    )
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(runs_table([record]))
+    assert "0123456789abcdef" in out.getvalue()
+    assert "succeeded" in out.getvalue()
+    assert max(len(line) for line in out.getvalue().splitlines()) <= 80
+
+
 def test_format_seconds() -> None:
     assert format_seconds(None) == ""
     assert format_seconds(2.25) == "2.2s"
