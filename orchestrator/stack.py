@@ -56,7 +56,7 @@ class StackConfig:
     worker_concurrency: int = 2
     with_beat: bool = True
     provision_seconds: float = 0.0
-    # Fast polling suits a laptop demo; production keeps the Settings defaults.
+    # Added to every child's environment (the demo: fast polling, its artifacts folder).
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
