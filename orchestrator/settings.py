@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.spec import format_validation_error
@@ -19,12 +19,8 @@ from orchestrator.spec import format_validation_error
 PUBLIC_CLOUD_ARM_ENDPOINT = "https://management.azure.com"
 
 
-def _env(name: str) -> AliasChoices:
-    """Each field is read from exactly the documented variable name."""
-    return AliasChoices(name)
-
-
 class Settings(BaseSettings):
+    # Each field is read from exactly its documented variable (validation_alias).
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
@@ -33,78 +29,74 @@ class Settings(BaseSettings):
     # Service principal (the quickstart's): used through ClientSecretCredential
     # when all three are set; otherwise DefaultAzureCredential; against the
     # emulator a static token (it has no identity service).
-    azure_tenant_id: str | None = Field(None, validation_alias=_env("AZURE_TENANT_ID"))
-    azure_client_id: str | None = Field(None, validation_alias=_env("AZURE_CLIENT_ID"))
-    azure_client_secret: SecretStr | None = Field(
-        None, validation_alias=_env("AZURE_CLIENT_SECRET")
-    )
+    azure_tenant_id: str | None = Field(None, validation_alias="AZURE_TENANT_ID")
+    azure_client_id: str | None = Field(None, validation_alias="AZURE_CLIENT_ID")
+    azure_client_secret: SecretStr | None = Field(None, validation_alias="AZURE_CLIENT_SECRET")
 
     # --- Azure targets -----------------------------------------------------
-    azure_subscription_id: str | None = Field(None, validation_alias=_env("AZURE_SUBSCRIPTION_ID"))
+    azure_subscription_id: str | None = Field(None, validation_alias="AZURE_SUBSCRIPTION_ID")
     azure_arm_endpoint: str = Field(
-        PUBLIC_CLOUD_ARM_ENDPOINT, validation_alias=_env("AZURE_ARM_ENDPOINT")
+        PUBLIC_CLOUD_ARM_ENDPOINT, validation_alias="AZURE_ARM_ENDPOINT"
     )
-    azure_storage_account: str | None = Field(None, validation_alias=_env("AZURE_STORAGE_ACCOUNT"))
-    azure_storage_key: SecretStr | None = Field(None, validation_alias=_env("AZURE_STORAGE_KEY"))
+    azure_storage_account: str | None = Field(None, validation_alias="AZURE_STORAGE_ACCOUNT")
+    azure_storage_key: SecretStr | None = Field(None, validation_alias="AZURE_STORAGE_KEY")
     azure_storage_connection_string: SecretStr | None = Field(
-        None, validation_alias=_env("AZURE_STORAGE_CONNECTION_STRING")
+        None, validation_alias="AZURE_STORAGE_CONNECTION_STRING"
     )
-    azure_location: str = Field("eastus", validation_alias=_env("AZURE_LOCATION"))
+    azure_location: str = Field("eastus", validation_alias="AZURE_LOCATION")
     azure_resource_group: str = Field(
-        "batchai-orchestrator", validation_alias=_env("AZURE_RESOURCE_GROUP")
+        "batchai-orchestrator", validation_alias="AZURE_RESOURCE_GROUP"
     )
-    azure_workspace: str = Field("orchestrator", validation_alias=_env("AZURE_WORKSPACE"))
-    azure_file_share: str = Field("orchestrator", validation_alias=_env("AZURE_FILE_SHARE"))
+    azure_workspace: str = Field("orchestrator", validation_alias="AZURE_WORKSPACE")
+    azure_file_share: str = Field("orchestrator", validation_alias="AZURE_FILE_SHARE")
     # CA bundle for a private endpoint (the emulator's self-generated CA).
-    requests_ca_bundle: str | None = Field(None, validation_alias=_env("REQUESTS_CA_BUNDLE"))
+    requests_ca_bundle: str | None = Field(None, validation_alias="REQUESTS_CA_BUNDLE")
 
     # --- Redis (broker, result backend and run store) ----------------------
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
 
     # --- Orchestrator knobs (ORCH_*) ---------------------------------------
-    artifacts_dir: Path = Field(Path("artifacts"), validation_alias=_env("ORCH_ARTIFACTS_DIR"))
+    artifacts_dir: Path = Field(Path("artifacts"), validation_alias="ORCH_ARTIFACTS_DIR")
     # Waiting steps reschedule themselves: first after poll_initial, growing
     # by poll_backoff up to poll_max (always far below visibility_timeout).
     poll_initial_seconds: Annotated[float, Field(gt=0)] = Field(
-        1.0, validation_alias=_env("ORCH_POLL_INITIAL_SECONDS")
+        1.0, validation_alias="ORCH_POLL_INITIAL_SECONDS"
     )
     poll_max_seconds: Annotated[float, Field(gt=0)] = Field(
-        30.0, validation_alias=_env("ORCH_POLL_MAX_SECONDS")
+        30.0, validation_alias="ORCH_POLL_MAX_SECONDS"
     )
-    poll_backoff: Annotated[float, Field(ge=1)] = Field(
-        1.5, validation_alias=_env("ORCH_POLL_BACKOFF")
-    )
+    poll_backoff: Annotated[float, Field(ge=1)] = Field(1.5, validation_alias="ORCH_POLL_BACKOFF")
     node_wait_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
-        1800.0, validation_alias=_env("ORCH_NODE_WAIT_TIMEOUT_SECONDS")
+        1800.0, validation_alias="ORCH_NODE_WAIT_TIMEOUT_SECONDS"
     )
     job_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
-        6 * 3600.0, validation_alias=_env("ORCH_JOB_TIMEOUT_SECONDS")
+        6 * 3600.0, validation_alias="ORCH_JOB_TIMEOUT_SECONDS"
     )
     # Retries of one step on transient Azure errors before the run fails.
     step_max_retries: Annotated[int, Field(ge=0)] = Field(
-        8, validation_alias=_env("ORCH_STEP_MAX_RETRIES")
+        8, validation_alias="ORCH_STEP_MAX_RETRIES"
     )
     # Broker redelivery of unacked tasks after this many seconds; it must stay
     # above the longest countdown, or a waiting task would run twice.
     visibility_timeout_seconds: Annotated[int, Field(gt=0)] = Field(
-        3600, validation_alias=_env("ORCH_VISIBILITY_TIMEOUT_SECONDS")
+        3600, validation_alias="ORCH_VISIBILITY_TIMEOUT_SECONDS"
     )
     reaper_interval_seconds: Annotated[float, Field(gt=0)] = Field(
-        300.0, validation_alias=_env("ORCH_REAPER_INTERVAL_SECONDS")
+        300.0, validation_alias="ORCH_REAPER_INTERVAL_SECONDS"
     )
     reaper_grace_seconds: Annotated[float, Field(ge=0)] = Field(
-        900.0, validation_alias=_env("ORCH_REAPER_GRACE_SECONDS")
+        900.0, validation_alias="ORCH_REAPER_GRACE_SECONDS"
     )
-    log_level: str = Field("INFO", validation_alias=_env("ORCH_LOG_LEVEL"))
+    log_level: str = Field("INFO", validation_alias="ORCH_LOG_LEVEL")
 
     # --- HTTP API ----------------------------------------------------------
-    api_token: SecretStr | None = Field(None, validation_alias=_env("ORCH_API_TOKEN"))
+    api_token: SecretStr | None = Field(None, validation_alias="ORCH_API_TOKEN")
     # Serving without a token must be asked for explicitly (dev only).
     api_allow_unauthenticated: bool = Field(
-        False, validation_alias=_env("ORCH_API_ALLOW_UNAUTHENTICATED")
+        False, validation_alias="ORCH_API_ALLOW_UNAUTHENTICATED"
     )
     api_max_body_bytes: Annotated[int, Field(gt=0)] = Field(
-        256 * 1024, validation_alias=_env("ORCH_API_MAX_BODY_BYTES")
+        256 * 1024, validation_alias="ORCH_API_MAX_BODY_BYTES"
     )
 
     @field_validator("azure_arm_endpoint")
