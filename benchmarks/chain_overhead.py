@@ -42,11 +42,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emulator.testing import EmulatorProcess
-from orchestrator.logs import configure_logging
-from orchestrator.redis_server import RedisServer
-from orchestrator.status import RunStatus, Step
+from orchestrator.devstack.redis_server import RedisServer
+from orchestrator.domain.status import RunStatus, Step
+from orchestrator.observability.logs import configure_logging
 from orchestrator.store import RunRecord
-from tests.integration.chain_stack import Stack
+from tests.support.chain_stack import Stack
 
 RUN_TIMEOUT_SECONDS = 120.0
 

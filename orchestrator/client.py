@@ -22,9 +22,9 @@ from urllib.parse import quote
 
 import httpx
 
-from orchestrator.enqueue import enqueue_run, enqueue_spec_dict
-from orchestrator.spec import RunSpec, load_spec
-from orchestrator.status import TERMINAL
+from orchestrator.chain.enqueue import enqueue_run, enqueue_spec_dict
+from orchestrator.domain.spec import RunSpec, load_spec
+from orchestrator.domain.status import TERMINAL
 
 __all__ = [
     "ApiError",

@@ -13,10 +13,11 @@ from collections import deque
 from pathlib import Path
 from typing import Literal
 
-from orchestrator.gateway import AzureGateway, AzureGatewayError
-from orchestrator.naming import azure_names
+from orchestrator.azure.errors import AzureGatewayError
+from orchestrator.azure.gateway import AzureGateway, Gateway
+from orchestrator.domain.naming import azure_names
+from orchestrator.domain.status import RunStatus, Step
 from orchestrator.settings import Settings
-from orchestrator.status import RunStatus, Step
 from orchestrator.store import RunRecord
 
 Stream = Literal["stdout", "stderr"]
@@ -29,7 +30,7 @@ class JobLogReader:
         self,
         settings: Settings,
         stream: Stream = "stdout",
-        gateway: AzureGateway | None = None,
+        gateway: Gateway | None = None,
         min_live_interval: float = 2.0,
     ) -> None:
         self.settings = settings

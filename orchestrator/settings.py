@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.spec import format_validation_error
+from orchestrator.domain.spec import format_validation_error
 
 PUBLIC_CLOUD_ARM_ENDPOINT = "https://management.azure.com"
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from orchestrator.redis_server import RedisServer
+from orchestrator.devstack.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -138,11 +138,10 @@ def test_compose_runs_exactly_the_expected_subcommands(
 
 
 def test_compose_subcommands_are_real_cli_commands() -> None:
-    import orchestrator.cli  # registers the command modules on the app
-    import orchestrator.cli_app
+    from orchestrator.cli import app
 
     # A TyperGroup (typer vendors its own click), so .commands is not in the static type.
-    commands = typer.main.get_command(orchestrator.cli_app.app).commands  # type: ignore[attr-defined]
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     missing = EXPECTED_SUBCOMMANDS - set(commands)
     assert not missing, f"compose runs commands the CLI lacks: {sorted(missing)}"
 

@@ -20,14 +20,14 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
-from orchestrator.chain import Dispatch, fail_step, run_step
-from orchestrator.enqueue import CHAIN_QUEUE, task_name
-from orchestrator.gateway import TransientAzureError
-from orchestrator.logs import get_logger
+from orchestrator.azure.errors import TransientAzureError
+from orchestrator.chain.queue import CHAIN_QUEUE, task_name
+from orchestrator.chain.runner import Dispatch, fail_step, run_step
+from orchestrator.chain.steps import safe_countdown
+from orchestrator.domain.status import FailureReason, Step
+from orchestrator.observability.logs import get_logger
 from orchestrator.settings import get_settings
-from orchestrator.status import FailureReason, Step
-from orchestrator.steps import safe_countdown
-from workers.context import worker_context
+from workers import context
 
 # Per-task limits: a step does a handful of Azure calls (collect_outputs
 # downloads files); far longer means something hangs.
@@ -67,7 +67,7 @@ class ChainTask(Task):  # type: ignore[misc]
 
     def execute_step(self, run_id: str) -> None:
         settings = get_settings()
-        ctx = worker_context()
+        ctx = context.worker_context()
         step = self.step
         retries = int(self.request.retries or 0)
         log = get_logger(run_id=run_id, step=step.value, task_id=self.request.id, attempt=retries)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.enqueue import task_name
-from orchestrator.reaper import reap
-from orchestrator.status import STEP_ORDER, Step
-from workers.app import REAP_TASK, app
-from workers.context import worker_context
+from orchestrator.chain.queue import REAP_TASK, task_name
+from orchestrator.chain.reaper import reap
+from orchestrator.domain.status import STEP_ORDER, Step
+from workers import context
+from workers.app import app
 from workers.policy import ChainTask, send
 
 
@@ -28,7 +28,7 @@ STEP_TASKS: dict[Step, Any] = {step: _register(step) for step in STEP_ORDER}
 
 
 def reap_resources_and_stalled_runs() -> None:
-    for dispatch in reap(worker_context()):
+    for dispatch in reap(context.worker_context()):
         send(app, dispatch)
 
 

@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 
-from orchestrator.api import runs, service
 from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
-from orchestrator.api.metrics import OrchestratorCollector, build_registry
-from orchestrator.enqueue import CHAIN_QUEUE
+from orchestrator.api.routes import runs, service
+from orchestrator.chain.queue import CHAIN_QUEUE
+from orchestrator.observability.prometheus import OrchestratorCollector, build_registry
 from orchestrator.settings import Settings, get_settings
 from orchestrator.store import RunStore
 

@@ -21,7 +21,7 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.spec import SpecError
+from orchestrator.domain.spec import SpecError
 from orchestrator.store import RunNotFound, StoreContention
 
 logger = logging.getLogger("orchestrator.api")

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import anyio
 import redis
 
-from orchestrator.status import TERMINAL
+from orchestrator.domain.status import TERMINAL
 from orchestrator.store import RunEvent, RunStore
 
 # How long one XREAD waits for new events; a keep-alive comment follows each

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.gateway import AzureGateway
-from orchestrator.naming import azure_names
-from orchestrator.reaper import reap
+from orchestrator.azure.gateway import AzureGateway
+from orchestrator.chain.reaper import reap
+from orchestrator.chain.steps import StepContext
+from orchestrator.domain.naming import azure_names
+from orchestrator.domain.status import FailureReason, RunStatus
 from orchestrator.settings import Settings
-from orchestrator.status import FailureReason, RunStatus
-from orchestrator.steps import StepContext
-from tests.integration.chain_stack import Stack, wait_for
+from tests.support.chain_stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 

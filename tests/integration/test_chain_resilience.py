@@ -7,10 +7,9 @@ from collections import Counter
 
 import pytest
 
-from orchestrator.cancel import cancel_run
-from orchestrator.chain import TEST_HOLD_ENV, hold_keys_for_tests
-from orchestrator.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
-from tests.integration.chain_stack import Stack, wait_for
+from orchestrator.chain.cancel import cancel_run
+from orchestrator.domain.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
+from tests.support.chain_stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -52,9 +51,9 @@ def test_run_succeeds_with_20_percent_throttling_server_errors_and_drops(stack: 
 
 @pytest.mark.parametrize("step", list(STEP_ORDER), ids=[s.value for s in STEP_ORDER])
 def test_sigkill_in_the_middle_of_each_step_still_succeeds_once(stack: Stack, step: Step) -> None:
-    doomed = stack.start_worker(**{TEST_HOLD_ENV: step.value})
+    doomed = stack.start_worker(hold_after=step)
     run_id = stack.submit()
-    held, _release = hold_keys_for_tests(stack.store.namespace, run_id)
+    held, _release = stack.store.keys.test_hold(run_id)
     wait_for(lambda: stack.client.exists(held), 60, f"the worker to be held after {step.value}")
     assert stack.store.get(run_id).step(step).state is StepState.RUNNING
     doomed.kill()

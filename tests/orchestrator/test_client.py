@@ -9,12 +9,12 @@ import yaml
 
 from orchestrator.api import create_app
 from orchestrator.client import ApiError, OrchestratorClient
+from orchestrator.domain.spec import parse_spec
+from orchestrator.domain.status import RunStatus
 from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
-from orchestrator.status import RunStatus
 from orchestrator.store import RunStore
-from tests.orchestrator.api.live_server import serve
-from tests.orchestrator.api.support import TOKEN, run_request, settings, store
+from tests.support.api import TOKEN, run_request, settings, store
+from tests.support.live_server import serve
 
 __all__ = ["settings", "store"]  # fixtures shared with the API tests
 

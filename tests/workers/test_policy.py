@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
+import workers.context as context
 import workers.policy as policy
-from orchestrator.chain import Dispatch
-from orchestrator.gateway import TransientAzureError
+from orchestrator.azure.errors import TransientAzureError
+from orchestrator.chain.runner import Dispatch
+from orchestrator.domain.status import FailureReason, Step
 from orchestrator.settings import Settings
-from orchestrator.status import FailureReason, Step
 from workers.tasks import STEP_TASKS
 
 
@@ -23,7 +24,7 @@ from workers.tasks import STEP_TASKS
 def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[Any]]]:
     recorded: dict[str, list[Any]] = {"run": [], "fail": [], "send": []}
     monkeypatch.setattr(policy, "get_settings", lambda: Settings(ORCH_STEP_MAX_RETRIES=2))
-    monkeypatch.setattr(policy, "worker_context", lambda: "ctx")
+    monkeypatch.setattr(context, "worker_context", lambda: "ctx")
     monkeypatch.setattr(
         policy,
         "fail_step",

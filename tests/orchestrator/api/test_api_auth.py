@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from orchestrator.api import ApiConfigError, create_app
 from orchestrator.settings import Settings
-from tests.orchestrator.api.support import TOKEN, run_request
+from tests.support.api import TOKEN, run_request
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import redis
 from fastapi.testclient import TestClient
 
-from orchestrator.enqueue import CHAIN_QUEUE
-from tests.orchestrator.api.support import run_request
+from orchestrator.chain.queue import CHAIN_QUEUE
+from tests.support.api import run_request
 
 LIMIT = 16 * 1024  # the settings fixture's api_max_body_bytes
 

@@ -8,13 +8,13 @@ from pydantic import SecretStr
 
 from orchestrator.api import create_app
 from orchestrator.client import ApiError, OrchestratorClient
-from orchestrator.redis_server import RedisServer
+from orchestrator.devstack.redis_server import RedisServer
+from orchestrator.domain.spec import parse_spec
+from orchestrator.domain.status import RunStatus, Step, StepState
 from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
-from orchestrator.status import RunStatus, Step, StepState
 from orchestrator.store import RunStore
-from tests.orchestrator.api.live_server import serve
-from tests.orchestrator.api.support import TOKEN, run_request
+from tests.support.api import TOKEN, run_request
+from tests.support.live_server import serve
 
 
 @pytest.fixture

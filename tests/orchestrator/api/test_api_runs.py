@@ -8,11 +8,11 @@ from fastapi.testclient import TestClient
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from orchestrator import enqueue
-from orchestrator.enqueue import CHAIN_QUEUE
-from orchestrator.status import RunStatus
+from orchestrator.chain import enqueue
+from orchestrator.chain.queue import CHAIN_QUEUE
+from orchestrator.domain.status import RunStatus
 from orchestrator.store import RunStore
-from tests.orchestrator.api.support import run_request
+from tests.support.api import run_request
 
 
 def test_submit_answers_202_with_links_and_enqueues_the_first_step(
@@ -198,7 +198,7 @@ def test_an_unreadable_record_is_a_server_error_not_the_cursors_fault(
     client: TestClient, store: RunStore, redis_client: redis.Redis
 ) -> None:
     run_id = client.post("/v1/runs", json=run_request()).json()["run_id"]
-    redis_client.hset(store._run_key(run_id), "data", "{}")
+    redis_client.hset(store.keys.run(run_id), "data", "{}")
     with pytest.raises(ValidationError):  # a 500, not a 422 naming query.cursor
         client.get("/v1/runs")
 

@@ -15,7 +15,7 @@ from schemathesis.openapi import from_asgi
 
 from orchestrator.api import create_app
 from orchestrator.settings import Settings
-from tests.orchestrator.api.support import AUTH
+from tests.support.api import AUTH
 
 EXAMPLES_PER_OPERATION = 30
 

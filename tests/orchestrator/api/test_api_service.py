@@ -8,13 +8,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from orchestrator.api import create_app
-from orchestrator.azure_stats import requests_key
-from orchestrator.enqueue import CHAIN_QUEUE
-from orchestrator.redis_server import RedisServer
+from orchestrator.chain.queue import CHAIN_QUEUE
+from orchestrator.devstack.redis_server import RedisServer
+from orchestrator.domain.status import RunStatus, Step, StepState
 from orchestrator.settings import Settings
-from orchestrator.status import RunStatus, Step, StepState
 from orchestrator.store import RunStore
-from tests.orchestrator.api.support import AUTH, TOKEN, run_request
+from tests.support.api import AUTH, TOKEN, run_request
 
 
 def test_healthz_is_ok_when_redis_answers(client: TestClient) -> None:
@@ -39,7 +38,7 @@ def test_metrics_expose_runs_queue_steps_and_azure_requests(
     store.set_step(first, Step.ENSURE_RESOURCE_GROUP, StepState.RUNNING)
     store.set_step(first, Step.ENSURE_RESOURCE_GROUP, StepState.DONE)
     store.transition(first, RunStatus.CANCELLED)
-    redis_client.hincrby(requests_key(store.namespace), "create_cluster|ok", 3)
+    redis_client.hincrby(store.keys.azure_requests, "create_cluster|ok", 3)
 
     response = client.get("/metrics")
     assert response.status_code == 200

@@ -1,0 +1,72 @@
+"""`orchestrator emulator`: run the local Batch AI + Azure Files endpoint."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.common import CliError
+
+
+def emulator_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where shares, job outputs and the CA live.")
+    ] = Path(".emulator"),
+    env_file: Annotated[
+        Path | None, typer.Option("--env-file", help="Also write the KEY=VALUE lines here.")
+    ] = None,
+    provision_seconds: Annotated[
+        float, typer.Option("--provision-seconds", help="Seconds a new node stays preparing.")
+    ] = 0.0,
+    python: Annotated[
+        str, typer.Option("--python", help="Interpreter that runs job scripts.")
+    ] = sys.executable,
+    seed: Annotated[int, typer.Option(help="Seed for every injected-fault decision.")] = 0,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help="Inject a fault: KIND:RATE[:OPERATIONS] (repeatable), e.g. throttle:0.2:arm.",
+        ),
+    ] = None,
+    public_host: Annotated[
+        str | None,
+        typer.Option(
+            "--public-host",
+            help="Host name other machines use to reach it (added to the certificate and URLs).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the emulator in the foreground until interrupted."""
+    from emulator.core import EmulatorConfig
+    from emulator.faults import FaultRuleError, parse_flag
+    from emulator.server import serve_forever
+
+    if not 0 <= port <= 65535:
+        raise CliError(f"--port must be between 0 and 65535, got {port}")
+    if provision_seconds < 0:
+        raise CliError("--provision-seconds must not be negative")
+    try:
+        rules = [parse_flag(text) for text in fault or []]
+    except FaultRuleError as exc:
+        raise CliError(str(exc)) from exc
+    config = EmulatorConfig(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        provision_seconds=provision_seconds,
+        python=python,
+        seed=seed,
+        env_file=env_file,
+        public_host=public_host,
+    )
+    try:
+        serve_forever(config, rules)
+    except OSError as exc:
+        # e.g. the port is taken or the data dir is not writable.
+        raise CliError(f"cannot start the emulator: {exc.strerror or exc}") from exc

@@ -1,0 +1,113 @@
+"""Terminal renderings of runs (rich), shared by `watch`, `demo` and `runs`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.domain.status import STEP_ORDER, RunStatus, StepState
+from orchestrator.store import RunRecord
+
+STATE_STYLE: dict[StepState, str] = {
+    StepState.PENDING: "dim",
+    StepState.RUNNING: "bold yellow",
+    StepState.WAITING: "yellow",
+    StepState.DONE: "green",
+    StepState.FAILED: "bold red",
+    StepState.SKIPPED: "dim",
+}
+STATUS_STYLE: dict[RunStatus, str] = {
+    RunStatus.SUCCEEDED: "bold green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.CANCELLED: "bold magenta",
+}
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def step_elapsed(started: float | None, finished: float | None, now: float) -> float | None:
+    if started is None:
+        return None
+    return (finished or now) - started
+
+
+def run_title(record: RunRecord) -> Text:
+    title = Text(f"run {record.run_id} ({record.spec.name}): ")
+    title.append(record.status.value, style=STATUS_STYLE.get(record.status, "bold"))
+    if record.reason:
+        title.append(f" [{record.reason.value}]")
+    return title
+
+
+def steps_table(record: RunRecord, now: float | None = None) -> Table:
+    """The eight steps with their state, attempts and elapsed time."""
+    now = time.time() if now is None else now
+    table = Table(show_header=True, header_style="bold", expand=False)
+    table.add_column("#", justify="right")
+    table.add_column("step")
+    table.add_column("state")
+    table.add_column("attempts", justify="right")
+    table.add_column("elapsed", justify="right")
+    for number, step in enumerate(STEP_ORDER, start=1):
+        step_record = record.steps.get(step)
+        state = step_record.state if step_record else StepState.PENDING
+        elapsed = (
+            step_elapsed(step_record.started_at, step_record.finished_at, now)
+            if step_record
+            else None
+        )
+        table.add_row(
+            str(number),
+            step.value,
+            Text(state.value, style=STATE_STYLE[state]),
+            str(step_record.attempts) if step_record and step_record.attempts else "",
+            format_seconds(elapsed),
+        )
+    return table
+
+
+def run_view(record: RunRecord, log_lines: Sequence[str] = (), now: float | None = None) -> Panel:
+    """The live view: steps, then the error or the job's last log lines."""
+    parts: list[RenderableType] = [steps_table(record, now)]
+    if record.error:
+        parts.append(Text(f"error: {record.error}", style="red"))
+    if log_lines:
+        parts.append(Panel(Text("\n".join(log_lines)), title="job log (last lines)"))
+    return Panel(Group(*parts), title=run_title(record), expand=False)
+
+
+def runs_table(records: Sequence[RunRecord]) -> Table:
+    table = Table(show_header=True, header_style="bold")
+    # The run id is what users copy: never shortened, whatever the width.
+    id_width = max((len(r.run_id) for r in records), default=6)
+    table.add_column("run id", no_wrap=True, min_width=id_width)
+    table.add_column("name")
+    table.add_column("status", no_wrap=True, min_width=len("cancelled"))
+    # The rest may wrap in a narrow terminal rather than lose the run id or status.
+    for column in ("reason", "step", "created", "duration"):
+        table.add_column(column)
+    for record in records:
+        created = time.strftime("%m-%d %H:%M:%S", time.localtime(record.created_at))
+        duration = (record.finished_at or time.time()) - record.created_at
+        table.add_row(
+            record.run_id,
+            record.spec.name,
+            Text(record.status.value, style=STATUS_STYLE.get(record.status, "")),
+            record.reason.value if record.reason else "",
+            record.current_step.value if record.current_step else "",
+            created,
+            format_seconds(duration),
+        )
+    return table

@@ -1,0 +1,143 @@
+"""The long-running processes: `orchestrator api | worker | beat | flower`.
+
+The Celery ones replace this process with `python -m workers <celery args>`, so
+the CLI never imports the workers package (workers depend on the core, and the
+CLI only launches them) and the process keeps its pid and process group.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from enum import StrEnum
+from typing import Annotated, NoReturn
+
+import typer
+
+from orchestrator.cli.common import CliError
+
+PORT = typer.Option(min=1, max=65535, help="Port to listen on.")
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class Pool(StrEnum):
+    PREFORK = "prefork"
+    SOLO = "solo"
+    THREADS = "threads"
+
+
+LogLevelOption = Annotated[
+    LogLevel, typer.Option("--loglevel", "-l", case_sensitive=False, help="Log level.")
+]
+
+
+def api_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, PORT] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="uvicorn worker processes (each builds its own app).")
+    ] = 1,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs) until interrupted.
+
+    Needs ORCH_API_TOKEN, or ORCH_API_ALLOW_UNAUTHENTICATED=true for local development.
+    """
+    import uvicorn
+
+    from orchestrator.api import ApiConfigError, create_app
+    from orchestrator.api.app import UNAUTHENTICATED_WARNING
+    from orchestrator.api.deps import configured_token
+    from orchestrator.settings import get_settings
+
+    settings = get_settings()
+    try:
+        application = create_app(settings)  # also checks the settings before serving
+    except ApiConfigError as exc:
+        raise CliError(str(exc)) from None
+    if configured_token(settings) is None:
+        typer.echo(f"warning: {UNAUTHENTICATED_WARNING}", err=True)
+    log_level = settings.log_level.lower()
+    if workers == 1:
+        uvicorn.run(application, host=host, port=port, log_level=log_level)
+    else:
+        uvicorn.run(
+            "orchestrator.api:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+        )
+
+
+def _exec_celery(level: LogLevel, celery_args: list[str]) -> NoReturn:
+    from orchestrator.settings import get_settings
+
+    get_settings()  # a bad setting is one error line here, before the exec
+    os.environ["ORCH_LOG_LEVEL"] = level.value
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "workers", *celery_args])
+
+
+def worker_command(
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Worker processes (prefork pool).")
+    ] = 2,
+    loglevel: LogLevelOption = LogLevel.INFO,
+    pool: Annotated[Pool, typer.Option(help="Celery pool.")] = Pool.PREFORK,
+    name: Annotated[
+        str | None, typer.Option(help="Node name (default: unique per process).")
+    ] = None,
+) -> None:
+    """Run a Celery worker consuming the chain queue (batchai)."""
+    node = name or f"orch-{os.getpid()}@{socket.gethostname()}"
+    _exec_celery(loglevel, worker_args(concurrency, loglevel, pool, node))
+
+
+def worker_args(concurrency: int, loglevel: LogLevel, pool: Pool, node: str) -> list[str]:
+    """The Celery arguments of a chain worker (the test worker reuses them)."""
+    from orchestrator.chain.queue import CHAIN_QUEUE
+
+    return [
+        # No ASCII-art banner: every line a worker prints is a JSON log line.
+        "--quiet",
+        "worker",
+        f"--loglevel={loglevel.value}",
+        f"--concurrency={concurrency}",
+        f"--pool={pool.value}",
+        f"--queues={CHAIN_QUEUE}",
+        f"--hostname={node}",
+        # Mingle/gossip sync state between workers; the chain keeps its
+        # state in the run store, so they would only add startup latency.
+        "--without-mingle",
+        "--without-gossip",
+    ]
+
+
+def beat_command(
+    loglevel: LogLevelOption = LogLevel.INFO,
+    schedule: Annotated[
+        str, typer.Option(help="Where beat keeps its schedule state.")
+    ] = ".orchestrator/celerybeat-schedule",
+) -> None:
+    """Run Celery beat: sends batchai.reap every ORCH_REAPER_INTERVAL_SECONDS."""
+    directory = os.path.dirname(schedule)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    _exec_celery(loglevel, ["beat", f"--loglevel={loglevel.value}", f"--schedule={schedule}"])
+
+
+def flower_command(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Flower web UI.")] = 5555,
+    address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run Flower (Celery's web monitor) for the chain's workers and tasks."""
+    _exec_celery(LogLevel.INFO, ["flower", f"--port={port}", f"--address={address}"])

@@ -1,0 +1,155 @@
+"""`up` and `demo`: the whole stack in one process group, on a laptop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from orchestrator.cli.common import CliError
+from orchestrator.devstack.redis_server import free_port
+from orchestrator.devstack.stack import Stack, StackConfig, StackError
+from orchestrator.observability.logs import redact_text
+
+DEFAULT_HOME = Path(".orchestrator")
+# A laptop demo wants snappy polling; production keeps the Settings defaults.
+DEMO_ENV = {
+    "ORCH_POLL_INITIAL_SECONDS": "0.5",
+    "ORCH_POLL_MAX_SECONDS": "2",
+}
+
+
+def examples_dir() -> Path:
+    """examples/ of the source checkout this package runs from."""
+    folder = Path(__file__).resolve().parents[2] / "examples" / "mnist"
+    if not (folder / "run.yaml").is_file():
+        raise CliError(f"the demo needs examples/mnist of a source checkout; not found at {folder}")
+    return folder
+
+
+def _stop_on_sigterm() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def up_command(
+    home: Annotated[
+        Path, typer.Option(help="Folder for Redis data, emulator data and logs.")
+    ] = DEFAULT_HOME,
+    api_port: Annotated[int, typer.Option("--api-port", help="API port; 0 = no API.")] = 8000,
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker concurrency.")] = 2,
+    provision_seconds: Annotated[
+        float, typer.Option("--provision-seconds", min=0, help="Emulated node boot time.")
+    ] = 0.0,
+) -> None:
+    """Run Redis, the emulator (without Azure credentials), API, worker and beat until Ctrl-C."""
+    _stop_on_sigterm()
+    config = StackConfig(
+        home=home,
+        api_port=api_port,
+        worker_concurrency=concurrency,
+        provision_seconds=provision_seconds,
+    )
+    stack = Stack(config)
+    try:
+        stack.start()
+        # A user-supplied REDIS_URL may carry a password: never on the terminal.
+        typer.echo(f"REDIS_URL={redact_text(stack.env['REDIS_URL'])}")
+        if "AZURE_ARM_ENDPOINT" in stack.env:
+            typer.echo(f"AZURE_ARM_ENDPOINT={stack.env['AZURE_ARM_ENDPOINT']}")
+        if stack.api_url:
+            typer.echo(f"API: {stack.api_url}/docs (bearer token in {stack.api_token_file})")
+        typer.echo(f"logs: {stack.logs_dir}/  -- Ctrl-C stops everything")
+        stopped = threading.Event()
+        while not stopped.wait(1.0):
+            dead = stack.dead_child()
+            if dead is not None:
+                raise CliError(
+                    f"{dead.name} exited with {dead.process.returncode}; see {dead.log_path}"
+                )
+    except StackError as exc:
+        raise CliError(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("stopping...")
+    finally:
+        stack.stop()
+
+
+def demo_command(
+    home: Annotated[Path, typer.Option(help="Folder for the demo's stack.")] = DEFAULT_HOME
+    / "demo",
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the training epochs.")] = None,
+) -> None:
+    """Start the embedded stack, train the MNIST ConvNet through every step, show the result."""
+    from orchestrator.chain.enqueue import enqueue_run
+    from orchestrator.cli.view import watch_run
+    from orchestrator.domain.spec import load_spec
+    from orchestrator.domain.status import RunStatus
+    from orchestrator.settings import get_settings
+
+    _stop_on_sigterm()
+    console = Console()
+    folder = examples_dir()
+    started = time.monotonic()
+    console.print("[bold]1/4[/] preparing the digits data set")
+    prepared = subprocess.run(
+        [sys.executable, str(folder / "prepare_data.py"), "--out", str(folder / "sample")],
+        capture_output=True,
+        text=True,
+    )
+    if prepared.returncode != 0:
+        raise CliError(f"preparing the data failed: {prepared.stderr.strip().splitlines()[-1:]}")
+    spec = load_spec(folder / "run.yaml")
+    if epochs is not None:
+        spec = spec.with_parameters({"epochs": epochs})
+
+    console.print("[bold]2/4[/] starting Redis, the emulator, API, worker and beat")
+    artifacts = (home / "artifacts").resolve()
+    config = StackConfig(
+        home=home,
+        api_port=free_port(),
+        with_beat=True,
+        extra_env={**DEMO_ENV, "ORCH_ARTIFACTS_DIR": str(artifacts)},
+    )
+    try:
+        with Stack(config) as stack:
+            # This process reads the same settings as its children.
+            os.environ.update(stack.env)
+            get_settings.cache_clear()
+            from orchestrator.cli.common import open_store
+
+            store = open_store()
+            record, _ = enqueue_run(spec, store=store, broker_url=stack.env["REDIS_URL"])
+            console.print(f"[bold]3/4[/] submitted run {record.run_id}; following its steps")
+            console.print(f"     API: {stack.api_url}/docs (token in {stack.api_token_file})")
+            final = watch_run(record.run_id, console)
+    except StackError as exc:
+        raise CliError(str(exc)) from None
+
+    elapsed = time.monotonic() - started
+    console.print("\n[bold]4/4[/] result")
+    run_dir = artifacts / final.run_id
+    reason = f" ({final.reason.value})" if final.reason else ""
+    lines = [f"  status:     {final.status.value}{reason}"]
+    if "test_error" in final.metrics:
+        lines.append(f"  test error: {final.metrics['test_error']:.2%} (held-out digits)")
+    models = sorted(run_dir.glob("outputs/MODEL/**/*.pt"))
+    if models:
+        lines.append(f"  model file: {models[0]}")
+    lines.append(f"  job log:    {run_dir / 'stdout.txt'}")
+    lines.append(f"  stack logs: {(home / 'logs').resolve()}")
+    lines.append(f"  wall time:  {elapsed:.1f}s")
+    typer.echo("\n".join(lines))
+    if final.status is not RunStatus.SUCCEEDED:
+        raise CliError(f"the demo run ended {final.status.value}: {final.error or final.reason}")

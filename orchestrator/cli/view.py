@@ -1,0 +1,126 @@
+"""`runs`, `watch`, `logs`, `outputs`: looking at runs from a terminal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from orchestrator.cli.common import CliError, open_store
+from orchestrator.cli.follow import follow_run
+from orchestrator.cli.render import run_view, runs_table
+from orchestrator.domain.status import RunStatus
+from orchestrator.joblog import JobLogReader, LogTail
+from orchestrator.settings import get_settings
+from orchestrator.store import RunRecord
+
+LOG_TAIL_LINES = 12
+
+
+def artifacts_of(run_id: str) -> Path:
+    return get_settings().artifacts_dir / run_id
+
+
+def runs_command(
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
+    name: Annotated[str | None, typer.Option(help="Only runs of this spec name.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only runs with this tag, as key=value.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+) -> None:
+    """List runs, newest first."""
+    tag_filter: tuple[str, str] | None = None
+    if tag is not None:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise CliError(f"--tag must be key=value, got {tag!r}")
+        tag_filter = (key, value)
+    records, _ = open_store().list_runs(status=status, tag=tag_filter, name=name, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    Console().print(runs_table(records))
+
+
+def watch_run(run_id: str, console: Console | None = None) -> RunRecord:
+    """Show the live step view until the run ends; returns the final record."""
+    console = console or Console()
+    store = open_store()
+    tail = LogTail(JobLogReader(get_settings()), LOG_TAIL_LINES)
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+
+        def redraw(record: RunRecord) -> None:
+            live.update(run_view(record, tail.update(record)))
+
+        return follow_run(store, run_id, on_update=redraw, tick_seconds=0.5)
+
+
+def watch_command(run_id: Annotated[str, typer.Argument(help="The run to watch.")]) -> None:
+    """A live view of the eight steps until the run ends (exit 0 only on success)."""
+    record = watch_run(run_id)
+    if record.status is not RunStatus.SUCCEEDED:
+        raise typer.Exit(1)
+
+
+def logs_command(
+    run_id: Annotated[str, typer.Argument(help="The run whose job output to print.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing while the job runs.")
+    ] = False,
+    stderr: Annotated[
+        bool, typer.Option("--stderr", help="Print stderr instead of stdout.")
+    ] = False,
+) -> None:
+    """The job's stdout (or stderr): live from the cluster while it runs, else as collected."""
+    store = open_store()
+    reader = JobLogReader(get_settings(), "stderr" if stderr else "stdout", min_live_interval=1.0)
+
+    def emit(record: RunRecord) -> None:
+        text = reader.read_new(record)
+        if text:
+            typer.echo(text, nl=False)
+
+    record = store.get(run_id)
+    if follow and not record.terminal:
+        record = follow_run(store, run_id, on_update=emit)
+    emit(record)
+    if reader.offset == 0 and not follow:
+        raise CliError(f"no {reader.file_name} for run {run_id} yet (status {record.status.value})")
+
+
+def outputs_command(
+    run_id: Annotated[str, typer.Argument(help="The run whose outputs to list.")],
+    download: Annotated[
+        Path | None, typer.Option("--download", help="Copy every output file into this folder.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List a run's collected outputs, or copy them to a folder."""
+    record = open_store().get(run_id)
+    root = artifacts_of(run_id)
+    files = [root / relative for relative in record.outputs if (root / relative).is_file()]
+    if download is not None:
+        try:
+            for path in files:
+                target = download / path.relative_to(root)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+        except OSError as exc:
+            raise CliError(
+                f"cannot copy the outputs to {download}: {exc.strerror or exc}"
+            ) from None
+    rows = [{"path": str(p.relative_to(root)), "size": p.stat().st_size} for p in files]
+    if as_json:
+        typer.echo(json.dumps({"run_id": run_id, "root": str(root), "files": rows}, indent=2))
+        return
+    if not rows:
+        typer.echo(f"run {run_id} has no collected outputs (status {record.status.value})")
+    for row in rows:
+        typer.echo(f"{row['size']:>12}  {root / str(row['path'])}")
+    if download is not None:
+        typer.echo(f"copied {len(rows)} file(s) to {download}")

@@ -1,0 +1,68 @@
+"""Every Redis key this project writes, built here and nowhere else.
+
+Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
+
+- ``ns:run:<run_id>``            HASH  ``data`` (RunRecord as JSON), ``version`` (int,
+                                        +1 on every write), ``fingerprint`` (spec hash)
+- ``ns:runs``                    ZSET  run_id scored by created_at (all runs; newest first)
+- ``ns:idx:status:<status>``     ZSET  run_id by created_at, one per RunStatus
+- ``ns:idx:name:<spec.name>``    ZSET  run_id by created_at
+- ``ns:idx:tag:<sha1(k\\0v)>``    ZSET  run_id by created_at, one per tag key/value pair
+- ``ns:idem:<sha256(key)>``      STRING the run_id created under an idempotency key
+- ``ns:events:<run_id>``         STREAM fields ``kind``, ``ts``, ``data`` (JSON)
+- ``ns:lock:<run_id>``           STRING the task id holding the run's step lock
+- ``ns:stats:azure_requests``    HASH  "<operation>|<outcome>" -> count, over all workers
+- ``ns:test:held:<run_id>``, ``ns:test:release:<run_id>``: the test worker's hold
+  (tests/support), never written by a production worker
+
+The Celery broker's own keys (the queue ``batchai``, kombu's ``unacked*``) are
+kombu's, in the same database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from orchestrator.domain.status import RunStatus
+
+DEFAULT_NAMESPACE = "orch"
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str = DEFAULT_NAMESPACE
+
+    def run(self, run_id: str) -> str:
+        return f"{self.namespace}:run:{run_id}"
+
+    def events(self, run_id: str) -> str:
+        return f"{self.namespace}:events:{run_id}"
+
+    @property
+    def runs(self) -> str:
+        return f"{self.namespace}:runs"
+
+    def status_index(self, status: RunStatus) -> str:
+        return f"{self.namespace}:idx:status:{status.value}"
+
+    def name_index(self, name: str) -> str:
+        return f"{self.namespace}:idx:name:{name}"
+
+    def tag_index(self, key: str, value: str) -> str:
+        digest = hashlib.sha1(f"{key}\0{value}".encode(), usedforsecurity=False).hexdigest()
+        return f"{self.namespace}:idx:tag:{digest}"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.namespace}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def lock(self, run_id: str) -> str:
+        return f"{self.namespace}:lock:{run_id}"
+
+    @property
+    def azure_requests(self) -> str:
+        return f"{self.namespace}:stats:azure_requests"
+
+    def test_hold(self, run_id: str) -> tuple[str, str]:
+        """(key set while a test worker holds the run, list it waits on to be released)."""
+        return f"{self.namespace}:test:held:{run_id}", f"{self.namespace}:test:release:{run_id}"

@@ -1,0 +1,196 @@
+"""Helpers of the chain integration tests: worker subprocesses, the Stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
+
+from emulator.testing import EmulatorProcess
+from orchestrator.chain.enqueue import enqueue_run
+from orchestrator.domain.spec import RunSpec, parse_spec
+from orchestrator.domain.status import Step
+from orchestrator.store import RunRecord, RunStore
+
+T = TypeVar("T")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Short knobs so a run takes seconds: polls start at 0.2 s and stay under 1 s;
+# unacked messages of a killed worker come back after 6 s.
+WORKER_SETTINGS = {
+    "ORCH_POLL_INITIAL_SECONDS": "0.2",
+    "ORCH_POLL_MAX_SECONDS": "1",
+    "ORCH_POLL_BACKOFF": "1.5",
+    "ORCH_VISIBILITY_TIMEOUT_SECONDS": "6",
+    "ORCH_STEP_MAX_RETRIES": "30",
+    "ORCH_LOG_LEVEL": "INFO",
+}
+RUN_TIMEOUT = 120.0
+
+TRAIN_SCRIPT = """\
+import argparse, os, sys, time
+parser = argparse.ArgumentParser()
+parser.add_argument("--exit_code", type=int, default=0)
+parser.add_argument("--seconds", type=float, default=0)
+args = parser.parse_args()
+print("Finished Epoch[1 of 2]: [Training] loss = 0.500000 * 100, metric = 12.00% * 100")
+print("Finished Epoch[2 of 2]: [Training] loss = 0.250000 * 100, metric = 6.00% * 100")
+print("accuracy=0.94")
+time.sleep(args.seconds)
+model = os.path.join(os.environ["AZ_BATCHAI_OUTPUT_MODEL"], "ConvNet_MNIST.model")
+os.makedirs(os.path.dirname(model), exist_ok=True)
+with open(model, "w") as handle:
+    handle.write("trained weights")
+print("error text", file=sys.stderr)
+sys.exit(args.exit_code)
+"""
+
+
+def wait_for(
+    condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1
+) -> T:
+    """Poll `condition` until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class WorkerProcess:
+    """`orchestrator worker` in its own process group (SIGKILL takes the pool too)."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        concurrency: int = 1,
+        hold_after: Step | None = None,
+    ) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        pool = "solo" if concurrency == 1 else "prefork"
+        if hold_after is None:
+            command = ["orchestrator.cli", "worker", "--concurrency", str(concurrency)]
+            command += ["--pool", pool]
+        else:
+            command = ["tests.support.held_worker", hold_after.value, str(concurrency), pool]
+            pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+            env = {**env, "PYTHONPATH": pythonpath}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", *command],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no cleanup, no acks, no goodbyes."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(20)
+        if not self._log.closed:
+            self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Stack:
+    """Everything a chain test touches: store, emulator, workers, job inputs."""
+
+    def __init__(self, emulator: EmulatorProcess, redis_url: str, tmp_path: Path) -> None:
+        self.emulator = emulator
+        self.redis_url = redis_url
+        self.tmp_path = tmp_path
+        self.artifacts = tmp_path / "artifacts"
+        self.client = redis.Redis.from_url(redis_url)
+        self.store = RunStore(self.client)
+        self.workers: list[WorkerProcess] = []
+        self.code_dir = tmp_path / "code"
+        self.code_dir.mkdir()
+        (self.code_dir / "train.py").write_text(TRAIN_SCRIPT)
+        self.data_dir = tmp_path / "data"
+        self.data_dir.mkdir()
+        (self.data_dir / "train.txt").write_text("0 1 2 3\n" * 200)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.emulator.env)
+        env.update(WORKER_SETTINGS)
+        env.update(REDIS_URL=self.redis_url, ORCH_ARTIFACTS_DIR=str(self.artifacts))
+        env.update(extra)
+        return env
+
+    def start_worker(
+        self, *, concurrency: int = 1, hold_after: Step | None = None, **extra_env: str
+    ) -> WorkerProcess:
+        log = self.tmp_path / f"worker-{len(self.workers)}.log"
+        worker = WorkerProcess(
+            self.env(**extra_env), log, concurrency=concurrency, hold_after=hold_after
+        )
+        self.workers.append(worker)
+        return worker
+
+    def spec(self, name: str = "mnist", **parameters: Any) -> RunSpec:
+        return parse_spec(
+            {
+                "name": name,
+                "cluster": {"vm_size": "STANDARD_NC6", "node_count": 1},
+                "job": {"toolkit": "cntk", "script": "train.py", "max_wall_clock": "PT10M"},
+                "inputs": {"SCRIPTS": str(self.code_dir), "DATA": str(self.data_dir)},
+                "outputs": ["MODEL"],
+                "parameters": parameters,
+            }
+        )
+
+    def submit(self, spec: RunSpec | None = None) -> str:
+        record, created = enqueue_run(
+            spec or self.spec(), store=self.store, broker_url=self.redis_url
+        )
+        assert created
+        return record.run_id
+
+    def wait_terminal(self, run_id: str, timeout: float = RUN_TIMEOUT) -> RunRecord:
+        def finished() -> RunRecord | None:
+            record = self.store.get(run_id)
+            return record if record.terminal else None
+
+        try:
+            return wait_for(finished, timeout, f"run {run_id} to end")
+        except BaseException:
+            for worker in self.workers:
+                print(f"--- {worker.log_path.name} (tail)\n{worker.log()[-6000:]}")
+            print(self.store.get(run_id).model_dump_json(indent=1))
+            raise
+
+    def stats(self) -> dict[str, Any]:
+        return self.emulator.stats()
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.client.close()
