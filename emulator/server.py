@@ -17,12 +17,12 @@ import threading
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from emulator import arm, auth, batchai, control
 from emulator.core import EmulatorConfig, EmulatorContext
+from emulator.envfile import format_env, write_env_file
 from emulator.faults import FaultInjector, FaultRule
 from emulator.files import FilesService, ShareStore, load_account_key
 from emulator.files.routes import storage_error_body
@@ -362,17 +362,9 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _dispatch
 
 
-def write_env_file(path: Path, env: dict[str, str]) -> None:
-    """KEY=VALUE lines, written atomically so a watcher never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    tmp.chmod(0o600)
-    tmp.replace(path)
-
-
 def serve_forever(config: EmulatorConfig, faults: list[FaultRule] | None = None) -> None:
-    """Run in the foreground until SIGINT/SIGTERM; print the env lines once serving."""
+    """Run in the foreground until SIGINT/SIGTERM; print the env lines once serving
+    (and write them to config.env_file: its appearance tells scripts the server is up)."""
     if not logging.getLogger().handlers:
         # One line per request on stderr, by operation (never the URL: it may carry a SAS).
         logging.basicConfig(
@@ -392,7 +384,8 @@ def serve_forever(config: EmulatorConfig, faults: list[FaultRule] | None = None)
         env = emulator.env()
         if config.env_file is not None:
             write_env_file(config.env_file, env)
-        sys.stdout.write("".join(f"{k}={v}\n" for k, v in env.items()))
+        # The same KEY='VALUE' lines as the file: pasted into a shell they set the same values.
+        sys.stdout.write(format_env(env))
         sys.stdout.flush()
         while not stop.wait(1.0):
             pass

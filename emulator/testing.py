@@ -24,11 +24,8 @@ import requests
 from azure.core.credentials import AccessToken
 
 from emulator.core import EmulatorConfig
-from emulator.process import (
-    ControlClient,
-    EmulatorProcess,
-    parse_env_file,
-)
+from emulator.envfile import parse_env_file
+from emulator.process import ControlClient, EmulatorProcess
 from emulator.server import Emulator
 
 

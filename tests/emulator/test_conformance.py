@@ -180,9 +180,7 @@ def wait_for_final_state(arm: Arm, job_path: str, version: str) -> None:
         if state in ("succeeded", "failed"):
             return
         time.sleep(0.05)
-    pytest.fail(
-        f"prerequisite job {job_path} still {state!r} after {JOB_FINISH_TIMEOUT_SECONDS}s"
-    )
+    pytest.fail(f"prerequisite job {job_path} still {state!r} after {JOB_FINISH_TIMEOUT_SECONDS}s")
 
 
 def example_id(path: Path) -> str:
