@@ -36,7 +36,7 @@ from emulator.batchai.records import (
     utcnow,
 )
 from emulator.core import EmulatorContext
-from emulator.http import HttpError
+from emulator.errors import BadRequest, Conflict
 
 # A preempted job is killed this long after it started (a lowpriority node is lost).
 PREEMPT_AFTER_SECONDS = 0.5
@@ -337,16 +337,14 @@ class BatchAIState:
                     _canonical(existing.properties) != _canonical(public)
                     or existing.secrets != secrets
                 ):
-                    raise HttpError(
-                        409,
+                    raise Conflict(
                         "Conflict",
                         f"Job '{name}' already exists with different properties; a job's "
                         "definition cannot be changed (delete it first).",
                     )
                 return existing, False
             if cluster_key not in self.clusters:
-                raise HttpError(
-                    400,
+                raise BadRequest(
                     "InvalidParameter",
                     f"properties.cluster.id: cluster '{cluster_key[3]}' does not exist",
                 )
@@ -354,8 +352,8 @@ class BatchAIState:
             try:
                 wall_seconds = parse_seconds(wall) if wall else parse_seconds("P7D")
             except ValueError as exc:
-                raise HttpError(
-                    400, "InvalidParameter", f"properties.constraints.maxWallClockTime: {exc}"
+                raise BadRequest(
+                    "InvalidParameter", f"properties.constraints.maxWallClockTime: {exc}"
                 ) from exc
             job_uid = str(uuid.uuid4())
             sub, group, ws, exp, _ = key

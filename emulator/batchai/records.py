@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.batchai import runner
-from emulator.http import HttpError
+from emulator.errors import NotFound
 
 API_2018 = "2018-05-01"
 API_PREVIEW = "2017-09-01-preview"
@@ -35,8 +35,8 @@ def stamp(moment: datetime | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def not_found(kind: str, name: str) -> HttpError:
-    return HttpError(404, "ResourceNotFound", f"The {kind} '{name}' was not found.")
+def not_found(kind: str, name: str) -> NotFound:
+    return NotFound("ResourceNotFound", f"The {kind} '{name}' was not found.")
 
 
 @dataclass

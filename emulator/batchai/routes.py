@@ -11,7 +11,8 @@ from emulator.batchai import output_files, shapes, validation
 from emulator.batchai.models import BatchAIState
 from emulator.batchai.records import API_2018, API_PREVIEW, ClusterKey, JobKey, Operation, stamp
 from emulator.core import EmulatorContext
-from emulator.http import HttpError, Request, Response, Router, json_response
+from emulator.errors import BadRequest, NotFound
+from emulator.http import Request, Response, Router, json_response
 
 _SEG = r"[^/]+"
 SUB = rf"/subscriptions/(?P<sub>{_SEG})"
@@ -32,13 +33,11 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
     ) -> Callable[[Handler], Handler]:
         def wrap(handler: Handler) -> Handler:
             def guarded(request: Request, params: Params) -> Response:
-                validation.check_api_version(request, versions)
                 for field in _NAMED:
                     if field in params:
                         validation.check_name(field, params[field])
                 if "rg" in params and not ctx.resource_groups.exists(params["sub"], params["rg"]):
-                    raise HttpError(
-                        404,
+                    raise NotFound(
                         "ResourceGroupNotFound",
                         f"Resource group '{params['rg']}' could not be found.",
                     )
@@ -47,7 +46,7 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
                     state.advance()
                     return handler(request, params)
 
-            router.add(method, pattern, operation, "arm")(guarded)
+            router.add(method, pattern, operation, "arm", frozenset(versions))(guarded)
             return handler
 
         return wrap
@@ -445,8 +444,8 @@ def register(router: Router, ctx: EmulatorContext, state: BatchAIState) -> None:
         j = state.job(job_key(params, preview))
         directory_id = request.query.get("outputdirectoryid")
         if not directory_id:
-            raise HttpError(
-                400, "InvalidParameter", "outputdirectoryid: the query parameter is required"
+            raise BadRequest(
+                "InvalidParameter", "outputdirectoryid: the query parameter is required"
             )
         expiry = validation.int_query(request, "linkexpiryinminutes", 60, 5, 600)
         limit = validation.int_query(request, "maxresults", 1000, 1, 1000)

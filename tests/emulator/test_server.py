@@ -47,6 +47,15 @@ def test_unknown_files_operation_is_storage_xml(emulator: RunningEmulator) -> No
     assert response.content.startswith(b"<?xml")
 
 
+def test_unknown_control_path_is_a_control_404_not_a_share(emulator: RunningEmulator) -> None:
+    response = requests.get(
+        f"{emulator.url}/_emulator/nothing", verify=emulator.ca_bundle, timeout=30
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NotFound"
+    assert "Emulator_Unmatched" not in emulator.stats()["requests"]  # control is not counted
+
+
 def test_storage_key_is_generated_once_per_data_dir(tmp_path: Path) -> None:
     with start_emulator(tmp_path) as first:
         key = first.env["AZURE_STORAGE_KEY"]
