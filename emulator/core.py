@@ -10,6 +10,7 @@ Protocols below; ARM and Files serve the stores the server put in the context.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ class EmulatorConfig:
     # Name clients use to reach the emulator from elsewhere (e.g. "emulator" as a
     # compose service): added to the certificate and used in the advertised URLs.
     public_host: str | None = None
+    # Monotonic seconds: when new nodes become idle, when a preempted run is killed and
+    # when maxWallClockTime expires. Tests pass a clock they advance themselves.
+    clock: Callable[[], float] = time.monotonic
 
 
 class Stats(Protocol):

@@ -1,3 +1,6 @@
+# Over 400 lines (about 420): the Files operations, their dispatch table and the
+# request helpers they share (ranges, content settings, listings) read best together;
+# the on-disk store is already separate (store.py).
 """Azure Files REST operations, dispatched on method + restype/comp like the real service.
 
 Files requests are not matched by path alone: one URL path serves many operations
