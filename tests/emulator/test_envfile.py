@@ -119,7 +119,7 @@ def test_env_file_and_printed_lines_read_the_same_everywhere(tmp_path: Path) -> 
     assert settings.model_dump() == printed
 
 
-@pytest.mark.parametrize("value", ["it's", "C:\\tls\\ca.pem", "two\nlines", "${HOME}/ca.pem"])
+@pytest.mark.parametrize("value", ["it's", "tls\\ca.pem", "two\nlines", "${HOME}/ca.pem"])
 def test_values_no_reader_agrees_on_are_refused(value: str) -> None:
     with pytest.raises(EnvValueError):
         env_line("REQUESTS_CA_BUNDLE", value)
