@@ -16,7 +16,8 @@ import hmac
 import re
 from urllib.parse import quote
 
-from emulator.http import HttpError, Request
+from emulator.errors import Forbidden, Unauthorized
+from emulator.http import Request
 
 SAS_VERSION = "2019-02-02"
 SAS_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -43,14 +44,12 @@ def require_bearer(request: Request) -> None:
     """ARM: any non-empty, well-formed bearer token (there is no identity service)."""
     value = request.headers.get("authorization", "")
     if not value:
-        raise HttpError(
-            401,
+        raise Unauthorized(
             "AuthenticationFailed",
             "Authentication failed. The 'Authorization' header is missing.",
         )
     if not _BEARER.fullmatch(value.strip()):
-        raise HttpError(
-            401,
+        raise Unauthorized(
             "AuthenticationFailed",
             "Authentication failed. The 'Authorization' header is not a well-formed Bearer token.",
         )
@@ -179,8 +178,7 @@ def verify_file_sas(request: Request, account: str, key_base64: str, share: str,
         raise _storage_auth_failed("the SAS is not valid yet (st)")
     needed = _SAS_PERMISSION_FOR_METHOD.get(request.method, "w")
     if needed not in query.get("sp", ""):
-        raise HttpError(
-            403,
+        raise Forbidden(
             "AuthorizationPermissionMismatch",
             f"This request is not authorized to perform this operation using this permission "
             f"(the SAS permission sp lacks '{needed}').",
@@ -196,9 +194,8 @@ def _parse_sas_time(text: str) -> datetime.datetime:
     raise ValueError(text)
 
 
-def _storage_auth_failed(reason: str) -> HttpError:
-    return HttpError(
-        403,
+def _storage_auth_failed(reason: str) -> Forbidden:
+    return Forbidden(
         "AuthenticationFailed",
         "Server failed to authenticate the request. Make sure the value of Authorization "
         f"header is formed correctly including the signature ({reason}).",

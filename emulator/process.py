@@ -14,6 +14,8 @@ from typing import Any, Self
 
 import requests
 
+from emulator.envfile import parse_env_file
+
 STARTUP_TIMEOUT_SECONDS = 60.0
 
 
@@ -113,12 +115,3 @@ class EmulatorProcess(ControlClient):
 
     def __exit__(self, *args: object) -> None:
         self.stop()
-
-
-def parse_env_file(path: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            env[key.strip()] = value
-    return env

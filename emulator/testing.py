@@ -7,6 +7,10 @@
     with EmulatorProcess(tmp_path) as emu:         # `orchestrator emulator` subprocess
         ...
 
+    clock = ManualClock()                          # time moves only on clock.advance(s)
+    with start_emulator(tmp_path, clock=clock) as emu:
+        ...
+
 Both expose .env (the KEY=VALUE set the CLI prints), .url, .ca_bundle,
 .stats(), .set_faults(rules), .reset(state=False) and .stop().
 """
@@ -14,6 +18,7 @@ Both expose .env (the KEY=VALUE set the CLI prints), .url, .ca_bundle,
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,11 +29,8 @@ import requests
 from azure.core.credentials import AccessToken
 
 from emulator.core import EmulatorConfig
-from emulator.process import (
-    ControlClient,
-    EmulatorProcess,
-    parse_env_file,
-)
+from emulator.envfile import parse_env_file
+from emulator.process import ControlClient, EmulatorProcess
 from emulator.server import Emulator
 
 
@@ -94,6 +96,24 @@ def file_service(env: dict[str, str], **kwargs: Any) -> Any:
     )
 
 
+class ManualClock:
+    """An EmulatorConfig.clock that stands still until advanced: node provisioning,
+    preemption and maxWallClockTime then happen when a test says, not when a loaded
+    machine gets round to it."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
 class RunningEmulator(ControlClient):
     """An in-process emulator on a free port (see start_emulator)."""
 
@@ -134,6 +154,7 @@ def apply_env(env: dict[str, str]) -> dict[str, str]:
 
 __all__ = [
     "EmulatorProcess",
+    "ManualClock",
     "RunningEmulator",
     "StaticTokenCredential",
     "arm_client",

@@ -138,10 +138,26 @@ def test_quickstart_era_api_version_is_accepted(emulator: RunningEmulator) -> No
         emulator,
         "PUT",
         f"/subscriptions/{sub}/resourcegroups/old-rg?api-version=2017-05-10",
-        json={"location": "eastus"},
+        json={"location": "eastus", "tags": {"era": "quickstart"}},
         headers={"Authorization": "Bearer t"},
     )
     assert response.status_code == 201
+    assert response.json() == {
+        "id": f"/subscriptions/{sub}/resourceGroups/old-rg",
+        "name": "old-rg",
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": "eastus",
+        "properties": {"provisioningState": "Succeeded"},
+        "tags": {"era": "quickstart"},
+    }
+    again = _raw(
+        emulator,
+        "GET",
+        f"/subscriptions/{sub}/resourcegroups/old-rg?api-version=2017-05-10",
+        headers={"Authorization": "Bearer t"},
+    )
+    assert again.status_code == 200
+    assert again.json() == response.json()
 
 
 def test_create_without_location_names_the_field(arm: Any) -> None:

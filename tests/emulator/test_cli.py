@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from emulator.envfile import parse_env_text
 from emulator.testing import parse_env_file
 
 EXPECTED_KEYS = {
@@ -69,8 +70,7 @@ def test_emulator_command_prints_env_serves_and_stops_on_sigterm(tmp_path: Path)
         proc.terminate()
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    printed = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    assert printed == env
+    assert parse_env_text(out) == env
     assert env["AZURE_STORAGE_KEY"] not in err
 
 
