@@ -6,7 +6,7 @@
 - orchestrator/ keeps at most 10 modules at its top level, and no module
   outside tests/ exceeds 600 lines.
 - No tracked file names a path outside the repository (its parent folder, or
-  ../shared): the project must work on a stranger's laptop.
+  the shared folder beside it): the project must work on a stranger's laptop.
 """
 
 from __future__ import annotations
