@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.artifacts import RunArtifacts
 from orchestrator.azure.files import md5_base64
 from orchestrator.azure.gateway import Gateway
 from orchestrator.azure.job_params import STDOUTERR_OUTPUT_ID
@@ -239,28 +240,22 @@ def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
     return Wait(detail=detail)
 
 
-def _safe_relative(name: str) -> Path:
-    """A listing name as a relative path that cannot escape its directory."""
-    parts = [p for p in Path(name).parts if p not in ("", ".", "..", "/")]
-    return Path(*parts) if parts else Path("_")
-
-
 def collect_outputs(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
-    run_dir = ctx.settings.artifacts_dir / run_id
+    artifacts = RunArtifacts.of(ctx.settings.artifacts_dir, run_id)
     collected: list[str] = []
     downloaded_bytes = 0
-    targets: list[tuple[str, Path]] = [(STDOUTERR_OUTPUT_ID, run_dir)]
-    targets += [(output_id, run_dir / "outputs" / output_id) for output_id in record.spec.outputs]
+    targets: list[tuple[str, Path]] = [(STDOUTERR_OUTPUT_ID, artifacts.root)]
+    targets += [(output_id, artifacts.output_dir(output_id)) for output_id in record.spec.outputs]
     for output_id, destination in targets:
         for item in ctx.gateway.list_output_files(names, output_id):
             if item.is_directory or not item.download_url:
                 continue
-            dest = destination / _safe_relative(item.name)
+            dest = destination / RunArtifacts.safe_relative(item.name)
             downloaded_bytes += ctx.gateway.download(item.download_url, dest)
-            collected.append(dest.relative_to(run_dir).as_posix())
-    stdout = run_dir / "stdout.txt"
+            collected.append(dest.relative_to(artifacts.root).as_posix())
+    stdout = artifacts.log("stdout")
     parsed = parse_metrics(stdout.read_text(errors="replace")) if stdout.exists() else None
 
     def record_outputs(r: RunRecord) -> None:

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from orchestrator.artifacts import RunArtifacts
 from orchestrator.cli.common import CliError, open_store
 from orchestrator.cli.follow import follow_run
 from orchestrator.cli.render import run_view, runs_table
@@ -20,10 +21,6 @@ from orchestrator.settings import get_settings
 from orchestrator.store import RunRecord
 
 LOG_TAIL_LINES = 12
-
-
-def artifacts_of(run_id: str) -> Path:
-    return get_settings().artifacts_dir / run_id
 
 
 def runs_command(
@@ -102,25 +99,26 @@ def outputs_command(
 ) -> None:
     """List a run's collected outputs, or copy them to a folder."""
     record = open_store().get(run_id)
-    root = artifacts_of(run_id)
-    files = [root / relative for relative in record.outputs if (root / relative).is_file()]
+    artifacts = RunArtifacts.of(get_settings().artifacts_dir, run_id)
+    files = artifacts.files()  # the same listing as GET /v1/runs/{id}/outputs
     if download is not None:
         try:
-            for path in files:
-                target = download / path.relative_to(root)
+            for item in files:
+                target = download / item.path
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, target)
+                shutil.copy2(artifacts.resolve(item.path), target)
         except OSError as exc:
             raise CliError(
                 f"cannot copy the outputs to {download}: {exc.strerror or exc}"
             ) from None
-    rows = [{"path": str(p.relative_to(root)), "size": p.stat().st_size} for p in files]
     if as_json:
-        typer.echo(json.dumps({"run_id": run_id, "root": str(root), "files": rows}, indent=2))
+        rows = [{"path": item.path, "size": item.size} for item in files]
+        document = {"run_id": run_id, "root": str(artifacts.root), "files": rows}
+        typer.echo(json.dumps(document, indent=2))
         return
-    if not rows:
+    if not files:
         typer.echo(f"run {run_id} has no collected outputs (status {record.status.value})")
-    for row in rows:
-        typer.echo(f"{row['size']:>12}  {root / str(row['path'])}")
+    for item in files:
+        typer.echo(f"{item.size:>12}  {artifacts.root / item.path}")
     if download is not None:
-        typer.echo(f"copied {len(rows)} file(s) to {download}")
+        typer.echo(f"copied {len(files)} file(s) to {download}")

@@ -157,7 +157,9 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is at the time (test capture swaps it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stderr)
+        # Assigned, not setStream(): that flushes the previous stream first,
+        # which fails once a test's capture has closed it.
+        self.stream = sys.stderr
         super().emit(record)
 
 

@@ -13,6 +13,7 @@ from orchestrator.api.deps import AuthDep, SettingsDep, StoreDep
 from orchestrator.api.errors import field_error
 from orchestrator.api.models import (
     RUNS_PATH,
+    OutputFile,
     OutputList,
     RunAccepted,
     RunLinks,
@@ -20,8 +21,8 @@ from orchestrator.api.models import (
     RunRequest,
     RunView,
 )
-from orchestrator.api.outputs import list_output_files, resolve_output, run_artifacts_dir
 from orchestrator.api.sse import run_event_stream, stream_limiter
+from orchestrator.artifacts import ArtifactNotFound, OutsideArtifacts, RunArtifacts
 from orchestrator.chain import cancel
 from orchestrator.chain.enqueue import enqueue_run
 from orchestrator.domain.spec import RunSpec
@@ -149,10 +150,10 @@ def get_run(run_id: str, store: StoreDep) -> RunView:
 def cancel_run(run_id: str, store: StoreDep) -> RunView:
     """Cancel the run: a queued run ends at once; a started one is flagged, and the
     chain terminates its job and cleans up before it ends cancelled."""
-    record = store.get(run_id)
-    if record.terminal:
-        raise HTTPException(409, f"run_id: run {run_id!r} has already ended ({record.status})")
-    return RunView.of(cancel.cancel_run(store, run_id))
+    try:
+        return RunView.of(cancel.cancel_run(store, run_id))
+    except cancel.RunAlreadyEnded as exc:
+        raise HTTPException(409, f"run_id: {exc}") from None
 
 
 @router.get(
@@ -191,8 +192,9 @@ async def stream_events(
 def list_outputs(run_id: str, store: StoreDep, settings: SettingsDep) -> OutputList:
     """Files collected for the run (empty until its outputs are collected)."""
     store.get(run_id)  # 404 for unknown runs, before touching the filesystem
-    root = run_artifacts_dir(settings.artifacts_dir, run_id)
-    return OutputList(run_id=run_id, files=list_output_files(root))
+    artifacts = RunArtifacts.of(settings.artifacts_dir, run_id)
+    files = [OutputFile(path=item.path, size=item.size) for item in artifacts.files()]
+    return OutputList(run_id=run_id, files=files)
 
 
 @router.get(
@@ -207,5 +209,10 @@ def list_outputs(run_id: str, store: StoreDep, settings: SettingsDep) -> OutputL
 )
 def download_output(run_id: str, path: str, store: StoreDep, settings: SettingsDep) -> FileResponse:
     store.get(run_id)
-    target = resolve_output(run_artifacts_dir(settings.artifacts_dir, run_id), path)
+    try:
+        target = RunArtifacts.of(settings.artifacts_dir, run_id).resolve(path)
+    except OutsideArtifacts:
+        raise HTTPException(400, "path: must be a relative path inside the run's outputs") from None
+    except ArtifactNotFound:
+        raise HTTPException(404, f"path: no output file {path!r} in this run") from None
     return FileResponse(target, filename=target.name)
