@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -179,5 +180,25 @@ def test_env_example_holds_no_real_secrets() -> None:
         match = re.match(r"^#?\s?([A-Z][A-Z0-9_]*)=(.*)$", line)
         if match is not None and match.group(1) in secrets:
             seen.add(match.group(1))
-            assert match.group(2) == "" or match.group(2).startswith("<"), line
+            assert match.group(2) in ("", "''") or match.group(2).startswith("'<"), line
     assert seen == secrets
+
+
+def test_env_example_can_be_sourced_by_a_shell() -> None:
+    """Users `set -a; . .env`: every value is quoted so that `;`, `<` and `>`
+    in placeholders and connection strings reach the variable intact."""
+    from emulator.envfile import parse_env_text
+
+    active = "\n".join(
+        line for line in ENV_EXAMPLE.read_text().splitlines() if not line.startswith("#")
+    )
+    expected = parse_env_text(active)
+    assert "AZURE_STORAGE_CONNECTION_STRING" in expected
+    script = f"set -a; . {ENV_EXAMPLE}; set +a; " + "; ".join(
+        f'printf "%s=%s\\0" {name} "${name}"' for name in expected
+    )
+    shell = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=True, timeout=30
+    )
+    sourced = dict(item.split("=", 1) for item in shell.stdout.split("\0") if item)
+    assert sourced == expected

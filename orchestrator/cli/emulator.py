@@ -13,7 +13,9 @@ from orchestrator.cli.common import CliError
 
 def emulator_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")
+    ] = 0,
     data_dir: Annotated[
         Path, typer.Option("--data-dir", help="Where shares, job outputs and the CA live.")
     ] = Path(".emulator"),
@@ -21,7 +23,8 @@ def emulator_command(
         Path | None, typer.Option("--env-file", help="Also write the KEY=VALUE lines here.")
     ] = None,
     provision_seconds: Annotated[
-        float, typer.Option("--provision-seconds", help="Seconds a new node stays preparing.")
+        float,
+        typer.Option("--provision-seconds", min=0, help="Seconds a new node stays preparing."),
     ] = 0.0,
     python: Annotated[
         str, typer.Option("--python", help="Interpreter that runs job scripts.")
@@ -44,13 +47,10 @@ def emulator_command(
 ) -> None:
     """Serve the emulator in the foreground until interrupted."""
     from emulator.core import EmulatorConfig
+    from emulator.envfile import EnvValueError
     from emulator.faults import FaultRuleError, parse_flag
     from emulator.server import serve_forever
 
-    if not 0 <= port <= 65535:
-        raise CliError(f"--port must be between 0 and 65535, got {port}")
-    if provision_seconds < 0:
-        raise CliError("--provision-seconds must not be negative")
     try:
         rules = [parse_flag(text) for text in fault or []]
     except FaultRuleError as exc:
@@ -70,3 +70,6 @@ def emulator_command(
     except OSError as exc:
         # e.g. the port is taken or the data dir is not writable.
         raise CliError(f"cannot start the emulator: {exc.strerror or exc}") from exc
+    except EnvValueError as exc:
+        # A value the env file cannot carry safely (e.g. a data dir path with a quote).
+        raise CliError(f"cannot write the env file: {exc}") from exc
