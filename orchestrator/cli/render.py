@@ -84,7 +84,10 @@ def run_view(record: RunRecord, log_lines: Sequence[str] = (), now: float | None
     if record.error:
         parts.append(Text(f"error: {record.error}", style="red"))
     if log_lines:
-        parts.append(Panel(Text("\n".join(log_lines)), title="job log (last lines)"))
+        # One screen line per log line, cut with an ellipsis: a long path folded
+        # inside a box cannot be copied. Full lines: `orchestrator logs RUN`.
+        tail = Text("\n".join(log_lines), no_wrap=True, overflow="ellipsis")
+        parts.append(Panel(tail, title="job log (last lines)"))
     return Panel(Group(*parts), title=run_title(record), expand=False)
 
 

@@ -45,6 +45,16 @@ def test_run_view_shows_all_eight_steps_with_states_and_elapsed_times() -> None:
     assert "running" in text
 
 
+def test_a_long_log_line_takes_one_screen_line_and_is_never_folded() -> None:
+    long_path = "Model saved to /" + "/".join(f"segment{i:02d}" for i in range(30)) + "/model.pt"
+    text = render(run_view(record_with_steps(), ["epoch 1", long_path, "done"], now=115.0))
+    lines = text.splitlines()
+    log_lines = [line for line in lines if "Model saved to" in line]
+    assert len(log_lines) == 1 and "…" in log_lines[0]  # cut, not folded onto the next line
+    following = lines[lines.index(log_lines[0]) + 1]
+    assert "done" in following and "segment" not in following
+
+
 def test_runs_table_lists_each_run() -> None:
     text = render(runs_table([record_with_steps()]))
     assert "abc123" in text and "demo" in text and "running" in text
