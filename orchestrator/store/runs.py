@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, cast
 
 import redis
@@ -38,25 +38,20 @@ from orchestrator.observability.logs import redact_text
 from orchestrator.store.errors import (
     IdempotencyConflict,
     IllegalTransition,
-    InvalidCursor,
     RunNotFound,
     StoreContention,
 )
 from orchestrator.store.keys import DEFAULT_NAMESPACE, Keys
+from orchestrator.store.listing import RunListing, text
 from orchestrator.store.lua import load_script
 from orchestrator.store.records import Ending, RunEvent, RunRecord, StepRecord
 
 # Attempts of one compare-and-set before giving up; a lost race costs one
 # re-read, so reaching this means something rewrites the run in a loop.
 CAS_ATTEMPTS = 100
-LIST_PAGE = 200
 
 _FINISHED_STEP_STATES = frozenset({StepState.DONE, StepState.FAILED, StepState.SKIPPED})
 _ACTIVE_STEP_STATES = frozenset({StepState.RUNNING, StepState.WAITING})
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _dump(data: dict[str, Any]) -> str:
@@ -103,7 +98,10 @@ def _change_events(before: RunRecord, after: RunRecord) -> list[_Event]:
     return events
 
 
-class RunStore:
+class RunStore(RunListing):
+    """Writes (all through _compare_and_set) and events; the read-side queries
+    are RunListing's (store/listing.py)."""
+
     def __init__(self, redis: redis.Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.redis = redis
         self.namespace = namespace
@@ -171,7 +169,7 @@ class RunStore:
                 ],
             ),
         )
-        outcome = _text(result[0])
+        outcome = text(result[0])
         if outcome == "created":
             return record, True
         if outcome == "conflict":
@@ -179,7 +177,7 @@ class RunStore:
                 f"run {run_id!r} already exists with a different spec", field="run_id"
             )
         if outcome == "idem":
-            existing = self.get(_text(result[1]))
+            existing = self.get(text(result[1]))
             if existing.spec_fingerprint != fingerprint:
                 raise IdempotencyConflict(
                     "idempotency key already used for a run with a different spec "
@@ -227,7 +225,7 @@ class RunStore:
             after.updated_at = time.time()
             events = [*_change_events(before, after), *extra]
             args: list[Any] = [
-                _text(version),
+                text(version),
                 after.model_dump_json(),
                 run_id,
                 repr(after.created_at),
@@ -389,7 +387,7 @@ class RunStore:
         )
         if event_id is None:
             raise RunNotFound(run_id)
-        return _text(event_id)
+        return text(event_id)
 
     def read_events(
         self,
@@ -406,104 +404,16 @@ class RunStore:
         events: list[RunEvent] = []
         for _stream, entries in _stream_entries(response):
             for entry_id, fields in entries:
-                values = {_text(k): _text(v) for k, v in fields.items()}
+                values = {text(k): text(v) for k, v in fields.items()}
                 events.append(
                     RunEvent(
-                        id=_text(entry_id),
+                        id=text(entry_id),
                         kind=values.get("kind", ""),
                         data=json.loads(values.get("data", "{}")),
                         ts=float(values.get("ts", "0")),
                     )
                 )
         return events
-
-    # ----------------------------------------------------------------- queries
-    def list_runs(
-        self,
-        *,
-        status: RunStatus | None = None,
-        tag: tuple[str, str] | None = None,
-        name: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> tuple[list[RunRecord], str | None]:
-        """Runs newest first, filtered; returns (page, cursor of the next page or None).
-
-        Walks the most selective index and checks the other filters on the
-        records themselves.
-        """
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        if status is not None:
-            index = self.keys.status_index(status)
-        elif name is not None:
-            index = self.keys.name_index(name)
-        elif tag is not None:
-            index = self.keys.tag_index(*tag)
-        else:
-            index = self.keys.runs
-        position = _decode_cursor(cursor) if cursor else None
-
-        def matches(record: RunRecord) -> bool:
-            return (
-                (status is None or record.status == status)
-                and (name is None or record.spec.name == name)
-                and (tag is None or record.spec.tags.get(tag[0]) == tag[1])
-            )
-
-        found: list[RunRecord] = []
-        while True:
-            top: float | str = position[0] if position else "+inf"
-            batch = cast(
-                list[tuple[Any, float]],
-                self.redis.zrevrangebyscore(
-                    index, top, "-inf", start=0, num=LIST_PAGE, withscores=True
-                ),
-            )
-            candidates: list[tuple[str, float]] = []
-            for member, score in batch:
-                run_id = _text(member)
-                # Ties in created_at are ordered by run id (descending): skip
-                # what the previous page already returned.
-                if position and score == position[0] and run_id >= position[1]:
-                    continue
-                candidates.append((run_id, score))
-            if not candidates:
-                return found, None
-            records = self._get_many([run_id for run_id, _ in candidates])
-            for (run_id, score), record in zip(candidates, records, strict=True):
-                position = (score, run_id)
-                if record is not None and matches(record):
-                    found.append(record)
-                    if len(found) == limit:
-                        return found, _encode_cursor(position)
-            if len(batch) < LIST_PAGE:
-                return found, None
-
-    def _get_many(self, run_ids: list[str]) -> list[RunRecord | None]:
-        pipe = self.redis.pipeline(transaction=False)
-        for run_id in run_ids:
-            pipe.hget(self.keys.run(run_id), "data")
-        return [
-            RunRecord.model_validate_json(data) if data is not None else None
-            for data in pipe.execute()
-        ]
-
-    def run_ids(self) -> Iterator[str]:
-        """Every run id, oldest first (paged, so memory stays flat)."""
-        start = 0
-        while True:
-            page = self.redis.zrange(self.keys.runs, start, start + LIST_PAGE - 1)
-            yield from (_text(member) for member in page)
-            if len(page) < LIST_PAGE:
-                return
-            start += LIST_PAGE
-
-    def count_by_status(self) -> dict[RunStatus, int]:
-        pipe = self.redis.pipeline(transaction=False)
-        for status in RunStatus:
-            pipe.zcard(self.keys.status_index(status))
-        return dict(zip(RunStatus, (int(n) for n in pipe.execute()), strict=True))
 
 
 def _stream_entries(response: Any) -> list[tuple[Any, list[tuple[Any, dict[Any, Any]]]]]:
@@ -513,17 +423,3 @@ def _stream_entries(response: Any) -> list[tuple[Any, list[tuple[Any, dict[Any, 
     if isinstance(response, dict):
         return [(stream, entries) for stream, entries in response.items()]
     return [(stream, entries) for stream, entries in response]
-
-
-def _encode_cursor(position: tuple[float, str]) -> str:
-    return f"{position[0]!r}:{position[1]}"
-
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    score, sep, run_id = cursor.partition(":")
-    try:
-        if not sep:
-            raise ValueError
-        return float(score), validate_run_id(run_id)
-    except ValueError:
-        raise InvalidCursor(f"cursor {cursor!r} is not one this store returned") from None
