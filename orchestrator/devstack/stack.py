@@ -11,18 +11,16 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 import httpx
 
 from emulator.process import EmulatorProcess
+from orchestrator.devstack.processes import ChildProcess, cli_argv
 from orchestrator.devstack.redis_server import RedisServer
 
 AZURE_CREDENTIAL_KEYS = ("AZURE_CLIENT_ID", "AZURE_SUBSCRIPTION_ID", "AZURE_ARM_ENDPOINT")
@@ -60,19 +58,12 @@ class StackConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-
 class Stack:
     def __init__(self, config: StackConfig, base_env: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.env: dict[str, str] = dict(os.environ if base_env is None else base_env)
         self.env.update(config.extra_env)
-        self.children: list[Child] = []
+        self.children: list[ChildProcess] = []
         self.redis: RedisServer | None = None
         self.emulator: EmulatorProcess | None = None
         self.api_url: str | None = None
@@ -140,42 +131,28 @@ class Stack:
 
         wait_until(healthy, timeout=60, what="the API")
 
-    def _spawn(self, name: str, args: list[str], cwd: Path | None = None) -> Child:
-        log_path = self.logs_dir / f"{name}.log"
-        log: IO[bytes] = log_path.open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", *args],
-            env=self.env,
-            cwd=cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+    def _spawn(self, name: str, args: list[str], cwd: Path | None = None) -> ChildProcess:
+        child = ChildProcess.spawn(
+            name, cli_argv(*args), env=self.env, log_path=self.logs_dir / f"{name}.log", cwd=cwd
         )
-        log.close()
-        child = Child(name, process, log_path)
         self.children.append(child)
         return child
 
     # ----------------------------------------------------------------- health
-    def dead_child(self) -> Child | None:
+    def dead_child(self) -> ChildProcess | None:
         """The first child that exited, if any."""
         watched = list(self.children)
         if self.emulator is not None:
-            watched.append(Child("emulator", self.emulator.process, self.emulator.log_path))
-        return next((c for c in watched if c.process.poll() is not None), None)
+            watched.append(ChildProcess("emulator", self.emulator.process, self.emulator.log_path))
+        return next((c for c in watched if not c.alive()), None)
 
     # ------------------------------------------------------------------- stop
     def stop(self, timeout: float = 15.0) -> None:
         """Stop children in reverse start order: API and beat, worker, then emulator, Redis."""
         for child in reversed(self.children):
-            if child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
+            child.send(signal.SIGTERM)
         for child in reversed(self.children):
-            try:
-                child.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                child.process.kill()
-                child.process.wait()
+            child.wait_stopped(timeout)
         self.children.clear()
         if self.emulator is not None:
             self.emulator.stop(timeout)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +14,7 @@ import redis
 
 from emulator.testing import EmulatorProcess
 from orchestrator.chain.enqueue import enqueue_run
+from orchestrator.devstack.processes import ChildProcess, cli_argv
 from orchestrator.domain.spec import RunSpec, parse_spec
 from orchestrator.domain.status import Step
 from orchestrator.store import RunRecord, RunStore
@@ -68,55 +67,24 @@ def wait_for(
         time.sleep(interval)
 
 
-class WorkerProcess:
-    """`orchestrator worker` in its own process group (SIGKILL takes the pool too)."""
-
-    def __init__(
-        self,
-        env: dict[str, str],
-        log_path: Path,
-        *,
-        concurrency: int = 1,
-        hold_after: Step | None = None,
-    ) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        pool = "solo" if concurrency == 1 else "prefork"
-        if hold_after is None:
-            command = ["orchestrator.cli", "worker", "--concurrency", str(concurrency)]
-            command += ["--pool", pool]
-        else:
-            command = ["tests.support.held_worker", hold_after.value, str(concurrency), pool]
-            pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-            env = {**env, "PYTHONPATH": pythonpath}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", *command],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: no cleanup, no acks, no goodbyes."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(30)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(20)
-        if not self._log.closed:
-            self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+def start_worker_process(
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    concurrency: int = 1,
+    hold_after: Step | None = None,
+) -> ChildProcess:
+    """`orchestrator worker` in its own process group (SIGKILL takes the pool too);
+    with `hold_after`, the test worker that stops after that step's Azure work."""
+    pool = "solo" if concurrency == 1 else "prefork"
+    if hold_after is None:
+        argv = cli_argv("worker", "--concurrency", str(concurrency), "--pool", pool)
+    else:
+        argv = [sys.executable, "-m", "tests.support.held_worker"]
+        argv += [hold_after.value, str(concurrency), pool]
+        pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env = {**env, "PYTHONPATH": pythonpath}
+    return ChildProcess.spawn("worker", argv, env=env, log_path=log_path, own_group=True)
 
 
 class Stack:
@@ -129,7 +97,7 @@ class Stack:
         self.artifacts = tmp_path / "artifacts"
         self.client = redis.Redis.from_url(redis_url)
         self.store = RunStore(self.client)
-        self.workers: list[WorkerProcess] = []
+        self.workers: list[ChildProcess] = []
         self.code_dir = tmp_path / "code"
         self.code_dir.mkdir()
         (self.code_dir / "train.py").write_text(TRAIN_SCRIPT)
@@ -147,9 +115,9 @@ class Stack:
 
     def start_worker(
         self, *, concurrency: int = 1, hold_after: Step | None = None, **extra_env: str
-    ) -> WorkerProcess:
+    ) -> ChildProcess:
         log = self.tmp_path / f"worker-{len(self.workers)}.log"
-        worker = WorkerProcess(
+        worker = start_worker_process(
             self.env(**extra_env), log, concurrency=concurrency, hold_after=hold_after
         )
         self.workers.append(worker)
