@@ -76,10 +76,27 @@ class Settings(BaseSettings):
     step_max_retries: Annotated[int, Field(ge=0)] = Field(
         8, validation_alias="ORCH_STEP_MAX_RETRIES"
     )
-    # Broker redelivery of unacked tasks after this many seconds; it must stay
-    # above the longest countdown, or a waiting task would run twice.
+    # Broker redelivery of unacked tasks after this many seconds. Waits no
+    # longer sit in the broker (they are in the due index), and a dead
+    # worker's step is re-driven after its lease, so this is only a backstop.
     visibility_timeout_seconds: Annotated[int, Field(gt=0)] = Field(
         3600, validation_alias="ORCH_VISIBILITY_TIMEOUT_SECONDS"
+    )
+    # A step's lease on its run: renewed every third of this while the step
+    # executes; a worker that dies stops renewing, and after this long the
+    # re-driver hands the step to another worker.
+    lease_seconds: Annotated[float, Field(gt=0)] = Field(
+        30.0, validation_alias="ORCH_LEASE_SECONDS"
+    )
+    # How often a worker's chain clock looks for runs whose step lost its
+    # worker (Redis reads only; one worker per interval does it).
+    redrive_interval_seconds: Annotated[float, Field(gt=0)] = Field(
+        5.0, validation_alias="ORCH_REDRIVE_INTERVAL_SECONDS"
+    )
+    # A step sent or started this long ago, with no lease and no scheduled
+    # message, lost its message (a dead worker held it): it is sent again.
+    redrive_after_seconds: Annotated[float, Field(gt=0)] = Field(
+        30.0, validation_alias="ORCH_REDRIVE_AFTER_SECONDS"
     )
     reaper_interval_seconds: Annotated[float, Field(gt=0)] = Field(
         300.0, validation_alias="ORCH_REAPER_INTERVAL_SECONDS"

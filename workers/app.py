@@ -22,7 +22,7 @@ def configure(app: Celery, settings: Settings) -> None:
 
 
 def create_app(settings: Settings | None = None) -> Celery:
-    app = Celery("batchai-orchestrator", include=["workers.tasks"])
+    app = Celery("batchai-orchestrator", include=["workers.tasks", "workers.clock"])
     configure(app, settings or get_settings())
     return app
 

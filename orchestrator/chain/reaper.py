@@ -1,47 +1,35 @@
-"""The reaper: last line of defence after a SIGKILL or a lost message.
+"""The reaper: the last line of defence against leaked Azure resources.
 
-Run periodically (task `batchai.reap`, scheduled by beat). It
+Run every few minutes (task `batchai.reap`, scheduled by beat), it deletes this
+orchestrator's clusters and jobs -- recognised by their names
+(naming.parse_*_run_id; shared clusters are never recognised) -- whose run is
+terminal or unknown to the store, once they are older than
+settings.reaper_grace_seconds (so a run being created is never raced).
 
-1. deletes this orchestrator's clusters and jobs -- recognised by their names
-   (naming.parse_*_run_id; shared clusters are never recognised) -- whose run
-   is terminal or unknown to the store, once they are older than
-   settings.reaper_grace_seconds (so a run being created is never raced);
-2. re-drives runs that are not terminal but made no progress for a long time
-   (longer than a broker redelivery could take): it re-sends their current
-   step's task with the expected task id, which the chain accepts exactly once.
+Re-driving runs that lost their worker is the other, faster job: it reads
+Redis only and runs every few seconds in every worker's chain clock
+(chain/redrive.py, chain/clock.py), so recovery costs no Azure reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
 from orchestrator.azure.errors import AzureGatewayError
 from orchestrator.azure.types import AzureResource
-from orchestrator.chain.runner import Dispatch, new_task_id
 from orchestrator.chain.steps import StepContext
 from orchestrator.domain.naming import parse_cluster_run_id, parse_job_run_id
-from orchestrator.domain.status import STEP_ORDER, TERMINAL, RunStatus, Step, StepState
 from orchestrator.observability.logs import get_logger
-from orchestrator.store import RunNotFound, RunRecord
-
-_FINISHED = frozenset({StepState.DONE, StepState.SKIPPED})
+from orchestrator.store import RunNotFound
 
 
 @dataclass
 class ReapReport:
     deleted_clusters: list[str] = field(default_factory=list)
     deleted_jobs: list[str] = field(default_factory=list)
-    redriven: list[Dispatch] = field(default_factory=list)
-
-
-def stale_after_seconds(ctx: StepContext) -> float:
-    """No progress for this long means the run's message was lost: longer than
-    a redelivery (visibility timeout) plus the longest poll countdown."""
-    s = ctx.settings
-    return 2 * s.visibility_timeout_seconds + s.poll_max_seconds
 
 
 def _age(ctx: StepContext, resource: AzureResource) -> float:
@@ -109,60 +97,8 @@ def reap_clusters(ctx: StepContext, report: ReapReport) -> None:
             report.deleted_clusters.append(cluster.name)
 
 
-def redrive_step(record: RunRecord) -> Step:
-    """The step a stalled run should continue with.
-
-    A cancel request with no decided ending yet is not a reason to go straight
-    to cleanup: the current step's message is what decides the run cancelled
-    (and terminates its job) before sending it to cleanup.
-    """
-    failed = any(record.step(s).state is StepState.FAILED for s in STEP_ORDER)
-    if record.ending is not None or failed:
-        return Step.CLEANUP
-    for step in STEP_ORDER:
-        if record.step(step).state not in _FINISHED:
-            return step
-    return Step.CLEANUP
-
-
-def redrive_stalled(ctx: StepContext, report: ReapReport) -> None:
-    log = get_logger(component="reaper")
-    now = ctx.clock()
-    threshold = stale_after_seconds(ctx)
-    for record in _active_runs(ctx):
-        run_id = record.run_id
-        if record.terminal or not record.dispatched or now - record.updated_at < threshold:
-            continue
-        if ctx.store.redis.exists(ctx.store.keys.lock(run_id)):
-            continue  # a step is executing right now
-        step = redrive_step(record)
-        task_id = record.step(step).task_id
-        if task_id is None:
-            task_id = new_task_id(run_id, step)
-            ctx.store.set_step(run_id, step, StepState.PENDING, task_id=task_id)
-        else:
-            # Touch the record so the next sweep waits another full period.
-            ctx.store.append_event(run_id, "redriven", step=step.value, task_id=task_id)
-            ctx.store.set_step(run_id, step, record.step(step).state, detail={"redriven_at": now})
-        report.redriven.append(Dispatch(step, run_id, task_id))
-        log.warning("redriven_run", run_id=run_id, step=step.value, task_id=task_id)
-
-
-def _active_runs(ctx: StepContext) -> Iterator[RunRecord]:
-    """Every non-terminal run, through the status indexes (ended runs are not read)."""
-    for status in RunStatus:
-        if status in TERMINAL:
-            continue
-        cursor: str | None = None
-        while True:
-            page, cursor = ctx.store.list_runs(status=status, limit=200, cursor=cursor)
-            yield from page
-            if cursor is None:
-                break
-
-
-def reap(ctx: StepContext) -> list[Dispatch]:
-    """One sweep; returns the task messages to send (re-driven steps)."""
+def reap(ctx: StepContext) -> ReapReport:
+    """One sweep over the workspace's clusters and jobs."""
     report = ReapReport()
     for reap_kind in (reap_jobs, reap_clusters):
         try:
@@ -171,5 +107,4 @@ def reap(ctx: StepContext) -> list[Dispatch]:
             get_logger(component="reaper").warning(
                 "reap_resources_failed", kind=reap_kind.__name__, error=str(exc)
             )
-    redrive_stalled(ctx, report)
-    return report.redriven
+    return report

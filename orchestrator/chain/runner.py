@@ -7,9 +7,11 @@ message it is executing and sends whatever Dispatch comes back. The rules:
 - Each step's *expected* task id is written to the store before its message is
   sent. A message whose id is not the expected one is a stale duplicate and is
   dropped; a redelivered message (same id, after a worker died) is accepted.
-- A per-run lock (Redis SET NX PX) keeps two deliveries of the same message
-  from executing concurrently; the loser tries again a little later and then
-  finds the step already handled.
+- A per-run lease (chain/lease.py: SET NX PX, renewed by a heartbeat) keeps
+  two deliveries of the same message from executing concurrently; the loser
+  tries again a little later and then finds the step already handled. A holder
+  whose lease was lost (it stalled past the lease) stops before recording
+  anything.
 - A step found DONE only re-sends the next step when that one never started
   (the worker died between recording and sending it); otherwise it is a
   duplicate and does nothing.
@@ -23,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 
 from orchestrator.azure.errors import PermanentAzureError
+from orchestrator.chain.lease import Lease
 from orchestrator.chain.steps import (
     STEP_FUNCTIONS,
     Done,
@@ -48,12 +51,6 @@ LOCK_BUSY_COUNTDOWN = 1.0
 # Steps after which a Batch AI job may exist (a cancel must terminate it).
 _JOB_MAY_EXIST = frozenset({Step.POLL_JOB, Step.COLLECT_OUTPUTS})
 
-_RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
 @dataclass(frozen=True)
 class Dispatch:
     """A task message to send: step `step` of the run, with id `task_id`."""
@@ -62,17 +59,13 @@ class Dispatch:
     run_id: str
     task_id: str
     countdown: float = 0.0
+    # Transient-error retries of this message so far (carried in the message).
+    retries: int = 0
 
 
 def new_task_id(run_id: str, step: Step) -> str:
     """Readable and unique: which run and step a message in the broker is for."""
     return f"{run_id}.{step.value}.{uuid.uuid4().hex[:10]}"
-
-
-def _lock_ttl_ms(ctx: StepContext) -> int:
-    # Held at most as long as the broker waits before redelivering an unacked
-    # message: after a SIGKILL the redelivered message finds the lock expired.
-    return int(ctx.settings.visibility_timeout_seconds * 1000)
 
 
 def run_step(ctx: StepContext, step: Step, run_id: str, task_id: str) -> Dispatch | None:
@@ -82,17 +75,18 @@ def run_step(ctx: StepContext, step: Step, run_id: str, task_id: str) -> Dispatc
     PermanentAzureError becomes a failed run; other exceptions propagate too
     (the caller turns them into a failed run with fail_step).
     """
-    redis = ctx.store.redis
-    key = ctx.store.keys.lock(run_id)
-    if not redis.set(key, task_id, nx=True, px=_lock_ttl_ms(ctx)):
+    lease = Lease.acquire(
+        ctx.store.redis, ctx.store.keys, run_id, task_id, ctx.settings.lease_seconds
+    )
+    if lease is None:
         return Dispatch(step, run_id, task_id, LOCK_BUSY_COUNTDOWN)
-    try:
-        return _run_locked(ctx, step, run_id, task_id)
-    finally:
-        redis.eval(_RELEASE_LOCK, 1, key, task_id)
+    with lease:
+        return _run_leased(ctx, step, run_id, task_id, lease)
 
 
-def _run_locked(ctx: StepContext, step: Step, run_id: str, task_id: str) -> Dispatch | None:
+def _run_leased(
+    ctx: StepContext, step: Step, run_id: str, task_id: str, lease: Lease
+) -> Dispatch | None:
     log = get_logger(run_id=run_id, step=step.value, task_id=task_id)
     try:
         record = ctx.store.get(run_id)
@@ -137,6 +131,11 @@ def _run_locked(ctx: StepContext, step: Step, run_id: str, task_id: str) -> Disp
         outcome = Fail(exc.reason, str(exc))
     if ctx.after_step_work is not None:
         ctx.after_step_work(ctx, step, run_id)
+    if lease.lost:
+        # Another worker may own the step by now: writing would race it. The
+        # Azure work done here is adopted by that worker's idempotent calls.
+        log.warning("lease_lost_outcome_dropped")
+        return None
 
     if isinstance(outcome, Done):
         ctx.store.set_step(run_id, step, StepState.DONE, detail=outcome.detail)

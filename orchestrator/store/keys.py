@@ -10,7 +10,10 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:idx:tag:<sha1(k\\0v)>``    ZSET  run_id by created_at, one per tag key/value pair
 - ``ns:idem:<sha256(key)>``      STRING the run_id created under an idempotency key
 - ``ns:events:<run_id>``         STREAM fields ``kind``, ``ts``, ``data`` (JSON)
-- ``ns:lock:<run_id>``           STRING the task id holding the run's step lock
+- ``ns:lock:<run_id>``           STRING the task id holding the run's step lease (PX ttl)
+- ``ns:due``                     ZSET  task id by the time its message falls due
+- ``ns:due:messages``            HASH  task id -> {step, run_id, retries} (JSON)
+- ``ns:redrive:turn``            STRING (PX ttl) the worker whose turn it is to re-drive
 - ``ns:stats:azure_requests``    HASH  "<operation>|<outcome>" -> count, over all workers
 - ``ns:test:held:<run_id>``, ``ns:test:release:<run_id>``: the test worker's hold
   (tests/support), never written by a production worker
@@ -58,6 +61,18 @@ class Keys:
 
     def lock(self, run_id: str) -> str:
         return f"{self.namespace}:lock:{run_id}"
+
+    @property
+    def due(self) -> str:
+        return f"{self.namespace}:due"
+
+    @property
+    def due_messages(self) -> str:
+        return f"{self.namespace}:due:messages"
+
+    @property
+    def redrive_turn(self) -> str:
+        return f"{self.namespace}:redrive:turn"
 
     @property
     def azure_requests(self) -> str:

@@ -35,6 +35,7 @@ from orchestrator.domain.status import (
     can_transition,
 )
 from orchestrator.observability.logs import redact_text
+from orchestrator.store.due import DueIndex
 from orchestrator.store.errors import (
     IdempotencyConflict,
     IllegalTransition,
@@ -106,6 +107,7 @@ class RunStore(RunListing):
         self.redis = redis
         self.namespace = namespace
         self.keys = Keys(namespace)
+        self.due = DueIndex(redis, self.keys)
         self._create = self.redis.register_script(load_script("create_run"))
         self._cas = self.redis.register_script(load_script("compare_and_set"))
         self._append = self.redis.register_script(load_script("append_event"))

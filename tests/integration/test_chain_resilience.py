@@ -3,6 +3,7 @@ at once, cancel, and a repeated submission that has nothing new to upload."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -66,6 +67,52 @@ def test_sigkill_in_the_middle_of_each_step_still_succeeds_once(stack: Stack, st
     assert (created.get("cluster"), created.get("job")) == (1, 1)
     assert (deleted.get("cluster"), deleted.get("job")) == (1, 1)
     assert (stack.artifacts / run_id / "outputs" / "MODEL" / "ConvNet_MNIST.model").exists()
+
+
+def test_sigkill_mid_job_at_default_settings_recovers_within_90_seconds(stack: Stack) -> None:
+    """The operator's scenario, every ORCH_* setting at its default: the worker's
+    process group is SIGKILLed while the job runs, a fresh worker starts at once."""
+    doomed = stack.start_worker(defaults=True)
+    run_id = stack.submit(stack.spec(seconds=8))
+    wait_for(
+        lambda: stack.store.get(run_id).status is RunStatus.RUNNING
+        and stack.store.get(run_id).step(Step.POLL_JOB).state is not StepState.PENDING,
+        120,
+        "the job to run",
+    )
+    doomed.kill()
+    killed_at = time.monotonic()
+    stack.start_worker(defaults=True)
+    record = stack.wait_terminal(run_id, timeout=120)
+    recovered_in = time.monotonic() - killed_at
+
+    print(f"SIGKILL mid-job at defaults: succeeded {recovered_in:.1f}s after the kill")
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    assert recovered_in <= 90, f"took {recovered_in:.0f}s after the kill"
+    created, deleted = _resources(stack)
+    assert (created.get("cluster"), created.get("job")) == (1, 1)
+    assert (deleted.get("cluster"), deleted.get("job")) == (1, 1)
+
+
+def test_sigkill_while_a_step_executes_at_default_settings_is_redriven(stack: Stack) -> None:
+    """The hard case at defaults: the worker dies holding the step's lease (not a
+    wait in the due index), so only the lease's expiry and the re-driver recover it."""
+    doomed = stack.start_worker(defaults=True, hold_after=Step.CREATE_CLUSTER)
+    run_id = stack.submit()
+    held, _release = stack.store.keys.test_hold(run_id)
+    wait_for(lambda: stack.client.exists(held), 120, "the worker to be held in create_cluster")
+    doomed.kill()
+    killed_at = time.monotonic()
+    stack.start_worker(defaults=True)
+    record = stack.wait_terminal(run_id, timeout=150)
+    recovered_in = time.monotonic() - killed_at
+
+    print(f"SIGKILL inside a step at defaults: succeeded {recovered_in:.1f}s after the kill")
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    assert recovered_in <= 90, f"took {recovered_in:.0f}s after the kill"
+    created, deleted = _resources(stack)
+    assert (created.get("cluster"), created.get("job")) == (1, 1)
+    assert (deleted.get("cluster"), deleted.get("job")) == (1, 1)
 
 
 def test_two_workers_never_apply_a_step_twice(stack: Stack) -> None:

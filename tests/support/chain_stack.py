@@ -23,12 +23,15 @@ T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Short knobs so a run takes seconds: polls start at 0.2 s and stay under 1 s;
-# unacked messages of a killed worker come back after 6 s.
+# a killed worker's step is re-driven about 3 s after its last renewal.
+# test_chain_resilience also proves recovery with every setting at its default.
 WORKER_SETTINGS = {
     "ORCH_POLL_INITIAL_SECONDS": "0.2",
     "ORCH_POLL_MAX_SECONDS": "1",
     "ORCH_POLL_BACKOFF": "1.5",
-    "ORCH_VISIBILITY_TIMEOUT_SECONDS": "6",
+    "ORCH_LEASE_SECONDS": "2",
+    "ORCH_REDRIVE_AFTER_SECONDS": "2",
+    "ORCH_REDRIVE_INTERVAL_SECONDS": "0.5",
     "ORCH_STEP_MAX_RETRIES": "30",
     "ORCH_LOG_LEVEL": "INFO",
 }
@@ -105,21 +108,27 @@ class Stack:
         self.data_dir.mkdir()
         (self.data_dir / "train.txt").write_text("0 1 2 3\n" * 200)
 
-    def env(self, **extra: str) -> dict[str, str]:
-        env = dict(os.environ)
+    def env(self, *, defaults: bool = False, **extra: str) -> dict[str, str]:
+        """The workers' environment; `defaults` leaves every ORCH_* knob at its default."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
         env.update(self.emulator.env)
-        env.update(WORKER_SETTINGS)
+        if not defaults:
+            env.update(WORKER_SETTINGS)
         env.update(REDIS_URL=self.redis_url, ORCH_ARTIFACTS_DIR=str(self.artifacts))
         env.update(extra)
         return env
 
     def start_worker(
-        self, *, concurrency: int = 1, hold_after: Step | None = None, **extra_env: str
+        self,
+        *,
+        concurrency: int = 1,
+        hold_after: Step | None = None,
+        defaults: bool = False,
+        **extra_env: str,
     ) -> ChildProcess:
         log = self.tmp_path / f"worker-{len(self.workers)}.log"
-        worker = start_worker_process(
-            self.env(**extra_env), log, concurrency=concurrency, hold_after=hold_after
-        )
+        env = self.env(defaults=defaults, **extra_env)
+        worker = start_worker_process(env, log, concurrency=concurrency, hold_after=hold_after)
         self.workers.append(worker)
         return worker
 

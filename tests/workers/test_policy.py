@@ -42,16 +42,23 @@ def test_transient_errors_are_retried_then_fail_the_run(
 ) -> None:
     def always_busy(ctx: Any, step: Step, run_id: str, task_id: str) -> Dispatch | None:
         calls["run"].append(task_id)
-        raise TransientAzureError("HTTP 503", retry_after=0)
+        raise TransientAzureError("HTTP 503", retry_after=7)
 
     monkeypatch.setattr(policy, "run_step", always_busy)
-    STEP_TASKS[Step.POLL_JOB].apply(args=["run-1"], task_id="t-1")
+    # Each delivery of the message carries its retry count, as send_now sends it.
+    for retries in range(3):
+        STEP_TASKS[Step.POLL_JOB].apply(args=["run-1"], task_id="t-1", retries=retries)
 
     assert calls["run"] == ["t-1"] * 3  # the first try and two retries, same message id
+    # The retries are the same message, scheduled after the server's Retry-After
+    # (the due index holds them, not a worker), then the run fails.
+    retry_1, retry_2, cleanup = calls["send"]
+    assert (retry_1.task_id, retry_1.countdown, retry_1.retries) == ("t-1", 7, 1)
+    assert (retry_2.task_id, retry_2.countdown, retry_2.retries) == ("t-1", 7, 2)
     [(step, reason, error)] = calls["fail"]
     assert (step, reason) == (Step.POLL_JOB, FailureReason.AZURE_ERROR)
     assert "after 2 retries" in error
-    assert calls["send"] == [Dispatch(Step.CLEANUP, "run-1", "cleanup-id")]
+    assert cleanup == Dispatch(Step.CLEANUP, "run-1", "cleanup-id")
 
 
 def test_unexpected_exceptions_fail_the_run_instead_of_sticking(

@@ -1,4 +1,4 @@
-"""The reaper: leaked resources of ended or unknown runs, and stalled runs."""
+"""The reaper: leaked resources of ended or unknown runs, and only those."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ import redis
 
 from orchestrator.azure.errors import PermanentAzureError
 from orchestrator.azure.types import AzureResource
-from orchestrator.chain.cancel import cancel_run
-from orchestrator.chain.reaper import reap, stale_after_seconds
-from orchestrator.chain.runner import Dispatch, run_step
+from orchestrator.chain.reaper import reap
 from orchestrator.chain.steps import StepContext
 from orchestrator.domain.spec import parse_spec
-from orchestrator.domain.status import FailureReason, RunStatus, Step
+from orchestrator.domain.status import FailureReason, RunStatus
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore
 from tests.support.chain_fakes import FakeGateway
@@ -74,58 +72,6 @@ def test_reaps_old_resources_of_ended_and_unknown_runs_only(
     reap(ctx)
     assert sorted(gateway.deleted) == ["nightly-ended-run", "orch-ended-run", "orch-ghost-run"]
     assert ctx.store.get(live.run_id).status is RunStatus.QUEUED
-
-
-def test_redrives_a_run_whose_message_was_lost(ctx: StepContext, tmp_path: Path) -> None:
-    record, _ = ctx.store.create_run(_spec(tmp_path))
-    ctx.store.mark_dispatched(record.run_id)
-    # Right after dispatch nothing is stalled.
-    assert isinstance(ctx.clock, Clock)
-    ctx.clock.now = ctx.store.get(record.run_id).updated_at + 1
-    assert reap(ctx) == []
-
-    ctx.clock.now += stale_after_seconds(ctx) + 1
-    [dispatch] = reap(ctx)
-    assert dispatch.step is Step.ENSURE_RESOURCE_GROUP
-    # The re-sent message is the expected one: the chain accepts it.
-    following = run_step(ctx, dispatch.step, record.run_id, dispatch.task_id)
-    assert following is not None and following.step is Step.PREPARE_SHARE
-    # A second sweep right away does not send it again.
-    ctx.clock.now = ctx.store.get(record.run_id).updated_at + 1
-    assert reap(ctx) == []
-
-
-def test_a_run_with_a_decided_ending_is_redriven_to_cleanup(
-    ctx: StepContext, tmp_path: Path
-) -> None:
-    record, _ = ctx.store.create_run(_spec(tmp_path))
-    ctx.store.mark_dispatched(record.run_id)
-    ctx.store.decide_ending(record.run_id, RunStatus.FAILED, FailureReason.TIMEOUT, "slow")
-    assert isinstance(ctx.clock, Clock)
-    ctx.clock.now = ctx.store.get(record.run_id).updated_at + stale_after_seconds(ctx) + 1
-    [dispatch] = reap(ctx)
-    assert dispatch.step is Step.CLEANUP
-
-
-def test_a_cancelled_run_whose_message_was_lost_ends_cancelled(
-    ctx: StepContext, tmp_path: Path
-) -> None:
-    record, _ = ctx.store.create_run(_spec(tmp_path))
-    ctx.store.mark_dispatched(record.run_id)
-    first = run_step(ctx, Step.ENSURE_RESOURCE_GROUP, record.run_id, "first")
-    assert first is not None and first.step is Step.PREPARE_SHARE
-    # Cancelled while prepare_share's message is lost: nothing acts on the flag.
-    cancel_run(ctx.store, record.run_id)
-    assert isinstance(ctx.clock, Clock)
-    ctx.clock.now = ctx.store.get(record.run_id).updated_at + stale_after_seconds(ctx) + 1
-    dispatch: Dispatch | None
-    [dispatch] = reap(ctx)
-    for _ in range(10):
-        if dispatch is None:
-            break
-        dispatch = run_step(ctx, dispatch.step, record.run_id, dispatch.task_id)
-    final = ctx.store.get(record.run_id)
-    assert (final.status, final.reason) == (RunStatus.CANCELLED, FailureReason.CANCELLED)
 
 
 @pytest.mark.parametrize("failing", ["delete_job", "list_job_resources"])
