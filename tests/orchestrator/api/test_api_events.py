@@ -71,6 +71,7 @@ def test_bad_last_event_id_is_422(api: OrchestratorClient, store: RunStore) -> N
     assert "Last-Event-ID" in caught.value.message
 
 
+@pytest.mark.integration  # starts (and stops) a redis-server of its own
 def test_redis_lost_mid_stream_ends_it_with_an_error_event(tmp_path: Path) -> None:
     server = RedisServer().start()
     settings = Settings(redis_url=server.url, api_token=SecretStr(TOKEN), artifacts_dir=tmp_path)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -58,6 +59,7 @@ def test_metrics_expose_runs_queue_steps_and_azure_requests(
     assert again[("orchestrator_step_duration_seconds_count", step)] == 1
 
 
+@pytest.mark.integration  # starts (and stops) a redis-server of its own
 def test_redis_down_is_503_with_retry_after(tmp_path: Path) -> None:
     server = RedisServer().start()
     settings = Settings(

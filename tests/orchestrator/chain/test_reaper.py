@@ -32,11 +32,9 @@ class Clock:
 
 
 @pytest.fixture
-def ctx(redis_url: str, tmp_path: Path) -> Iterator[StepContext]:
-    client = redis.Redis.from_url(redis_url)
+def ctx(fake_redis: redis.Redis, tmp_path: Path) -> Iterator[StepContext]:
     settings = Settings(ORCH_REAPER_GRACE_SECONDS=GRACE, ORCH_VISIBILITY_TIMEOUT_SECONDS=60)
-    yield StepContext(settings, RunStore(client), FakeGateway(), Clock())
-    client.close()
+    yield StepContext(settings, RunStore(fake_redis), FakeGateway(), Clock())
 
 
 def _created(age: float) -> datetime:

@@ -1,5 +1,5 @@
-"""The chain runner and step functions, driven without Celery, against a real
-Redis store and an in-memory gateway."""
+"""The chain runner and step functions, driven without Celery, against the store
+on fakeredis (its Lua scripts included) and an in-memory gateway."""
 
 from __future__ import annotations
 
@@ -31,8 +31,7 @@ class Clock:
 
 
 @pytest.fixture
-def ctx(redis_url: str, tmp_path: Path) -> Iterator[StepContext]:
-    client = redis.Redis.from_url(redis_url)
+def ctx(fake_redis: redis.Redis, tmp_path: Path) -> Iterator[StepContext]:
     settings = Settings(
         ORCH_ARTIFACTS_DIR=str(tmp_path / "artifacts"),
         ORCH_POLL_INITIAL_SECONDS=1,
@@ -40,8 +39,7 @@ def ctx(redis_url: str, tmp_path: Path) -> Iterator[StepContext]:
         ORCH_POLL_MAX_SECONDS=5,
         ORCH_NODE_WAIT_TIMEOUT_SECONDS=60,
     )
-    yield StepContext(settings, RunStore(client), FakeGateway(), Clock())
-    client.close()
+    yield StepContext(settings, RunStore(fake_redis), FakeGateway(), Clock())
 
 
 def _spec(tmp_path: Path, **overrides: Any) -> RunSpec:

@@ -6,6 +6,9 @@ import redis
 
 from orchestrator.devstack.redis_server import RedisServer, RedisServerError, find_redis_server
 
+# The real redis-server itself: integration, like every test that starts one.
+pytestmark = pytest.mark.integration
+
 
 def test_find_redis_server_is_executable() -> None:
     assert Path(find_redis_server()).is_file()

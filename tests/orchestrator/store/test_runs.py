@@ -1,10 +1,12 @@
-"""RunStore against a real redis-server (the session fixture)."""
+"""RunStore rules on fakeredis: the same Lua scripts (compare-and-set, create,
+append) as on a real server, run by fakeredis on lupa, with real threads racing."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
 
+import fakeredis
 import pytest
 import redis
 
@@ -31,8 +33,8 @@ def make_spec(**patch: object) -> RunSpec:
 
 
 @pytest.fixture
-def store(redis_client: redis.Redis) -> RunStore:
-    return RunStore(redis_client, namespace="test")
+def store(fake_redis: redis.Redis) -> RunStore:
+    return RunStore(fake_redis, namespace="test")
 
 
 def walk_to(store: RunStore, run_id: str, *path: RunStatus) -> RunRecord:
@@ -219,6 +221,26 @@ def test_concurrent_updates_lose_nothing(store: RunStore) -> None:
     assert record.metrics["count"] == per_thread * threads
 
 
+def test_a_write_between_read_and_compare_and_set_forces_a_retry(
+    store: RunStore, fake_redis: redis.Redis
+) -> None:
+    """Deterministic lost race: the compare-and-set script refuses the stale copy,
+    the change is re-applied to the fresh record, and nothing is lost."""
+    store.create_run(make_spec(), run_id="r")
+    seen: list[list[str]] = []
+
+    def mutate(record: RunRecord) -> None:
+        seen.append(list(record.outputs))
+        if len(seen) == 1:  # another writer gets in after this read
+            store.update("r", lambda other: other.outputs.append("theirs"))
+        record.outputs.append("mine")
+
+    record = store.update("r", mutate)
+    assert seen == [[], ["theirs"]]
+    assert record.outputs == store.get("r").outputs == ["theirs", "mine"]
+    assert fake_redis.hget(store.keys.run("r"), "version") == b"3"  # created, theirs, mine
+
+
 def test_update_may_not_change_status(store: RunStore) -> None:
     store.create_run(make_spec(), run_id="r")
 
@@ -295,10 +317,13 @@ def test_events_replay_after(store: RunStore) -> None:
     assert store.read_events("r", after=ids[-1]) == []
 
 
-def test_blocking_read_returns_a_new_event(store: RunStore, redis_url: str) -> None:
+def test_blocking_read_returns_a_new_event(
+    store: RunStore, fake_server: fakeredis.FakeServer
+) -> None:
     store.create_run(make_spec(), run_id="r")
     last = store.read_events("r")[-1].id
-    reader = RunStore(redis.Redis.from_url(redis_url), namespace="test")
+    # A second connection, as another process would have (XREAD BLOCK holds it).
+    reader = RunStore(fakeredis.FakeRedis(server=fake_server), namespace="test")
     received: list[list[str]] = []
     started = threading.Event()
 
@@ -362,11 +387,11 @@ def test_list_filters_and_paging(store: RunStore) -> None:
         store.list_runs(cursor="garbage")
 
 
-def test_paging_with_equal_created_at(store: RunStore, redis_client: redis.Redis) -> None:
+def test_paging_with_equal_created_at(store: RunStore, fake_redis: redis.Redis) -> None:
     for n in range(5):
         store.create_run(make_spec(), run_id=f"tie-{n}")
     # Force identical timestamps: ties must still page without loss or repeats.
-    redis_client.zadd("test:runs", {f"tie-{n}": 1000.0 for n in range(5)})
+    fake_redis.zadd("test:runs", {f"tie-{n}": 1000.0 for n in range(5)})
     seen: list[str] = []
     cursor = None
     while True:
@@ -391,16 +416,16 @@ def test_count_by_status_and_run_ids(store: RunStore) -> None:
     assert sorted(store.run_ids()) == ["c0", "c1", "c2", "c3"]
 
 
-def test_namespaces_are_separate(store: RunStore, redis_client: redis.Redis) -> None:
-    other = RunStore(redis_client, namespace="other")
+def test_namespaces_are_separate(store: RunStore, fake_redis: redis.Redis) -> None:
+    other = RunStore(fake_redis, namespace="other")
     store.create_run(make_spec(), run_id="same")
     with pytest.raises(RunNotFound):
         other.get("same")
     assert list(other.run_ids()) == []
 
 
-def test_works_with_decoded_responses(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+def test_works_with_decoded_responses(fake_server: fakeredis.FakeServer) -> None:
+    client = fakeredis.FakeRedis(server=fake_server, decode_responses=True)
     decoded = RunStore(client)
     decoded.create_run(make_spec(), run_id="d")
     decoded.transition("d", RunStatus.PROVISIONING)
