@@ -83,9 +83,7 @@ def test_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
     assert "container_name" not in worker
     # "8000" (container port only) is fine; "8000:8000" or a published port would clash.
     published = [
-        port
-        for port in worker.get("ports", [])
-        if not (isinstance(port, str) and ":" not in port)
+        port for port in worker.get("ports", []) if not (isinstance(port, str) and ":" not in port)
     ]
     assert published == []
 
