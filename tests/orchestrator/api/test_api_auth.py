@@ -9,6 +9,8 @@ from orchestrator.api import ApiConfigError, create_app
 from orchestrator.settings import Settings
 from tests.support.api import TOKEN, run_request
 
+UNAUTHORIZED = "missing or wrong bearer token (Authorization: Bearer <ORCH_API_TOKEN>)"
+
 
 @pytest.fixture
 def anonymous(settings: Settings) -> TestClient:
@@ -36,12 +38,16 @@ def test_protected_routes_are_401_without_the_right_token(
     response = anonymous.request(method, path, headers=headers, json=run_request())
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
+    # The one error shape, naming the header and the scheme that were expected
+    # (and never the token itself).
+    assert response.json() == {"message": UNAUTHORIZED, "detail": UNAUTHORIZED}
     assert TOKEN not in response.text
 
 
 def test_the_right_token_passes(anonymous: TestClient) -> None:
     response = anonymous.get("/v1/runs", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200
+    assert response.json() == {"items": [], "next_cursor": None}
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/docs", "/openapi.json"])

@@ -120,12 +120,37 @@ def test_bounded_retry_hands_long_retry_after_back_to_the_caller() -> None:
     assert settings["total"] == 2
 
 
-def test_bounded_retry_never_sleeps_longer_than_the_cap() -> None:
-    slept: list[float] = []
-    transport = type("T", (), {"sleep": lambda self, s: slept.append(s)})()
+class _RecordingTransport:
+    """A transport whose sleep is only written down: no test here really sleeps."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [("1.5", 1.5), ("2", 2.0), ("30", 2.0), ("3600", 2.0)],
+)
+def test_bounded_retry_never_sleeps_longer_than_the_cap(retry_after: str, expected: float) -> None:
+    transport = _RecordingTransport()
     policy = BoundedRetryPolicy(max_sleep=2.0)
-    policy._sleep_for_retry(_Pipe(503, {"Retry-After": "1.5"}), transport)  # type: ignore[arg-type]
-    assert slept == [1.5]
+    settings = policy.configure_retries({})
+    # The policy's own entry point for the wait between two attempts.
+    policy.sleep(settings, transport, _Pipe(503, {"Retry-After": retry_after}))  # type: ignore[arg-type]
+    assert transport.slept == [expected]
+
+
+def test_bounded_retry_backoff_without_retry_after_is_capped_too() -> None:
+    transport = _RecordingTransport()
+    policy = BoundedRetryPolicy(max_sleep=2.0)
+    settings = policy.configure_retries({})
+    # Ten failed attempts: an uncapped exponential backoff would be 0.3 * 2**9 s.
+    settings["history"] = [object()] * 10
+    policy.sleep(settings, transport, _Pipe(503, {}))  # type: ignore[arg-type]
+    assert transport.slept == [2.0]
 
 
 @pytest.mark.parametrize(
@@ -188,8 +213,10 @@ def test_job_parameters_carry_the_spec(toolkit: str) -> None:
     properties = body["properties"]
     assert properties["nodeCount"] == 2
     assert properties["cluster"]["id"] == "/c/id"
-    assert properties["inputDirectories"][0]["path"].endswith("/inputs/sweep/CODE")
-    assert properties["outputDirectories"][0]["id"] == "MODEL"
+    [code_input] = properties["inputDirectories"]
+    assert code_input["id"] == "CODE"
+    assert code_input["path"].endswith("/inputs/sweep/CODE")
+    assert [output["id"] for output in properties["outputDirectories"]] == ["MODEL"]
     assert properties["stdOutErrPathPrefix"].endswith("/outputs/sweep/r1")
     settings_key = {
         "cntk": "cntkSettings",
@@ -197,10 +224,13 @@ def test_job_parameters_carry_the_spec(toolkit: str) -> None:
         "tensorflow": "tensorFlowSettings",
         "custom": "customToolkitSettings",
     }[toolkit]
+    # Exactly one toolkit's settings (containerSettings is the image, not a toolkit).
+    toolkits = [k for k in properties if k.endswith("Settings") and k != "containerSettings"]
+    assert toolkits == [settings_key]
     rendered = json.dumps(properties[settings_key])
     assert "--lr 0.1" in rendered
-    if toolkit != "custom":
-        assert "$AZ_BATCHAI_INPUT_CODE/train.py" in rendered
+    # Every toolkit names the code it runs: the script, or the custom command.
+    assert (job.get("command") or "$AZ_BATCHAI_INPUT_CODE/train.py") in rendered
 
 
 def test_an_error_without_an_answer_carries_no_earlier_request_id() -> None:
