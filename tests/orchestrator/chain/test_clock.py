@@ -27,10 +27,8 @@ class Clock:
 
 
 @pytest.fixture
-def ctx(redis_url: str) -> Iterator[StepContext]:
-    client = redis.Redis.from_url(redis_url)
-    yield StepContext(Settings(), RunStore(client), FakeGateway(), Clock())
-    client.close()
+def ctx(fake_redis: redis.Redis) -> Iterator[StepContext]:
+    yield StepContext(Settings(), RunStore(fake_redis), FakeGateway(), Clock())
 
 
 def test_a_dispatch_without_countdown_is_sent_at_once(ctx: StepContext) -> None:

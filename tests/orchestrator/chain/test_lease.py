@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,10 +19,8 @@ from tests.support.chain_fakes import FakeGateway
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
+def client(fake_redis: redis.Redis) -> redis.Redis:
+    return fake_redis
 
 
 def test_one_holder_at_a_time_and_release_frees_it(client: redis.Redis) -> None:
@@ -69,8 +66,7 @@ def test_a_taken_lease_is_lost_and_never_deleted_for_the_new_owner(client: redis
     assert client.get(keys.lock("run-1")) == b"task-b"
 
 
-def test_a_step_whose_lease_was_lost_records_nothing(redis_url: str, tmp_path: Path) -> None:
-    client = redis.Redis.from_url(redis_url)
+def test_a_step_whose_lease_was_lost_records_nothing(client: redis.Redis, tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text("")
     spec = parse_spec({"name": "n", "job": {"script": "train.py"}, "inputs": {"C": str(tmp_path)}})
     taken = threading.Event()
@@ -91,4 +87,3 @@ def test_a_step_whose_lease_was_lost_records_nothing(redis_url: str, tmp_path: P
     after = ctx.store.get(record.run_id).step(Step.ENSURE_RESOURCE_GROUP)
     assert after.state is StepState.RUNNING  # the outcome (DONE) was not written
     assert client.get(ctx.store.keys.lock(record.run_id)) == b"another-task"
-    client.close()

@@ -31,10 +31,8 @@ class Clock:
 
 
 @pytest.fixture
-def ctx(redis_url: str) -> Iterator[StepContext]:
-    client = redis.Redis.from_url(redis_url)
-    yield StepContext(Settings(), RunStore(client), FakeGateway(), Clock())
-    client.close()
+def ctx(fake_redis: redis.Redis) -> Iterator[StepContext]:
+    yield StepContext(Settings(), RunStore(fake_redis), FakeGateway(), Clock())
 
 
 def _spec(tmp_path: Path):  # type: ignore[no-untyped-def]
