@@ -47,6 +47,7 @@ IdempotencyKey = Annotated[
         "with a different body, 409.",
     ),
 ]
+MAX_STREAM_ID_PART = 2**64 - 1
 LastEventId = Annotated[
     str | None,
     Header(
@@ -173,6 +174,12 @@ async def stream_events(
     run_id: str, store: StoreDep, request: Request, last_event_id: LastEventId = None
 ) -> StreamingResponse:
     """Replay the run's events (after Last-Event-ID), then stream new ones until it ends."""
+    if last_event_id is not None and any(
+        int(part) > MAX_STREAM_ID_PART for part in last_event_id.split("-")
+    ):
+        # Redis stream ids are two unsigned 64-bit numbers; a larger one would
+        # make the read fail after the stream has started.
+        raise field_error(["header", "Last-Event-ID"], "is not an event id of this stream")
     record = await anyio.to_thread.run_sync(store.get, run_id)
     events = run_event_stream(
         store,
