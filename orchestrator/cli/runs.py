@@ -12,8 +12,9 @@ import yaml
 
 from orchestrator.cli.common import CliError, open_store
 from orchestrator.cli.follow import FollowTimeout, follow_run
+from orchestrator.cli.render import error_text, shown_step_state, status_text
 from orchestrator.domain.spec import SpecError, load_spec
-from orchestrator.domain.status import RunStatus
+from orchestrator.domain.status import STEP_ORDER, RunStatus
 from orchestrator.settings import get_settings
 from orchestrator.store import RunEvent, RunNotFound, RunRecord, RunStore
 
@@ -40,13 +41,12 @@ def _record_json(record: RunRecord) -> str:
 
 
 def _summary(record: RunRecord) -> str:
-    line = f"{record.run_id}  {record.status.value}"
-    if record.reason:
-        line += f" ({record.reason.value})"
+    line = f"{record.run_id}  {status_text(record)}"
     if record.current_step and not record.terminal:
         line += f"  step={record.current_step.value}"
-    if record.error:
-        line += f"  error: {record.error}"
+    error = error_text(record)
+    if error:
+        line += f"  error: {error}"
     return line
 
 
@@ -133,8 +133,9 @@ def status_command(
         print(_record_json(record))
         return
     print(_summary(record))
-    for step, item in record.steps.items():
-        print(f"  {step.value:<22} {item.state.value:<8} attempts={item.attempts}")
+    for step in STEP_ORDER:
+        state = shown_step_state(record, step)
+        print(f"  {step.value:<22} {state.value:<8} attempts={record.step(step).attempts}")
     if record.outputs:
         print("  outputs: " + ", ".join(record.outputs))
     if record.metrics:
