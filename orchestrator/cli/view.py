@@ -87,7 +87,23 @@ def logs_command(
         record = follow_run(store, run_id, on_update=emit)
     emit(record)
     if reader.offset == 0 and not follow:
-        raise CliError(f"no {reader.file_name} for run {run_id} yet (status {record.status.value})")
+        if record.terminal and reader.collected_path(run_id).is_file():
+            # An empty log of a finished job is an answer, not a failure.
+            typer.echo(_no_log_message(record, reader), err=True)
+            return
+        raise CliError(_no_log_message(record, reader))
+
+
+def _no_log_message(record: RunRecord, reader: JobLogReader) -> str:
+    """Why nothing was printed: "yet" only while the run may still produce a log."""
+    name, run_id, status = reader.file_name, record.run_id, record.status.value
+    if not record.terminal:
+        return f"no {name} for run {run_id} yet (status {status})"
+    if reader.collected_path(run_id).is_file():
+        return f"the job of run {run_id} wrote nothing to {reader.stream} (status {status})"
+    if "job" not in record.resources:
+        return f"run {run_id} ended {status} before its job started: it has no {name}"
+    return f"no {name} was collected for run {run_id} (status {status})"
 
 
 def outputs_command(
