@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli import emulator, runs, serve, stack, view
+from orchestrator import __version__
+from orchestrator.cli import common, context, emulator, runs, serve, stack, view
 from orchestrator.cli.common import CliError
 from orchestrator.settings import SettingsError
 from orchestrator.store import StoreError
@@ -17,7 +20,7 @@ app = typer.Typer(
     name="orchestrator",
     help="Asynchronous Azure Batch AI training runs, and a local emulator to run them on.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -38,14 +41,47 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("beat", serve.beat_command),
     ("flower", serve.flower_command),
     ("emulator", emulator.emulator_command),
+    ("context", context.context_command),
 )
+# Commands that start a stack of their own: a context found here must not
+# point them at another stack's Redis.
+STARTS_ITS_OWN_STACK = frozenset({"up", "demo", "emulator"})
 for command_name, command in COMMANDS:
     app.command(command_name)(command)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"orchestrator {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    ctx: typer.Context,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--connect-timeout",
+            min=0.1,
+            metavar="SECONDS",
+            help="Give up on an unreachable Redis after this many seconds (one error line).",
+        ),
+    ] = common.DEFAULT_CONNECT_TIMEOUT,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Asynchronous Azure Batch AI training runs, and a local emulator to run them on."""
+    common.connect_timeout_seconds = connect_timeout
+    if ctx.invoked_subcommand not in STARTS_ITS_OWN_STACK:
+        from orchestrator.settings import get_settings
+
+        context.active_context = context.apply_context(os.environ, Path.cwd())
+        get_settings.cache_clear()
 
 
 def main(argv: list[str] | None = None) -> None:

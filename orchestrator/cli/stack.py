@@ -16,6 +16,13 @@ import typer
 from rich.console import Console
 
 from orchestrator.cli.common import CliError
+from orchestrator.cli.context import (
+    CONTEXT_DIR,
+    CONTEXT_FILE,
+    StackContext,
+    read_context,
+    write_context,
+)
 from orchestrator.devstack.redis_server import free_port
 from orchestrator.devstack.stack import Stack, StackConfig, StackError
 from orchestrator.observability.logs import redact_text
@@ -43,33 +50,80 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _refuse_a_second_stack(home: Path) -> None:
+    running = read_context(home / CONTEXT_FILE)
+    if running is not None and running.running:
+        redis_url = redact_text(running.env.get("REDIS_URL", "?"))
+        raise CliError(
+            f"a stack is already running from {home} (pid {running.pid}, REDIS_URL={redis_url}); "
+            f"stop it (Ctrl-C in its terminal, or kill {running.pid}) or use another --home"
+        )
+
+
+def _context_of(stack: Stack, home: Path) -> StackContext:
+    """What a CLI command in this folder needs to reach the stack (cli/context.py)."""
+    keys = ["REDIS_URL", "ORCH_ARTIFACTS_DIR"]
+    if stack.emulator is not None:
+        keys += list(stack.emulator.env)  # AZURE_*, REQUESTS_CA_BUNDLE: for live job logs
+    return StackContext(
+        path=home / CONTEXT_FILE,
+        pid=os.getpid(),
+        home=home,
+        env={key: stack.env[key] for key in keys if key in stack.env},
+        api_url=stack.api_url,
+        api_token_file=str(stack.api_token_file.resolve()) if stack.api_url else None,
+    )
+
+
 def up_command(
     home: Annotated[
-        Path, typer.Option(help="Folder for Redis data, emulator data and logs.")
+        Path,
+        typer.Option(help="Folder for Redis data, emulator data, logs and the CLI's context."),
     ] = DEFAULT_HOME,
-    api_port: Annotated[int, typer.Option("--api-port", help="API port; 0 = no API.")] = 8000,
+    api_port: Annotated[
+        int, typer.Option("--api-port", min=0, max=65535, help="API port; 0 = no API.")
+    ] = 8000,
     concurrency: Annotated[int, typer.Option(min=1, help="Worker concurrency.")] = 2,
     provision_seconds: Annotated[
         float, typer.Option("--provision-seconds", min=0, help="Emulated node boot time.")
     ] = 0.0,
 ) -> None:
-    """Run Redis, the emulator (without Azure credentials), API, worker and beat until Ctrl-C."""
+    """Run Redis, the emulator (without Azure credentials), API, worker and beat until Ctrl-C.
+
+    Commands run in this folder or below then use this stack (`orchestrator context`).
+    """
+    from orchestrator.settings import get_settings
+
+    home = home.resolve()
+    _refuse_a_second_stack(home)
     _stop_on_sigterm()
     config = StackConfig(
         home=home,
         api_port=api_port,
         worker_concurrency=concurrency,
         provision_seconds=provision_seconds,
+        # Absolute, so every child and every CLI command finds the same folder.
+        extra_env={"ORCH_ARTIFACTS_DIR": str(get_settings().artifacts_dir)},
     )
     stack = Stack(config)
+    context: StackContext | None = None
     try:
         stack.start()
+        context = _context_of(stack, home)
+        write_context(context)
         # A user-supplied REDIS_URL may carry a password: never on the terminal.
         typer.echo(f"REDIS_URL={redact_text(stack.env['REDIS_URL'])}")
         if "AZURE_ARM_ENDPOINT" in stack.env:
             typer.echo(f"AZURE_ARM_ENDPOINT={stack.env['AZURE_ARM_ENDPOINT']}")
         if stack.api_url:
             typer.echo(f"API: {stack.api_url}/docs (bearer token in {stack.api_token_file})")
+        if home.name == CONTEXT_DIR:
+            typer.echo(f"context: {context.path} (commands run in {home.parent} or below use it)")
+        else:
+            typer.echo(
+                f"context: {context.path} (not found by commands: the folder is not named "
+                f"{CONTEXT_DIR}; elsewhere set REDIS_URL)"
+            )
         typer.echo(f"logs: {stack.logs_dir}/  -- Ctrl-C stops everything")
         stopped = threading.Event()
         while not stopped.wait(1.0):
@@ -83,6 +137,8 @@ def up_command(
     except KeyboardInterrupt:
         typer.echo("stopping...")
     finally:
+        if context is not None:
+            context.path.unlink(missing_ok=True)
         stack.stop()
 
 

@@ -17,8 +17,9 @@ from orchestrator.cli.follow import follow_run
 from orchestrator.cli.render import run_view, runs_table
 from orchestrator.domain.status import RunStatus
 from orchestrator.joblog import JobLogReader, LogTail
+from orchestrator.observability.logs import redact_text
 from orchestrator.settings import get_settings
-from orchestrator.store import RunRecord
+from orchestrator.store import RunRecord, RunStore
 
 LOG_TAIL_LINES = 12
 
@@ -37,11 +38,25 @@ def runs_command(
         if not sep or not key:
             raise CliError(f"--tag must be key=value, got {tag!r}")
         tag_filter = (key, value)
-    records, _ = open_store().list_runs(status=status, tag=tag_filter, name=name, limit=limit)
+    store = open_store()
+    records, _ = store.list_runs(status=status, tag=tag_filter, name=name, limit=limit)
     if as_json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
+    if not records:
+        typer.echo(_no_runs_message(store, filtered=bool(status or name or tag)))
+        return
     Console().print(runs_table(records))
+
+
+def _no_runs_message(store: RunStore, *, filtered: bool) -> str:
+    if store.redis.exists(store.keys.runs):
+        return "no run matches these filters" if filtered else "no runs yet"
+    url = redact_text(get_settings().redis_url)
+    return (
+        f"no runs: the Redis at {url} holds no orchestrator data "
+        "(`orchestrator context` shows which stack this folder uses)"
+    )
 
 
 def watch_run(run_id: str, console: Console | None = None) -> RunRecord:
