@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -68,7 +69,12 @@ def emulator_command(
     try:
         serve_forever(config, rules)
     except OSError as exc:
-        # e.g. the port is taken or the data dir is not writable.
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(
+                f"port {port} on {host} is in use; choose another with "
+                "`orchestrator emulator --port N` (0 picks a free one)"
+            ) from None
+        # e.g. the data dir is not writable.
         raise CliError(f"cannot start the emulator: {exc.strerror or exc}") from exc
     except EnvValueError as exc:
         # A value the env file cannot carry safely (e.g. a data dir path with a quote).

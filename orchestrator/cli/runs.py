@@ -13,7 +13,7 @@ import yaml
 from orchestrator.cli.common import CliError, open_store
 from orchestrator.cli.follow import FollowTimeout, follow_run
 from orchestrator.cli.render import error_text, shown_step_state, status_text
-from orchestrator.domain.spec import SpecError, load_spec
+from orchestrator.domain.spec import RunSpec, SpecError, load_spec
 from orchestrator.domain.status import STEP_ORDER, RunStatus
 from orchestrator.settings import get_settings
 from orchestrator.store import RunEvent, RunNotFound, RunRecord, RunStore
@@ -50,6 +50,27 @@ def _summary(record: RunRecord) -> str:
     return line
 
 
+def check_local_inputs(spec: RunSpec) -> None:
+    """What prepare_share would find missing, said before anything is enqueued:
+    every input exists here, and job.script is in the first input."""
+    for input_id, local in spec.inputs.items():
+        if not Path(local).exists():
+            raise CliError(f"invalid spec: inputs.{input_id}: {local} does not exist")
+    if spec.job.script is None or not spec.inputs:
+        return
+    first_id, first = next(iter(spec.inputs.items()))
+    folder = Path(first)
+    # A single-file input is uploaded as that one file, under its own name.
+    found = (
+        folder.name == spec.job.script if folder.is_file() else (folder / spec.job.script).is_file()
+    )
+    if not found:
+        raise CliError(
+            f"invalid spec: job.script: {spec.job.script} is not in the first input "
+            f"(inputs.{first_id}: {first})"
+        )
+
+
 def submit_command(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Run spec (YAML or JSON).")],
     param: Annotated[
@@ -76,6 +97,7 @@ def submit_command(
             spec = spec.with_parameters(_parse_params(param))
     except SpecError as exc:
         raise CliError(f"invalid spec: {exc}") from None
+    check_local_inputs(spec)
     settings = get_settings()
     store = open_store()
     try:

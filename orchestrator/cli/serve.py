@@ -77,10 +77,27 @@ def api_command(
         )
 
 
+def check_redis_url(url: str) -> None:
+    """One error line for a REDIS_URL that is not one: Celery would otherwise
+    print a traceback, or retry a malformed broker address forever."""
+    from redis.connection import parse_url
+
+    from orchestrator.observability.logs import redact_text
+
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise CliError(
+            f"REDIS_URL {redact_text(url)!r} is not a Redis URL ({exc}); "
+            "e.g. redis://127.0.0.1:6379/0"
+        ) from None
+
+
 def _exec_celery(level: LogLevel, celery_args: list[str]) -> NoReturn:
     from orchestrator.settings import get_settings
 
-    get_settings()  # a bad setting is one error line here, before the exec
+    settings = get_settings()  # a bad setting is one error line here, before the exec
+    check_redis_url(settings.redis_url)
     os.environ["ORCH_LOG_LEVEL"] = level.value
     sys.stdout.flush()
     sys.stderr.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -48,6 +49,17 @@ def _stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether `port` can be listened on now (checked before anything starts,
+    so a taken port is one line naming it rather than a dead API child)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _refuse_a_second_stack(home: Path) -> None:
@@ -96,6 +108,11 @@ def up_command(
 
     home = home.resolve()
     _refuse_a_second_stack(home)
+    if api_port and not port_is_free(api_port):
+        raise CliError(
+            f"port {api_port} is in use; choose another with `orchestrator up --api-port N` "
+            "(0 = no API)"
+        )
     _stop_on_sigterm()
     config = StackConfig(
         home=home,
