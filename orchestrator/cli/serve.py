@@ -80,12 +80,12 @@ def api_command(
 def check_redis_url(url: str) -> None:
     """One error line for a REDIS_URL that is not one: Celery would otherwise
     print a traceback, or retry a malformed broker address forever."""
-    from redis.connection import parse_url
+    import redis
 
     from orchestrator.observability.logs import redact_text
 
     try:
-        parse_url(url)
+        redis.Redis.from_url(url).close()  # parses only: no connection is made
     except ValueError as exc:
         raise CliError(
             f"REDIS_URL {redact_text(url)!r} is not a Redis URL ({exc}); "
