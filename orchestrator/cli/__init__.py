@@ -25,29 +25,31 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-# Every command, wired here and nowhere else, in the order `--help` lists them.
-COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
-    ("submit", runs.submit_command),
-    ("status", runs.status_command),
-    ("cancel", runs.cancel_command),
-    ("runs", view.runs_command),
-    ("watch", view.watch_command),
-    ("logs", view.logs_command),
-    ("outputs", view.outputs_command),
-    ("up", stack.up_command),
-    ("demo", stack.demo_command),
-    ("api", serve.api_command),
-    ("worker", serve.worker_command),
-    ("beat", serve.beat_command),
-    ("flower", serve.flower_command),
-    ("emulator", emulator.emulator_command),
-    ("context", context.context_command),
+# Every command, wired here and nowhere else, in the order `--help` lists them,
+# with the one line `--help` shows for it (whole at 80 columns).
+COMMANDS: tuple[tuple[str, Callable[..., Any], str], ...] = (
+    ("submit", runs.submit_command, "Enqueue a training run; print its id (--wait: follow it)."),
+    ("status", runs.status_command, "Show a run's status, error and steps (--json: the record)."),
+    ("cancel", runs.cancel_command, "Cancel a run (a running job is terminated, then cleaned up)."),
+    ("runs", view.runs_command, "List runs, newest first (filter by status, name or tag)."),
+    ("watch", view.watch_command, "Live view of a run's steps and job log until it ends."),
+    ("logs", view.logs_command, "Print a run's job stdout or stderr (--follow: while it runs)."),
+    ("outputs", view.outputs_command, "List a run's collected files, or copy them (--download)."),
+    ("up", stack.up_command, "Run the whole local stack (Redis, emulator, API, worker, beat)."),
+    ("demo", stack.demo_command, "Train the MNIST example end to end on a throwaway stack."),
+    ("api", serve.api_command, "Serve the HTTP API (OpenAPI at /docs)."),
+    ("worker", serve.worker_command, "Run a Celery worker that executes the runs' steps."),
+    ("beat", serve.beat_command, "Run Celery beat: schedules the reaper of leftover resources."),
+    ("flower", serve.flower_command, "Run Flower, Celery's web monitor of workers and tasks."),
+    ("emulator", emulator.emulator_command, "Serve the local Batch AI + Azure Files emulator."),
+    ("context", context.context_command, "Show which stack commands run here talk to."),
 )
+for command_name, command, one_line in COMMANDS:
+    app.command(command_name, short_help=one_line)(command)
+
 # Commands that start a stack of their own: a context found here must not
 # point them at another stack's Redis.
 STARTS_ITS_OWN_STACK = frozenset({"up", "demo", "emulator"})
-for command_name, command in COMMANDS:
-    app.command(command_name)(command)
 
 
 def _print_version(value: bool) -> None:

@@ -74,16 +74,20 @@ def check_local_inputs(spec: RunSpec) -> None:
 def submit_command(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Run spec (YAML or JSON).")],
     param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="Override a parameter: key=value.")
+        list[str] | None,
+        typer.Option("--param", "-p", metavar="KEY=VALUE", help="Override a parameter: key=value."),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Use this run id.")] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", metavar="RUN_ID", help="Use this run id.")
+    ] = None,
     idempotency_key: Annotated[
-        str | None, typer.Option("--idempotency-key", help="Submit at most once per key.")
+        str | None,
+        typer.Option("--idempotency-key", metavar="KEY", help="Submit at most once per key."),
     ] = None,
     timeout: Annotated[
-        float, typer.Option(help="With --wait: give up after this many seconds.")
+        float, typer.Option(metavar="SECONDS", help="With --wait: give up after this many seconds.")
     ] = 24 * 3600.0,
 ) -> None:
     """Enqueue a training run and print its id (exit 0), or follow it with --wait
@@ -142,7 +146,7 @@ def _follow(store: RunStore, run_id: str, timeout: float, *, quiet: bool) -> Run
 
 
 def status_command(
-    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to show.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
 ) -> None:
     """Show a run's status (and its record with --json)."""
@@ -165,7 +169,7 @@ def status_command(
 
 
 def cancel_command(
-    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to cancel.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
 ) -> None:
     """Cancel a run: a queued run ends at once; a running one at its next step or poll."""

@@ -90,14 +90,21 @@ def _context_of(stack: Stack, home: Path) -> StackContext:
 def up_command(
     home: Annotated[
         Path,
-        typer.Option(help="Folder for Redis data, emulator data, logs and the CLI's context."),
+        typer.Option(
+            metavar="FOLDER",
+            help="Folder for Redis data, emulator data, logs and the CLI's context.",
+        ),
     ] = DEFAULT_HOME,
     api_port: Annotated[
-        int, typer.Option("--api-port", min=0, max=65535, help="API port; 0 = no API.")
+        int,
+        typer.Option("--api-port", metavar="PORT", min=0, max=65535, help="API port; 0 = no API."),
     ] = 8000,
-    concurrency: Annotated[int, typer.Option(min=1, help="Worker concurrency.")] = 2,
+    concurrency: Annotated[int, typer.Option(metavar="N", min=1, help="Worker concurrency.")] = 2,
     provision_seconds: Annotated[
-        float, typer.Option("--provision-seconds", min=0, help="Emulated node boot time.")
+        float,
+        typer.Option(
+            "--provision-seconds", metavar="SECONDS", min=0, help="Emulated node boot time."
+        ),
     ] = 0.0,
 ) -> None:
     """Run Redis, the emulator (without Azure credentials), API, worker and beat until Ctrl-C.
@@ -160,9 +167,12 @@ def up_command(
 
 
 def demo_command(
-    home: Annotated[Path, typer.Option(help="Folder for the demo's stack.")] = DEFAULT_HOME
-    / "demo",
-    epochs: Annotated[int | None, typer.Option(min=1, help="Override the training epochs.")] = None,
+    home: Annotated[
+        Path, typer.Option(metavar="FOLDER", help="Folder for the demo's stack.")
+    ] = DEFAULT_HOME / "demo",
+    epochs: Annotated[
+        int | None, typer.Option(metavar="N", min=1, help="Override the training epochs.")
+    ] = None,
 ) -> None:
     """Start the embedded stack, train the MNIST ConvNet through every step, show the result."""
     from orchestrator.chain.enqueue import enqueue_run

@@ -26,9 +26,15 @@ LOG_TAIL_LINES = 12
 
 def runs_command(
     status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
-    name: Annotated[str | None, typer.Option(help="Only runs of this spec name.")] = None,
-    tag: Annotated[str | None, typer.Option(help="Only runs with this tag, as key=value.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many runs.")] = 20,
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only runs of this spec name.")
+    ] = None,
+    tag: Annotated[
+        str | None, typer.Option(metavar="KEY=VALUE", help="Only runs with this tag, as key=value.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(metavar="N", min=1, max=500, help="At most this many runs.")
+    ] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
 ) -> None:
     """List runs, newest first."""
@@ -72,7 +78,9 @@ def watch_run(run_id: str, console: Console | None = None) -> RunRecord:
         return follow_run(store, run_id, on_update=redraw, tick_seconds=0.5)
 
 
-def watch_command(run_id: Annotated[str, typer.Argument(help="The run to watch.")]) -> None:
+def watch_command(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to watch.")],
+) -> None:
     """A live view of the eight steps until the run ends (exit 0 only on success)."""
     record = watch_run(run_id)
     if record.status is not RunStatus.SUCCEEDED:
@@ -80,7 +88,9 @@ def watch_command(run_id: Annotated[str, typer.Argument(help="The run to watch."
 
 
 def logs_command(
-    run_id: Annotated[str, typer.Argument(help="The run whose job output to print.")],
+    run_id: Annotated[
+        str, typer.Argument(metavar="RUN_ID", help="The run whose job output to print.")
+    ],
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing while the job runs.")
     ] = False,
@@ -122,9 +132,12 @@ def _no_log_message(record: RunRecord, reader: JobLogReader) -> str:
 
 
 def outputs_command(
-    run_id: Annotated[str, typer.Argument(help="The run whose outputs to list.")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run whose outputs to list.")],
     download: Annotated[
-        Path | None, typer.Option("--download", help="Copy every output file into this folder.")
+        Path | None,
+        typer.Option(
+            "--download", metavar="FOLDER", help="Copy every output file into this folder."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
