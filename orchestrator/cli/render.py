@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 
@@ -60,6 +61,21 @@ def shown_step_state(record: RunRecord, step: Step) -> StepState:
     if record.terminal and state is StepState.PENDING:
         return StepState.SKIPPED
     return state
+
+
+def relative_to_artifacts(line: str, output_ids: Sequence[str]) -> str:
+    """A job log line with the job's output paths as the run's artifacts name them.
+
+    A job writes its outputs to `<share mount>/.../outputs/<OUTPUT_ID>/...` on
+    its node (the emulator mirrors it); collect_outputs copies them to
+    `<artifacts>/<run>/outputs/<OUTPUT_ID>/...`. Showing `outputs/MODEL/model.pt`
+    names a file the user can open, where the node's path names nothing local.
+    """
+    for output_id in output_ids:
+        line = re.sub(
+            rf"(?<![\w.])/\S*/outputs/{re.escape(output_id)}(?=/|\b)", f"outputs/{output_id}", line
+        )
+    return line
 
 
 def format_seconds(seconds: float | None) -> str:

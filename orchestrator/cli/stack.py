@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from orchestrator.cli.context import (
     read_context,
     write_context,
 )
+from orchestrator.cli.render import status_text
 from orchestrator.devstack.redis_server import free_port
 from orchestrator.devstack.stack import Stack, StackConfig, StackError
 from orchestrator.observability.logs import redact_text
@@ -223,8 +225,8 @@ def demo_command(
     elapsed = time.monotonic() - started
     console.print("\n[bold]4/4[/] result")
     run_dir = artifacts / final.run_id
-    reason = f" ({final.reason.value})" if final.reason else ""
-    lines = [f"  status:     {final.status.value}{reason}"]
+    # The stack is stopped by now: the summary names files, never its (dead) URLs.
+    lines = [f"  status:     {status_text(final)}"]
     if "test_error" in final.metrics:
         lines.append(f"  test error: {final.metrics['test_error']:.2%} (held-out digits)")
     models = sorted(run_dir.glob("outputs/MODEL/**/*.pt"))
@@ -236,3 +238,31 @@ def demo_command(
     typer.echo("\n".join(lines))
     if final.status is not RunStatus.SUCCEEDED:
         raise CliError(f"the demo run ended {final.status.value}: {final.error or final.reason}")
+    typer.echo("\n".join(["", "Next steps:", *next_steps(folder)]))
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working folder when inside it (short, copyable)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _command_name() -> str:
+    """`orchestrator` when the shell finds this very CLI, else its path in the venv."""
+    script = Path(sys.executable).parent / "orchestrator"
+    found = shutil.which("orchestrator")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "orchestrator"
+    return _shown(script)
+
+
+def next_steps(example: Path) -> list[str]:
+    """What to do after the demo: a stack that stays up, a run of one's own, the docs."""
+    command = _command_name()
+    return [
+        f"  1. {command} up   (a stack that keeps running; Ctrl-C stops it)",
+        f"  2. {command} submit {_shown(example / 'run.yaml')} --wait   (in another terminal)",
+        f"  3. open {_shown(example.parents[1] / 'README.md')}   (the CLI, run specs, real Azure)",
+    ]

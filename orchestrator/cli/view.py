@@ -14,7 +14,7 @@ from rich.live import Live
 from orchestrator.artifacts import RunArtifacts
 from orchestrator.cli.common import CliError, open_store
 from orchestrator.cli.follow import follow_run
-from orchestrator.cli.render import run_view, runs_table
+from orchestrator.cli.render import relative_to_artifacts, run_view, runs_table
 from orchestrator.domain.status import RunStatus
 from orchestrator.joblog import JobLogReader, LogTail
 from orchestrator.observability.logs import redact_text
@@ -73,7 +73,9 @@ def watch_run(run_id: str, console: Console | None = None) -> RunRecord:
     with Live(console=console, refresh_per_second=4, transient=False) as live:
 
         def redraw(record: RunRecord) -> None:
-            live.update(run_view(record, tail.update(record)))
+            outputs = record.spec.outputs
+            lines = [relative_to_artifacts(line, outputs) for line in tail.update(record)]
+            live.update(run_view(record, lines))
 
         return follow_run(store, run_id, on_update=redraw, tick_seconds=0.5)
 

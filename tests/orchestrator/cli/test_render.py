@@ -4,7 +4,7 @@ import io
 
 from rich.console import Console
 
-from orchestrator.cli.render import format_seconds, run_view, runs_table
+from orchestrator.cli.render import format_seconds, relative_to_artifacts, run_view, runs_table
 from orchestrator.domain.spec import parse_spec
 from orchestrator.domain.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
 from orchestrator.store import RunRecord, StepRecord
@@ -113,3 +113,15 @@ def test_format_seconds() -> None:
     assert format_seconds(None) == ""
     assert format_seconds(2.25) == "2.2s"
     assert format_seconds(125) == "2m05s"
+
+
+def test_job_output_paths_in_log_lines_read_as_the_artifacts_name_them() -> None:
+    node_path = "/mnt/batch/azfiles/runs/abc/job-1/outputs/MODEL/ConvNet_MNIST.pt"
+    assert relative_to_artifacts(f"Model saved to {node_path}", ["MODEL"]) == (
+        "Model saved to outputs/MODEL/ConvNet_MNIST.pt"
+    )
+    # Another output id, or a path that is not an output, is left alone.
+    assert (
+        relative_to_artifacts("wrote /a/outputs/MODELS/x", ["MODEL"]) == "wrote /a/outputs/MODELS/x"
+    )
+    assert relative_to_artifacts("read /data/train.txt", ["MODEL"]) == "read /data/train.txt"

@@ -60,6 +60,13 @@ def test_demo_trains_the_convnet_end_to_end(tmp_path: Path) -> None:
     assert error is not None and float(error.group(1)) < 10.0
     model = re.search(r"model file: (\S+)", proc.stdout)
     assert model is not None and Path(model.group(1)).stat().st_size > 0
+    # The live log panel names the model as the artifacts do.
+    assert "Model saved to outputs/MODEL/ConvNet_MNIST.pt" in proc.stdout
+    summary = proc.stdout.split("4/4", 1)[1]
+    assert "http" not in summary  # the stack is stopped: no dead URLs
+    steps = summary.split("Next steps:", 1)[1].strip().splitlines()
+    assert [line.split(".", 1)[0].strip() for line in steps] == ["1", "2", "3"]
+    assert " up " in steps[0] and " submit " in steps[1] and "README.md" in steps[2]
     leftovers = subprocess.run(
         ["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True
     )
