@@ -116,6 +116,13 @@ class Settings(BaseSettings):
         256 * 1024, validation_alias="ORCH_API_MAX_BODY_BYTES"
     )
 
+    @field_validator("artifacts_dir")
+    @classmethod
+    def _absolute_artifacts_dir(cls, value: Path) -> Path:
+        # Resolved once, when the settings load: a command run from a subfolder,
+        # a worker started elsewhere and the API all name the same folder.
+        return value.expanduser().absolute()
+
     @field_validator("azure_arm_endpoint")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:

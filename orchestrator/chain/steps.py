@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.artifacts import RunArtifacts
+from orchestrator.azure.errors import AzureGatewayError, PermanentAzureError
 from orchestrator.azure.files import md5_base64
 from orchestrator.azure.gateway import Gateway
 from orchestrator.azure.job_params import STDOUTERR_OUTPUT_ID
 from orchestrator.domain.naming import AzureNames, azure_names
 from orchestrator.domain.spec import ClusterPolicy
-from orchestrator.domain.status import FailureReason, RunStatus, Step
+from orchestrator.domain.status import FailureReason, RunStatus, Step, StepState
+from orchestrator.observability.logs import get_logger, redact_text
 from orchestrator.observability.training_metrics import parse_metrics
 from orchestrator.settings import Settings
 from orchestrator.store import RunRecord, RunStore
@@ -81,6 +83,14 @@ def poll_countdown(settings: Settings, polls: int) -> float:
     """Short at first, growing by poll_backoff up to poll_max (and safe_countdown)."""
     countdown = settings.poll_initial_seconds * settings.poll_backoff ** max(0, polls)
     return safe_countdown(settings, min(countdown, settings.poll_max_seconds))
+
+
+# A failed job's error quotes the end of its stderr, bounded so the record and
+# a `status` line stay small: the last lines, then the last characters of those.
+STDERR_TAIL_LINES = 5
+STDERR_TAIL_CHARS = 1000
+# Bytes read from the end of stderr to find those lines.
+_STDERR_TAIL_READ = 16 * 1024
 
 
 def _waiting_since(ctx: StepContext, record: RunRecord, step: Step) -> float:
@@ -225,11 +235,10 @@ def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
         return Done(detail)
     if job.execution_state == "failed":
         problems = "; ".join(job.errors)
-        return Fail(
-            FailureReason.JOB_FAILED,
-            f"job {names.job} failed with exit code {job.exit_code}"
-            + (f": {problems}" if problems else ""),
+        message = f"job {names.job} failed with exit code {job.exit_code}" + (
+            f": {problems}" if problems else ""
         )
+        return Fail(FailureReason.JOB_FAILED, _failed_job_error(ctx, record, message))
     if ctx.clock() - since > ctx.settings.job_timeout_seconds:
         ctx.gateway.terminate_job(names)
         return Fail(
@@ -240,14 +249,72 @@ def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
     return Wait(detail=detail)
 
 
+def collect_job_logs(ctx: StepContext, record: RunRecord) -> tuple[list[str], int]:
+    """Download the job's stdout/stderr into the run's artifacts; idempotent
+    (a second call downloads the same files over themselves).
+
+    Returns the collected paths (relative to the artifacts) and the bytes downloaded.
+    """
+    names = ctx.names(record)
+    artifacts = RunArtifacts.of(ctx.settings.artifacts_dir, record.run_id)
+    collected: list[str] = []
+    downloaded_bytes = 0
+    for item in ctx.gateway.list_output_files(names, STDOUTERR_OUTPUT_ID):
+        if item.is_directory or not item.download_url:
+            continue
+        dest = artifacts.root / RunArtifacts.safe_relative(item.name)
+        downloaded_bytes += ctx.gateway.download(item.download_url, dest)
+        collected.append(dest.relative_to(artifacts.root).as_posix())
+    return collected, downloaded_bytes
+
+
+def _add_outputs(ctx: StepContext, run_id: str, paths: list[str]) -> None:
+    def add(r: RunRecord) -> None:
+        r.outputs = sorted(set(r.outputs) | set(paths))
+
+    ctx.store.update(run_id, add)
+
+
+def stderr_tail(path: Path) -> str:
+    """The last non-blank lines of a collected stderr, as one redacted line
+    ("" when the file is missing or blank)."""
+    if not path.is_file():
+        return ""
+    with path.open("rb") as log:
+        log.seek(max(0, path.stat().st_size - _STDERR_TAIL_READ))
+        text = log.read().decode("utf-8", errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    tail = " | ".join(lines[-STDERR_TAIL_LINES:])
+    if len(tail) > STDERR_TAIL_CHARS:
+        tail = "…" + tail[-(STDERR_TAIL_CHARS - 1) :]
+    return redact_text(tail)
+
+
+def _failed_job_error(ctx: StepContext, record: RunRecord, message: str) -> str:
+    """`message`, followed by the end of the job's stderr when it can be read.
+
+    The logs are collected here, while the job still exists: cleanup deletes
+    it, and the cause of a failure is usually the last thing on stderr. Best
+    effort: a failure to read the logs must not hide the job's own failure
+    (cleanup tries the collection again).
+    """
+    try:
+        collected, _ = collect_job_logs(ctx, record)
+    except AzureGatewayError as exc:
+        get_logger(run_id=record.run_id).warning("job_logs_not_collected", error=str(exc))
+        return message
+    _add_outputs(ctx, record.run_id, collected)
+    artifacts = RunArtifacts.of(ctx.settings.artifacts_dir, record.run_id)
+    tail = stderr_tail(artifacts.log("stderr"))
+    return f"{message}; stderr: {tail}" if tail else message
+
+
 def collect_outputs(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
     artifacts = RunArtifacts.of(ctx.settings.artifacts_dir, run_id)
-    collected: list[str] = []
-    downloaded_bytes = 0
-    targets: list[tuple[str, Path]] = [(STDOUTERR_OUTPUT_ID, artifacts.root)]
-    targets += [(output_id, artifacts.output_dir(output_id)) for output_id in record.spec.outputs]
+    collected, downloaded_bytes = collect_job_logs(ctx, record)
+    targets = [(output_id, artifacts.output_dir(output_id)) for output_id in record.spec.outputs]
     for output_id, destination in targets:
         for item in ctx.gateway.list_output_files(names, output_id):
             if item.is_directory or not item.download_url:
@@ -268,6 +335,16 @@ def collect_outputs(ctx: StepContext, run_id: str) -> StepOutcome:
     return Done({"files": len(collected), "downloaded_bytes": downloaded_bytes})
 
 
+def _logs_pending(record: RunRecord) -> bool:
+    """A job was created and its logs were not collected yet (the run was
+    cancelled or timed out, or the failed job's logs could not be read then)."""
+    if "job" not in record.resources:
+        return False
+    if {"stdout.txt", "stderr.txt"} & set(record.outputs):
+        return False  # collect_outputs, or poll_job on a failed job, has them
+    return not record.step(Step.CLEANUP).detail.get("logs_collected")
+
+
 def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
     """Delete the job and a per-run cluster (never a shared one), then wait
     until Azure no longer lists them; the chain then ends the run."""
@@ -277,6 +354,17 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
     detail = record.step(Step.CLEANUP).detail
     requested: dict[str, bool] = dict(detail.get("delete_requested", {}))
     since = _waiting_since(ctx, record, Step.CLEANUP)
+    if _logs_pending(record):
+        # Whatever the ending, the job's stdout/stderr outlive it: collected
+        # before the job (and its output listing) is deleted.
+        try:
+            collected, _ = collect_job_logs(ctx, record)
+        except PermanentAzureError as exc:
+            # Nothing to collect from (the job is already gone): cleanup goes on.
+            get_logger(run_id=run_id).warning("job_logs_not_collected", error=str(exc))
+            collected = []
+        _add_outputs(ctx, run_id, collected)
+        ctx.store.set_step(run_id, Step.CLEANUP, StepState.RUNNING, detail={"logs_collected": True})
     # Delete first (tolerant of "already gone"), then check: when Azure
     # deletes quickly this finishes in one pass.
     if not requested.get("job"):

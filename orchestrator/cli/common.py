@@ -9,6 +9,10 @@ if TYPE_CHECKING:
     from orchestrator.store import RunStore
 
 
+# How long a command waits for Redis before one error line (`--connect-timeout`).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+connect_timeout_seconds = DEFAULT_CONNECT_TIMEOUT
+
 
 class CliError(Exception):
     """A user-facing failure: printed as one `error: ...` line, exit status 1."""
@@ -39,12 +43,17 @@ def open_store() -> RunStore:
     url = redact_text(settings.redis_url)
     try:
         client = redis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=5, socket_timeout=30
+            settings.redis_url,
+            socket_connect_timeout=connect_timeout_seconds,
+            socket_timeout=max(30.0, connect_timeout_seconds),
         )
     except ValueError as exc:
         raise CliError(f"REDIS_URL {url} is not a Redis URL: {redact_text(str(exc))}") from None
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise CliError(f"cannot reach Redis at {url}: {exc}") from None
+        raise CliError(
+            f"cannot reach Redis at {url} within {connect_timeout_seconds:g}s ({exc}); "
+            "start the stack with `orchestrator up`, or set REDIS_URL"
+        ) from None
     return RunStore(client)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 
@@ -10,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.domain.status import STEP_ORDER, RunStatus, StepState
+from orchestrator.domain.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
 from orchestrator.store import RunRecord
 
 STATE_STYLE: dict[StepState, str] = {
@@ -26,6 +27,55 @@ STATUS_STYLE: dict[RunStatus, str] = {
     RunStatus.FAILED: "bold red",
     RunStatus.CANCELLED: "bold magenta",
 }
+
+
+def cancelled_by_request(record: RunRecord) -> bool:
+    return record.status is RunStatus.CANCELLED and record.reason in (None, FailureReason.CANCELLED)
+
+
+def status_text(record: RunRecord) -> str:
+    """The status as a user reads it: `cancelled by request`, `failed (job_failed)`."""
+    if cancelled_by_request(record):
+        return "cancelled by request"
+    if record.reason:
+        return f"{record.status.value} ({record.reason.value})"
+    return record.status.value
+
+
+def reason_text(record: RunRecord) -> str:
+    """The reason column of `runs`: why a run ended, `by request` for a cancel."""
+    if cancelled_by_request(record):
+        return "by request"
+    return record.reason.value if record.reason else ""
+
+
+def error_text(record: RunRecord) -> str | None:
+    """The run's error, unless it only repeats that the user cancelled it."""
+    return None if cancelled_by_request(record) else record.error
+
+
+def shown_step_state(record: RunRecord, step: Step) -> StepState:
+    """A step's state as shown: on a finished run, a step that never ran was skipped
+    (the store leaves it pending: nothing ever started it)."""
+    state = record.steps[step].state if step in record.steps else StepState.PENDING
+    if record.terminal and state is StepState.PENDING:
+        return StepState.SKIPPED
+    return state
+
+
+def relative_to_artifacts(line: str, output_ids: Sequence[str]) -> str:
+    """A job log line with the job's output paths as the run's artifacts name them.
+
+    A job writes its outputs to `<share mount>/.../outputs/<OUTPUT_ID>/...` on
+    its node (the emulator mirrors it); collect_outputs copies them to
+    `<artifacts>/<run>/outputs/<OUTPUT_ID>/...`. Showing `outputs/MODEL/model.pt`
+    names a file the user can open, where the node's path names nothing local.
+    """
+    for output_id in output_ids:
+        line = re.sub(
+            rf"(?<![\w.])/\S*/outputs/{re.escape(output_id)}(?=/|\b)", f"outputs/{output_id}", line
+        )
+    return line
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -45,9 +95,7 @@ def step_elapsed(started: float | None, finished: float | None, now: float) -> f
 
 def run_title(record: RunRecord) -> Text:
     title = Text(f"run {record.run_id} ({record.spec.name}): ")
-    title.append(record.status.value, style=STATUS_STYLE.get(record.status, "bold"))
-    if record.reason:
-        title.append(f" [{record.reason.value}]")
+    title.append(status_text(record), style=STATUS_STYLE.get(record.status, "bold"))
     return title
 
 
@@ -62,7 +110,7 @@ def steps_table(record: RunRecord, now: float | None = None) -> Table:
     table.add_column("elapsed", justify="right")
     for number, step in enumerate(STEP_ORDER, start=1):
         step_record = record.steps.get(step)
-        state = step_record.state if step_record else StepState.PENDING
+        state = shown_step_state(record, step)
         elapsed = (
             step_elapsed(step_record.started_at, step_record.finished_at, now)
             if step_record
@@ -81,8 +129,9 @@ def steps_table(record: RunRecord, now: float | None = None) -> Table:
 def run_view(record: RunRecord, log_lines: Sequence[str] = (), now: float | None = None) -> Panel:
     """The live view: steps, then the error or the job's last log lines."""
     parts: list[RenderableType] = [steps_table(record, now)]
-    if record.error:
-        parts.append(Text(f"error: {record.error}", style="red"))
+    error = error_text(record)
+    if error:
+        parts.append(Text(f"error: {error}", style="red"))
     if log_lines:
         # One screen line per log line, cut with an ellipsis: a long path folded
         # inside a box cannot be copied. Full lines: `orchestrator logs RUN`.
@@ -98,8 +147,10 @@ def runs_table(records: Sequence[RunRecord]) -> Table:
     table.add_column("run id", no_wrap=True, min_width=id_width)
     table.add_column("name")
     table.add_column("status", no_wrap=True, min_width=len("cancelled"))
-    # The rest may wrap in a narrow terminal rather than lose the run id or status.
-    for column in ("reason", "step", "created", "duration"):
+    reason_width = max((len(reason_text(r)) for r in records), default=len("reason"))
+    table.add_column("reason", no_wrap=True, min_width=reason_width)
+    # The rest may wrap in a narrow terminal rather than lose the id, status or reason.
+    for column in ("step", "created", "duration"):
         table.add_column(column)
     for record in records:
         created = time.strftime("%m-%d %H:%M:%S", time.localtime(record.created_at))
@@ -108,7 +159,7 @@ def runs_table(records: Sequence[RunRecord]) -> Table:
             record.run_id,
             record.spec.name,
             Text(record.status.value, style=STATUS_STYLE.get(record.status, "")),
-            record.reason.value if record.reason else "",
+            reason_text(record),
             record.current_step.value if record.current_step else "",
             created,
             format_seconds(duration),

@@ -12,8 +12,9 @@ import yaml
 
 from orchestrator.cli.common import CliError, open_store
 from orchestrator.cli.follow import FollowTimeout, follow_run
-from orchestrator.domain.spec import SpecError, load_spec
-from orchestrator.domain.status import RunStatus
+from orchestrator.cli.render import error_text, shown_step_state, status_text
+from orchestrator.domain.spec import RunSpec, SpecError, load_spec
+from orchestrator.domain.status import STEP_ORDER, RunStatus
 from orchestrator.settings import get_settings
 from orchestrator.store import RunEvent, RunNotFound, RunRecord, RunStore
 
@@ -40,29 +41,53 @@ def _record_json(record: RunRecord) -> str:
 
 
 def _summary(record: RunRecord) -> str:
-    line = f"{record.run_id}  {record.status.value}"
-    if record.reason:
-        line += f" ({record.reason.value})"
+    line = f"{record.run_id}  {status_text(record)}"
     if record.current_step and not record.terminal:
         line += f"  step={record.current_step.value}"
-    if record.error:
-        line += f"  error: {record.error}"
+    error = error_text(record)
+    if error:
+        line += f"  error: {error}"
     return line
+
+
+def check_local_inputs(spec: RunSpec) -> None:
+    """What prepare_share would find missing, said before anything is enqueued:
+    every input exists here, and job.script is in the first input."""
+    for input_id, local in spec.inputs.items():
+        if not Path(local).exists():
+            raise CliError(f"invalid spec: inputs.{input_id}: {local} does not exist")
+    if spec.job.script is None or not spec.inputs:
+        return
+    first_id, first = next(iter(spec.inputs.items()))
+    folder = Path(first)
+    # A single-file input is uploaded as that one file, under its own name.
+    found = (
+        folder.name == spec.job.script if folder.is_file() else (folder / spec.job.script).is_file()
+    )
+    if not found:
+        raise CliError(
+            f"invalid spec: job.script: {spec.job.script} is not in the first input "
+            f"(inputs.{first_id}: {first})"
+        )
 
 
 def submit_command(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Run spec (YAML or JSON).")],
     param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="Override a parameter: key=value.")
+        list[str] | None,
+        typer.Option("--param", "-p", metavar="KEY=VALUE", help="Override a parameter: key=value."),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Use this run id.")] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", metavar="RUN_ID", help="Use this run id.")
+    ] = None,
     idempotency_key: Annotated[
-        str | None, typer.Option("--idempotency-key", help="Submit at most once per key.")
+        str | None,
+        typer.Option("--idempotency-key", metavar="KEY", help="Submit at most once per key."),
     ] = None,
     timeout: Annotated[
-        float, typer.Option(help="With --wait: give up after this many seconds.")
+        float, typer.Option(metavar="SECONDS", help="With --wait: give up after this many seconds.")
     ] = 24 * 3600.0,
 ) -> None:
     """Enqueue a training run and print its id (exit 0), or follow it with --wait
@@ -76,6 +101,7 @@ def submit_command(
             spec = spec.with_parameters(_parse_params(param))
     except SpecError as exc:
         raise CliError(f"invalid spec: {exc}") from None
+    check_local_inputs(spec)
     settings = get_settings()
     store = open_store()
     try:
@@ -120,7 +146,7 @@ def _follow(store: RunStore, run_id: str, timeout: float, *, quiet: bool) -> Run
 
 
 def status_command(
-    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to show.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
 ) -> None:
     """Show a run's status (and its record with --json)."""
@@ -133,8 +159,9 @@ def status_command(
         print(_record_json(record))
         return
     print(_summary(record))
-    for step, item in record.steps.items():
-        print(f"  {step.value:<22} {item.state.value:<8} attempts={item.attempts}")
+    for step in STEP_ORDER:
+        state = shown_step_state(record, step)
+        print(f"  {step.value:<22} {state.value:<8} attempts={record.step(step).attempts}")
     if record.outputs:
         print("  outputs: " + ", ".join(record.outputs))
     if record.metrics:
@@ -142,7 +169,7 @@ def status_command(
 
 
 def cancel_command(
-    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to cancel.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
 ) -> None:
     """Cancel a run: a queued run ends at once; a running one at its next step or poll."""

@@ -17,7 +17,7 @@ import typer
 
 from orchestrator.cli.common import CliError
 
-PORT = typer.Option(min=1, max=65535, help="Port to listen on.")
+PORT = typer.Option(min=1, max=65535, metavar="PORT", help="Port to listen on.")
 
 
 class LogLevel(StrEnum):
@@ -39,10 +39,15 @@ LogLevelOption = Annotated[
 
 
 def api_command(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
     port: Annotated[int, PORT] = 8000,
     workers: Annotated[
-        int, typer.Option(min=1, help="uvicorn worker processes (each builds its own app).")
+        int,
+        typer.Option(
+            metavar="N", min=1, help="uvicorn worker processes (each builds its own app)."
+        ),
     ] = 1,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs) until interrupted.
@@ -77,10 +82,27 @@ def api_command(
         )
 
 
+def check_redis_url(url: str) -> None:
+    """One error line for a REDIS_URL that is not one: Celery would otherwise
+    print a traceback, or retry a malformed broker address forever."""
+    import redis
+
+    from orchestrator.observability.logs import redact_text
+
+    try:
+        redis.Redis.from_url(url).close()  # parses only: no connection is made
+    except ValueError as exc:
+        raise CliError(
+            f"REDIS_URL {redact_text(url)!r} is not a Redis URL ({exc}); "
+            "e.g. redis://127.0.0.1:6379/0"
+        ) from None
+
+
 def _exec_celery(level: LogLevel, celery_args: list[str]) -> NoReturn:
     from orchestrator.settings import get_settings
 
-    get_settings()  # a bad setting is one error line here, before the exec
+    settings = get_settings()  # a bad setting is one error line here, before the exec
+    check_redis_url(settings.redis_url)
     os.environ["ORCH_LOG_LEVEL"] = level.value
     sys.stdout.flush()
     sys.stderr.flush()
@@ -89,12 +111,15 @@ def _exec_celery(level: LogLevel, celery_args: list[str]) -> NoReturn:
 
 def worker_command(
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", min=1, help="Worker processes (prefork pool).")
+        int,
+        typer.Option(
+            "--concurrency", "-c", metavar="N", min=1, help="Worker processes (prefork pool)."
+        ),
     ] = 2,
     loglevel: LogLevelOption = LogLevel.INFO,
     pool: Annotated[Pool, typer.Option(help="Celery pool.")] = Pool.PREFORK,
     name: Annotated[
-        str | None, typer.Option(help="Node name (default: unique per process).")
+        str | None, typer.Option(metavar="NAME", help="Node name (default: unique per process).")
     ] = None,
 ) -> None:
     """Run a Celery worker consuming the chain queue (batchai)."""
@@ -125,7 +150,7 @@ def worker_args(concurrency: int, loglevel: LogLevel, pool: Pool, node: str) -> 
 def beat_command(
     loglevel: LogLevelOption = LogLevel.INFO,
     schedule: Annotated[
-        str, typer.Option(help="Where beat keeps its schedule state.")
+        str, typer.Option(metavar="FILE", help="Where beat keeps its schedule state.")
     ] = ".orchestrator/celerybeat-schedule",
 ) -> None:
     """Run Celery beat: sends batchai.reap every ORCH_REAPER_INTERVAL_SECONDS."""
@@ -136,8 +161,12 @@ def beat_command(
 
 
 def flower_command(
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Flower web UI.")] = 5555,
-    address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(metavar="PORT", min=1, max=65535, help="Port of the Flower web UI.")
+    ] = 5555,
+    address: Annotated[
+        str, typer.Option(metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
 ) -> None:
     """Run Flower (Celery's web monitor) for the chain's workers and tasks."""
     _exec_celery(LogLevel.INFO, ["flower", f"--port={port}", f"--address={address}"])

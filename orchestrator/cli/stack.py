@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +18,14 @@ import typer
 from rich.console import Console
 
 from orchestrator.cli.common import CliError
+from orchestrator.cli.context import (
+    CONTEXT_DIR,
+    CONTEXT_FILE,
+    StackContext,
+    read_context,
+    write_context,
+)
+from orchestrator.cli.render import status_text
 from orchestrator.devstack.redis_server import free_port
 from orchestrator.devstack.stack import Stack, StackConfig, StackError
 from orchestrator.observability.logs import redact_text
@@ -43,33 +53,103 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether `port` can be listened on now (checked before anything starts,
+    so a taken port is one line naming it rather than a dead API child)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _refuse_a_second_stack(home: Path) -> None:
+    running = read_context(home / CONTEXT_FILE)
+    if running is not None and running.running:
+        redis_url = redact_text(running.env.get("REDIS_URL", "?"))
+        raise CliError(
+            f"a stack is already running from {home} (pid {running.pid}, REDIS_URL={redis_url}); "
+            f"stop it (Ctrl-C in its terminal, or kill {running.pid}) or use another --home"
+        )
+
+
+def _context_of(stack: Stack, home: Path) -> StackContext:
+    """What a CLI command in this folder needs to reach the stack (cli/context.py)."""
+    keys = ["REDIS_URL", "ORCH_ARTIFACTS_DIR"]
+    if stack.emulator is not None:
+        keys += list(stack.emulator.env)  # AZURE_*, REQUESTS_CA_BUNDLE: for live job logs
+    return StackContext(
+        path=home / CONTEXT_FILE,
+        pid=os.getpid(),
+        home=home,
+        env={key: stack.env[key] for key in keys if key in stack.env},
+        api_url=stack.api_url,
+        api_token_file=str(stack.api_token_file.resolve()) if stack.api_url else None,
+    )
+
+
 def up_command(
     home: Annotated[
-        Path, typer.Option(help="Folder for Redis data, emulator data and logs.")
+        Path,
+        typer.Option(
+            metavar="FOLDER",
+            help="Folder for Redis data, emulator data, logs and the CLI's context.",
+        ),
     ] = DEFAULT_HOME,
-    api_port: Annotated[int, typer.Option("--api-port", help="API port; 0 = no API.")] = 8000,
-    concurrency: Annotated[int, typer.Option(min=1, help="Worker concurrency.")] = 2,
+    api_port: Annotated[
+        int,
+        typer.Option("--api-port", metavar="PORT", min=0, max=65535, help="API port; 0 = no API."),
+    ] = 8000,
+    concurrency: Annotated[int, typer.Option(metavar="N", min=1, help="Worker concurrency.")] = 2,
     provision_seconds: Annotated[
-        float, typer.Option("--provision-seconds", min=0, help="Emulated node boot time.")
+        float,
+        typer.Option(
+            "--provision-seconds", metavar="SECONDS", min=0, help="Emulated node boot time."
+        ),
     ] = 0.0,
 ) -> None:
-    """Run Redis, the emulator (without Azure credentials), API, worker and beat until Ctrl-C."""
+    """Run Redis, the emulator (without Azure credentials), API, worker and beat until Ctrl-C.
+
+    Commands run in this folder or below then use this stack (`orchestrator context`).
+    """
+    from orchestrator.settings import get_settings
+
+    home = home.resolve()
+    _refuse_a_second_stack(home)
+    if api_port and not port_is_free(api_port):
+        raise CliError(
+            f"port {api_port} is in use; choose another with `orchestrator up --api-port N` "
+            "(0 = no API)"
+        )
     _stop_on_sigterm()
     config = StackConfig(
         home=home,
         api_port=api_port,
         worker_concurrency=concurrency,
         provision_seconds=provision_seconds,
+        # Absolute, so every child and every CLI command finds the same folder.
+        extra_env={"ORCH_ARTIFACTS_DIR": str(get_settings().artifacts_dir)},
     )
     stack = Stack(config)
+    context: StackContext | None = None
     try:
         stack.start()
+        context = _context_of(stack, home)
+        write_context(context)
         # A user-supplied REDIS_URL may carry a password: never on the terminal.
         typer.echo(f"REDIS_URL={redact_text(stack.env['REDIS_URL'])}")
         if "AZURE_ARM_ENDPOINT" in stack.env:
             typer.echo(f"AZURE_ARM_ENDPOINT={stack.env['AZURE_ARM_ENDPOINT']}")
         if stack.api_url:
             typer.echo(f"API: {stack.api_url}/docs (bearer token in {stack.api_token_file})")
+        if home.name == CONTEXT_DIR:
+            typer.echo(f"context: {context.path} (commands run in {home.parent} or below use it)")
+        else:
+            typer.echo(
+                f"context: {context.path} (not found by commands: the folder is not named "
+                f"{CONTEXT_DIR}; elsewhere set REDIS_URL)"
+            )
         typer.echo(f"logs: {stack.logs_dir}/  -- Ctrl-C stops everything")
         stopped = threading.Event()
         while not stopped.wait(1.0):
@@ -83,13 +163,18 @@ def up_command(
     except KeyboardInterrupt:
         typer.echo("stopping...")
     finally:
+        if context is not None:
+            context.path.unlink(missing_ok=True)
         stack.stop()
 
 
 def demo_command(
-    home: Annotated[Path, typer.Option(help="Folder for the demo's stack.")] = DEFAULT_HOME
-    / "demo",
-    epochs: Annotated[int | None, typer.Option(min=1, help="Override the training epochs.")] = None,
+    home: Annotated[
+        Path, typer.Option(metavar="FOLDER", help="Folder for the demo's stack.")
+    ] = DEFAULT_HOME / "demo",
+    epochs: Annotated[
+        int | None, typer.Option(metavar="N", min=1, help="Override the training epochs.")
+    ] = None,
 ) -> None:
     """Start the embedded stack, train the MNIST ConvNet through every step, show the result."""
     from orchestrator.chain.enqueue import enqueue_run
@@ -140,8 +225,8 @@ def demo_command(
     elapsed = time.monotonic() - started
     console.print("\n[bold]4/4[/] result")
     run_dir = artifacts / final.run_id
-    reason = f" ({final.reason.value})" if final.reason else ""
-    lines = [f"  status:     {final.status.value}{reason}"]
+    # The stack is stopped by now: the summary names files, never its (dead) URLs.
+    lines = [f"  status:     {status_text(final)}"]
     if "test_error" in final.metrics:
         lines.append(f"  test error: {final.metrics['test_error']:.2%} (held-out digits)")
     models = sorted(run_dir.glob("outputs/MODEL/**/*.pt"))
@@ -153,3 +238,31 @@ def demo_command(
     typer.echo("\n".join(lines))
     if final.status is not RunStatus.SUCCEEDED:
         raise CliError(f"the demo run ended {final.status.value}: {final.error or final.reason}")
+    typer.echo("\n".join(["", "Next steps:", *next_steps(folder)]))
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working folder when inside it (short, copyable)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _command_name() -> str:
+    """`orchestrator` when the shell finds this very CLI, else its path in the venv."""
+    script = Path(sys.executable).parent / "orchestrator"
+    found = shutil.which("orchestrator")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "orchestrator"
+    return _shown(script)
+
+
+def next_steps(example: Path) -> list[str]:
+    """What to do after the demo: a stack that stays up, a run of one's own, the docs."""
+    command = _command_name()
+    return [
+        f"  1. {command} up   (a stack that keeps running; Ctrl-C stops it)",
+        f"  2. {command} submit {_shown(example / 'run.yaml')} --wait   (in another terminal)",
+        f"  3. open {_shown(example.parents[1] / 'README.md')}   (the CLI, run specs, real Azure)",
+    ]

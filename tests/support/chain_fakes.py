@@ -24,6 +24,8 @@ class FakeGateway:
     clusters: set[str] = field(default_factory=set)
     jobs: set[str] = field(default_factory=set)
     last_request_id: str | None = "req-1"
+    # The job's stderr.txt; None lists no stderr at all (stdout.txt only).
+    stderr_text: bytes | None = None
 
     def _call(self, name: str) -> None:
         self.calls[name] += 1
@@ -111,7 +113,10 @@ class FakeGateway:
     ) -> list[OutputFile]:
         self._call("list_output_files")
         if output_id == "stdouterr":
-            return [OutputFile("stdout.txt", "https://x/stdout", False)]
+            logs = [OutputFile("stdout.txt", "https://x/stdout", False)]
+            if self.stderr_text is not None:
+                logs.append(OutputFile("stderr.txt", "https://x/stderr", False))
+            return logs
         return [
             OutputFile("sub", None, True),
             OutputFile("sub/model.bin", "https://x/model", False),
@@ -132,8 +137,9 @@ class FakeGateway:
         self._call("read_range")
         return self._body(url)[start : end + 1]
 
-    @staticmethod
-    def _body(url: str) -> bytes:
+    def _body(self, url: str) -> bytes:
+        if url.endswith("stderr"):
+            return self.stderr_text or b""
         return b"accuracy=0.5\n" if url.endswith("stdout") else b"weights"
 
     # --------------------------------------------------------- reaper

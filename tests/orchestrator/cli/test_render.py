@@ -4,9 +4,9 @@ import io
 
 from rich.console import Console
 
-from orchestrator.cli.render import format_seconds, run_view, runs_table
+from orchestrator.cli.render import format_seconds, relative_to_artifacts, run_view, runs_table
 from orchestrator.domain.spec import parse_spec
-from orchestrator.domain.status import RunStatus, Step, StepState
+from orchestrator.domain.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
 from orchestrator.store import RunRecord, StepRecord
 
 SPEC = parse_spec({"name": "demo", "job": {"script": "a.py"}, "inputs": {"A": "/tmp"}})
@@ -60,18 +60,68 @@ def test_runs_table_lists_each_run() -> None:
     assert "abc123" in text and "demo" in text and "running" in text
 
 
-def test_runs_table_keeps_run_id_and_status_whole_in_80_columns() -> None:
+def test_runs_table_keeps_run_id_status_and_reason_whole_in_80_columns() -> None:
     record = record_with_steps().model_copy(
-        update={"run_id": "0123456789abcdef", "status": RunStatus.SUCCEEDED}
+        update={
+            "run_id": "0123456789abcdef",
+            "status": RunStatus.FAILED,
+            "reason": FailureReason.ALLOCATION_FAILED,
+            "current_step": Step.ENSURE_RESOURCE_GROUP,
+            "spec": SPEC.model_copy(update={"name": "a-rather-long-spec-name-for-mnist"}),
+        }
     )
     out = io.StringIO()
     Console(file=out, width=80, color_system=None).print(runs_table([record]))
     assert "0123456789abcdef" in out.getvalue()
-    assert "succeeded" in out.getvalue()
+    assert "failed" in out.getvalue()
+    assert "allocation_failed" in out.getvalue()
     assert max(len(line) for line in out.getvalue().splitlines()) <= 80
+
+
+def cancelled_during_the_job() -> RunRecord:
+    record = record_with_steps().model_copy(
+        update={
+            "status": RunStatus.CANCELLED,
+            "reason": FailureReason.CANCELLED,
+            "error": "cancelled by request",
+        }
+    )
+    record.steps[Step.POLL_JOB] = StepRecord(state=StepState.SKIPPED, attempts=3)
+    record.steps[Step.CLEANUP] = StepRecord(state=StepState.DONE, attempts=1)
+    return record
+
+
+def test_a_cancel_reads_cancelled_by_request_not_as_an_error() -> None:
+    record = cancelled_during_the_job()
+    view = render(run_view(record, now=115.0))
+    assert "cancelled by request" in view and "error" not in view
+    table = render(runs_table([record]))
+    assert "by request" in table
+
+
+def test_steps_a_finished_run_never_ran_show_skipped() -> None:
+    text = render(run_view(cancelled_during_the_job(), now=115.0))
+    rows = {step: line for line in text.splitlines() for step in STEP_ORDER if step.value in line}
+    assert "skipped" in rows[Step.COLLECT_OUTPUTS] and "skipped" in rows[Step.SUBMIT_JOB]
+    assert "done" in rows[Step.CLEANUP]
+    assert "pending" not in text
+    # While the run goes on, a step not reached yet is pending.
+    assert "pending" in render(run_view(record_with_steps(), now=115.0))
 
 
 def test_format_seconds() -> None:
     assert format_seconds(None) == ""
     assert format_seconds(2.25) == "2.2s"
     assert format_seconds(125) == "2m05s"
+
+
+def test_job_output_paths_in_log_lines_read_as_the_artifacts_name_them() -> None:
+    node_path = "/mnt/batch/azfiles/runs/abc/job-1/outputs/MODEL/ConvNet_MNIST.pt"
+    assert relative_to_artifacts(f"Model saved to {node_path}", ["MODEL"]) == (
+        "Model saved to outputs/MODEL/ConvNet_MNIST.pt"
+    )
+    # Another output id, or a path that is not an output, is left alone.
+    assert (
+        relative_to_artifacts("wrote /a/outputs/MODELS/x", ["MODEL"]) == "wrote /a/outputs/MODELS/x"
+    )
+    assert relative_to_artifacts("read /data/train.txt", ["MODEL"]) == "read /data/train.txt"

@@ -60,6 +60,13 @@ def test_demo_trains_the_convnet_end_to_end(tmp_path: Path) -> None:
     assert error is not None and float(error.group(1)) < 10.0
     model = re.search(r"model file: (\S+)", proc.stdout)
     assert model is not None and Path(model.group(1)).stat().st_size > 0
+    # The live log panel names the model as the artifacts do.
+    assert "Model saved to outputs/MODEL/ConvNet_MNIST.pt" in proc.stdout
+    summary = proc.stdout.split("4/4", 1)[1]
+    assert "http" not in summary  # the stack is stopped: no dead URLs
+    steps = summary.split("Next steps:", 1)[1].strip().splitlines()
+    assert [line.split(".", 1)[0].strip() for line in steps] == ["1", "2", "3"]
+    assert " up " in steps[0] and " submit " in steps[1] and "README.md" in steps[2]
     leftovers = subprocess.run(
         ["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True
     )
@@ -120,3 +127,81 @@ def test_up_serves_until_interrupted_then_stops_everything(tmp_path: Path) -> No
     assert not [pid for pid in children if alive(pid)]
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+JOB = """\
+import os
+print("accuracy=0.9", flush=True)
+with open(os.path.join(os.environ["AZ_BATCHAI_OUTPUT_MODEL"], "model.txt"), "w") as out:
+    out.write("weights")
+"""
+
+
+def test_commands_below_the_folder_of_up_find_its_stack(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    sub = project / "experiments" / "one"
+    (sub / "code").mkdir(parents=True)
+    (sub / "code" / "train.py").write_text(JOB)
+    (sub / "run.yaml").write_text(
+        "name: ctx\njob:\n  script: train.py\ninputs:\n  CODE: code\noutputs: [MODEL]\n"
+    )
+    env = {k: v for k, v in clean_env().items() if k != "ORCH_ARTIFACTS_DIR"}
+    port = free_port()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "up", "--api-port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def cli(*args: str, cwd: Path = sub) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert up.stdout is not None
+    context_file = project / ".orchestrator" / "context.json"
+    try:
+        for line in up.stdout:
+            if "Ctrl-C stops everything" in line:
+                break
+        assert oct(context_file.stat().st_mode & 0o777) == "0o600"
+
+        second = cli("up", "--api-port", str(free_port()), cwd=project)
+        assert second.returncode == 1
+        (line,) = second.stderr.strip().splitlines()
+        assert line.startswith(
+            f"error: a stack is already running from {project / '.orchestrator'}"
+        )
+        assert f"pid {up.pid}" in line
+
+        context = cli("context")
+        assert f"(pid {up.pid}) from {project / '.orchestrator'}" in context.stdout
+        assert f"API: http://127.0.0.1:{port}" in context.stdout
+
+        # A fresh stack: its Redis holds no run yet, and `runs` says so.
+        assert "holds no orchestrator data" in cli("runs").stdout
+        submitted = cli("submit", "run.yaml", "--wait")
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        run_id = submitted.stdout.splitlines()[0]
+        assert run_id in cli("runs").stdout
+        assert cli("status", run_id).stdout.startswith(f"{run_id}  succeeded")
+        assert cli("logs", run_id).stdout == "accuracy=0.9\n"
+        downloaded = cli("outputs", run_id, "--download", "copy")
+        assert downloaded.returncode == 0, downloaded.stderr
+        assert (sub / "copy" / "outputs" / "MODEL" / "model.txt").read_text() == "weights"
+        # The artifacts are where `up` ran, whatever folder a command runs from.
+        assert (project / "artifacts" / run_id / "stdout.txt").is_file()
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+    finally:
+        up.kill()
+    assert not context_file.exists()

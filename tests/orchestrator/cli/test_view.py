@@ -128,6 +128,32 @@ def test_logs_of_a_run_without_output_is_one_error_line(
     assert code == 1 and err.strip() == "error: run 'nosuchrun' not found"
 
 
+def test_logs_of_a_finished_run_never_say_yet(
+    store: RunStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before_job = make_run(store, "early")
+    store.decide_ending(before_job, RunStatus.FAILED, FailureReason.INVALID_SPEC, "no input")
+    store.transition(before_job, RunStatus.FAILED, reason=FailureReason.INVALID_SPEC)
+    code, _, err = run_cli(["logs", before_job, "--stderr"], capsys)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"error: run {before_job} ended failed before its job started: it has no stderr.txt"
+    ]
+
+    failed = make_run(store, "failed")
+    store.update(failed, lambda r: r.resources.update(job="job-1"))
+    finish(store, failed, RunStatus.FAILED, reason=FailureReason.JOB_FAILED)
+    root = tmp_path / "artifacts" / failed
+    root.mkdir(parents=True)
+    (root / "stderr.txt").write_text("Traceback\nValueError: bad lr\n")
+    (root / "stdout.txt").write_text("")
+    code, out, _ = run_cli(["logs", failed, "--stderr"], capsys)
+    assert (code, out) == (0, "Traceback\nValueError: bad lr\n")
+    code, out, err = run_cli(["logs", failed], capsys)
+    assert (code, out) == (0, "")
+    assert err.strip() == f"the job of run {failed} wrote nothing to stdout (status failed)"
+
+
 def test_watch_follows_until_the_end_and_exits_by_outcome(
     store: RunStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
