@@ -41,6 +41,9 @@ from typing import Any
 
 import redis
 
+# The chain tests' Stack is reused, not copied: `tests` is importable from the repo root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from emulator.testing import EmulatorProcess
 from orchestrator.devstack.processes import ChildProcess, cli_argv
 from orchestrator.devstack.redis_server import RedisServer, free_port
