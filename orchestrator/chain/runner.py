@@ -37,6 +37,7 @@ from orchestrator.chain.steps import (
 )
 from orchestrator.domain.status import (
     STATUS_DURING_STEP,
+    STEP_ORDER,
     TERMINAL,
     FailureReason,
     RunStatus,
@@ -175,7 +176,30 @@ def _to_cleanup(ctx: StepContext, run_id: str) -> Dispatch | None:
     if cleanup.state is not StepState.PENDING or cleanup.task_id is not None:
         # Cleanup was already sent (or runs); do not start a second one.
         return None
+    _skip_the_rest(ctx, record)
     return _send(ctx, run_id, Step.CLEANUP, StepState.PENDING)
+
+
+def _skip_the_rest(ctx: StepContext, record: RunRecord) -> None:
+    """Steps a run going to cleanup will never reach say so: skipped, not pending."""
+    never_reached = [
+        step
+        for step in STEP_ORDER
+        if step is not Step.CLEANUP
+        and record.step(step).state is StepState.PENDING
+        and record.step(step).task_id is None
+    ]
+    if not never_reached:
+        return
+
+    def skip(current: RunRecord) -> None:
+        for step in never_reached:
+            if current.step(step).state is StepState.PENDING:
+                current.steps[step] = current.step(step).model_copy(
+                    update={"state": StepState.SKIPPED}
+                )
+
+    ctx.store.update(record.run_id, skip)
 
 
 def _resend_following(ctx: StepContext, record: RunRecord, step: Step) -> Dispatch | None:

@@ -146,7 +146,7 @@ def test_failed_job_ends_failed_after_cleanup(ctx: StepContext, tmp_path: Path) 
     assert (final.status, final.reason) == (RunStatus.FAILED, FailureReason.JOB_FAILED)
     assert "exit code 3" in (final.error or "")
     assert final.step(Step.POLL_JOB).state is StepState.FAILED
-    assert final.step(Step.COLLECT_OUTPUTS).state is StepState.PENDING
+    assert final.step(Step.COLLECT_OUTPUTS).state is StepState.SKIPPED  # never reached
     assert not gateway.clusters and not gateway.jobs
 
 
@@ -204,6 +204,13 @@ def test_missing_input_is_an_invalid_spec(ctx: StepContext, tmp_path: Path) -> N
     assert (final.status, final.reason) == (RunStatus.FAILED, FailureReason.INVALID_SPEC)
     assert "inputs.CODE" in (final.error or "")
     assert _gateway(ctx).calls["ensure_cluster"] == 0
+    # The steps it never reached say so, in the record the API and `status --json` show.
+    states = {step: final.step(step).state for step in Step}
+    assert states[Step.PREPARE_SHARE] is StepState.FAILED
+    assert {states[s] for s in (Step.CREATE_CLUSTER, Step.POLL_JOB, Step.COLLECT_OUTPUTS)} == {
+        StepState.SKIPPED
+    }
+    assert states[Step.CLEANUP] is StepState.DONE
 
 
 def test_unchanged_inputs_are_not_uploaded_again(ctx: StepContext, tmp_path: Path) -> None:
