@@ -37,6 +37,9 @@ class EmulatorConfig:
     # Base64 account key; generated once per data dir and kept there when None.
     storage_key: str | None = None
     env_file: Path | None = None
+    # Bearer token for ARM, Batch AI and /_emulator/*; generated once per data dir
+    # (<data-dir>/access-token) when None.
+    access_token: str | None = None
     # Name clients use to reach the emulator from elsewhere (e.g. "emulator" as a
     # compose service): added to the certificate and used in the advertised URLs.
     public_host: str | None = None

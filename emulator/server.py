@@ -52,6 +52,7 @@ class Emulator:
             config.storage_account,
             load_account_key(config.data_dir, config.storage_account, config.storage_key),
         )
+        self.access_token = auth.load_access_token(config.data_dir, config.access_token)
         self.ctx = EmulatorContext(
             config=config,
             stats=self.stats,
@@ -98,6 +99,7 @@ class Emulator:
                 f"FileEndpoint={self.url}"
             ),
             "REQUESTS_CA_BUNDLE": str(self.tls.ca_cert.resolve()),
+            "AZURE_EMULATOR_TOKEN": self.access_token,
         }
 
     def service_of(self, operation: str) -> str | None:
@@ -135,8 +137,10 @@ class Emulator:
             error = errors.fault_error(fault.kind, service, fault.retry_after)
             return errors.render(error, service, request.method), fault
         try:
-            if service == "arm":
-                auth.require_bearer(request)
+            # Files authenticate per request (SharedKey or SAS) in their own routes; the
+            # health probe stays open so a supervisor can poll it without the secret.
+            if service == "arm" or (service == "control" and operation != "Emulator_Health"):
+                auth.require_bearer(request, self.access_token)
             response = run(request)
         except errors.EmulatorError as exc:
             response = errors.render(exc, service, request.method)

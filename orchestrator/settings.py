@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         256 * 1024, validation_alias="ORCH_API_MAX_BODY_BYTES"
     )
 
+    # --- Hardening (issue 16) ----------------------------------------------
+    # The local emulator's bearer token (its env file's AZURE_EMULATOR_TOKEN); it
+    # refuses every other token. Used only when uses_emulator.
+    azure_emulator_token: SecretStr | None = Field(None, validation_alias="AZURE_EMULATOR_TOKEN")
+
     @field_validator("azure_arm_endpoint")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:

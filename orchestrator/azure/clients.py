@@ -59,7 +59,13 @@ class AzureClients:
                     s.azure_tenant_id, s.azure_client_id, s.azure_client_secret.get_secret_value()
                 )
             elif s.uses_emulator:
-                self._credential = StaticTokenCredential()
+                if s.azure_emulator_token is None or not s.azure_emulator_token.get_secret_value():
+                    raise PermanentAzureError(
+                        "AZURE_ARM_ENDPOINT is the emulator but AZURE_EMULATOR_TOKEN is not set: "
+                        "take it from the emulator's env file",
+                        reason=FailureReason.AUTH,
+                    )
+                self._credential = StaticTokenCredential(s.azure_emulator_token.get_secret_value())
             else:
                 from azure.identity import DefaultAzureCredential
 

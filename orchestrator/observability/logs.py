@@ -93,13 +93,14 @@ def register_secret(value: str | None) -> None:
 
 def secrets_from_settings(settings: Settings) -> list[str]:
     """The secret values in Settings: client secret, storage key, connection
-    string (and its AccountKey / SAS parts), API token."""
+    string (and its AccountKey / SAS parts), API token, the emulator's token."""
     values: list[str] = []
     for secret in (
         settings.azure_client_secret,
         settings.azure_storage_key,
         settings.azure_storage_connection_string,
         settings.api_token,
+        settings.azure_emulator_token,
     ):
         if secret is not None and secret.get_secret_value():
             values.append(secret.get_secret_value())

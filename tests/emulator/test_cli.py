@@ -20,6 +20,7 @@ EXPECTED_KEYS = {
     "AZURE_STORAGE_KEY",
     "AZURE_STORAGE_CONNECTION_STRING",
     "REQUESTS_CA_BUNDLE",
+    "AZURE_EMULATOR_TOKEN",
 }
 
 
@@ -62,6 +63,7 @@ def test_emulator_command_prints_env_serves_and_stops_on_sigterm(tmp_path: Path)
         assert f"FileEndpoint={env['AZURE_ARM_ENDPOINT']}" in env["AZURE_STORAGE_CONNECTION_STRING"]
         health = requests.get(
             env["AZURE_ARM_ENDPOINT"] + "/_emulator/stats",
+            headers={"Authorization": f"Bearer {env['AZURE_EMULATOR_TOKEN']}"},
             verify=env["REQUESTS_CA_BUNDLE"],
             timeout=30,
         )

@@ -31,6 +31,7 @@ class EmulatorEnv(BaseSettings):
     AZURE_STORAGE_KEY: str
     AZURE_STORAGE_CONNECTION_STRING: str
     REQUESTS_CA_BUNDLE: str
+    AZURE_EMULATOR_TOKEN: str
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,56 @@
+"""AzureClients against the emulator: its token, and configurations that cannot work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from emulator.testing import RunningEmulator, start_emulator
+from orchestrator.azure.errors import PermanentAzureError
+from orchestrator.azure.gateway import AzureGateway
+from orchestrator.domain.status import FailureReason
+from orchestrator.observability.logs import configure_logging, redact_text, secrets_from_settings
+from orchestrator.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    with start_emulator(tmp_path_factory.mktemp("emulator")) as running:
+        yield running
+
+
+def settings_for(env: dict[str, str], **overrides: str | None) -> Settings:
+    values: dict[str, str | None] = {**env, **overrides}
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def test_the_gateway_sends_the_emulators_token(emulator: RunningEmulator) -> None:
+    gateway = AzureGateway(settings_for(emulator.env))
+    gateway.ensure_resource_group("rg-token")
+    gateway.ensure_share("share-token")
+
+
+def test_a_wrong_emulator_token_is_an_auth_failure(emulator: RunningEmulator) -> None:
+    gateway = AzureGateway(settings_for(emulator.env, AZURE_EMULATOR_TOKEN="not-the-token"))
+    with pytest.raises(PermanentAzureError) as caught:
+        gateway.ensure_resource_group("rg-wrong")
+    assert caught.value.reason is FailureReason.AUTH
+    assert "401" in str(caught.value)
+    assert emulator.access_token not in str(caught.value)
+
+
+def test_no_emulator_token_is_refused_naming_the_variable(emulator: RunningEmulator) -> None:
+    gateway = AzureGateway(settings_for(emulator.env, AZURE_EMULATOR_TOKEN=None))
+    before = emulator.stats()["requests"]
+    with pytest.raises(PermanentAzureError) as caught:
+        gateway.ensure_resource_group("rg-none")
+    assert caught.value.reason is FailureReason.AUTH
+    assert "AZURE_EMULATOR_TOKEN" in str(caught.value)
+    assert emulator.stats()["requests"] == before  # refused before sending anything
+
+
+def test_emulator_token_is_redacted_in_logs(emulator: RunningEmulator) -> None:
+    settings = settings_for(emulator.env)
+    configure_logging("INFO", secrets=secrets_from_settings(settings))
+    assert redact_text(f"token is {emulator.access_token}") == "token is ***"
