@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from emulator import arm, auth, batchai, control, errors, files
 from emulator.core import EmulatorConfig, EmulatorContext
-from emulator.envfile import format_env, write_env_file
+from emulator.envfile import format_env_for_stdout, write_env_file
 from emulator.faults import FaultInjector, FaultRule
 from emulator.files import ShareStore, load_account_key
 from emulator.http import Headers, Request, Response, Router, Service
@@ -327,8 +327,11 @@ def serve_forever(config: EmulatorConfig, faults: list[FaultRule] | None = None)
         env = emulator.env()
         if config.env_file is not None:
             write_env_file(config.env_file, env)
-        # The same KEY='VALUE' lines as the file: pasted into a shell they set the same values.
-        sys.stdout.write(format_env(env))
+        # The same KEY='VALUE' lines as the file: pasted into a shell they set the same
+        # values. Secrets only to a terminal: a redirected stdout is usually a log file.
+        sys.stdout.write(
+            format_env_for_stdout(env, terminal=sys.stdout.isatty(), env_file=config.env_file)
+        )
         sys.stdout.flush()
         while not stop.wait(1.0):
             pass
