@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 
+from orchestrator.api.auth import BearerTokenMiddleware
 from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
 from orchestrator.api.routes import runs, service
@@ -79,6 +80,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = build_registry(OrchestratorCollector(store, broker, CHAIN_QUEUE))
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    token = configured_token(settings)
+    if token is not None:
+        # Added last, so it runs first: a caller without the token is answered before
+        # the body limit, the body parser or any route sees the request.
+        app.add_middleware(BearerTokenMiddleware, token=token)
     app.include_router(service.router)
     app.include_router(runs.router)
     return app
