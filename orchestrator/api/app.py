@@ -13,6 +13,7 @@ from orchestrator.api.auth import BearerTokenMiddleware
 from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
 from orchestrator.api.routes import runs, service
+from orchestrator.api.sse import StreamSlots, stream_resources
 from orchestrator.chain.queue import CHAIN_QUEUE
 from orchestrator.observability.prometheus import OrchestratorCollector, build_registry
 from orchestrator.settings import Settings, get_settings
@@ -40,6 +41,19 @@ def _redis_client(url: str) -> redis.Redis:
     )
 
 
+def _stream_redis_client(url: str, max_streams: int) -> redis.Redis:
+    """The event streams' own client: a bounded pool (a stream waits for a connection
+    rather than opening one more), apart from the pool every other route uses."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=stream_resources(max_streams),
+        timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     authenticated = configured_token(settings) is not None
@@ -51,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     client = _redis_client(settings.redis_url)
     store = RunStore(client)
+    stream_client = _stream_redis_client(settings.redis_url, settings.api_max_streams)
     # The Celery broker is the same Redis today; pinged and measured on its own
     # so /healthz and queue depth stay right if it ever moves.
     broker = client
@@ -61,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.warning(UNAUTHENTICATED_WARNING)
         yield
         client.close()
+        stream_client.close()
 
     app = FastAPI(
         title="batchai-orchestrator",
@@ -77,6 +93,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.broker = broker
+    app.state.stream_store = RunStore(stream_client)
+    app.state.stream_slots = StreamSlots(
+        settings.api_max_streams, settings.api_max_streams_per_client
+    )
     app.state.registry = build_registry(OrchestratorCollector(store, broker, CHAIN_QUEUE))
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
