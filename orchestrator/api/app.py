@@ -15,6 +15,11 @@ from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
 from orchestrator.api.routes import runs, service
 from orchestrator.api.sse import StreamSlots, stream_resources
 from orchestrator.chain.queue import CHAIN_QUEUE
+from orchestrator.observability.logs import (
+    configure_logging,
+    route_uvicorn_logs,
+    secrets_from_settings,
+)
 from orchestrator.observability.prometheus import OrchestratorCollector, build_registry
 from orchestrator.settings import Settings, get_settings
 from orchestrator.store import RunStore
@@ -72,6 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Here, not in create_app: uvicorn applies its own logging config after the app
+        # is built and before startup; this takes its loggers over again.
+        configure_logging(settings.log_level, secrets=secrets_from_settings(settings))
+        route_uvicorn_logs()
         if not authenticated:
             logger.warning(UNAUTHENTICATED_WARNING)
         yield
