@@ -54,3 +54,31 @@ def test_emulator_token_is_redacted_in_logs(emulator: RunningEmulator) -> None:
     settings = settings_for(emulator.env)
     configure_logging("INFO", secrets=secrets_from_settings(settings))
     assert redact_text(f"token is {emulator.access_token}") == "token is ***"
+
+
+def test_emulator_storage_by_account_and_key_only_is_refused_in_one_line(
+    emulator: RunningEmulator,
+) -> None:
+    gateway = AzureGateway(settings_for(emulator.env, AZURE_STORAGE_CONNECTION_STRING=None))
+    with pytest.raises(PermanentAzureError) as caught:
+        gateway.ensure_share("share-no-endpoint")
+    message = str(caught.value)
+    assert caught.value.reason is FailureReason.AUTH
+    assert "\n" not in message and "AZURE_STORAGE_CONNECTION_STRING" in message
+    assert emulator.env["AZURE_STORAGE_KEY"] not in message
+
+
+@pytest.mark.parametrize("bad_key", ["not base64 at all!", "abc", "a2V5=x"])
+def test_a_connection_string_key_that_is_not_base64_is_an_auth_failure(
+    emulator: RunningEmulator, bad_key: str
+) -> None:
+    good = emulator.env["AZURE_STORAGE_CONNECTION_STRING"]
+    connection_string = good.replace(emulator.env["AZURE_STORAGE_KEY"], bad_key)
+    gateway = AzureGateway(
+        settings_for(emulator.env, AZURE_STORAGE_CONNECTION_STRING=connection_string)
+    )
+    with pytest.raises(PermanentAzureError) as caught:
+        gateway.ensure_share("share-bad-key")
+    assert caught.value.reason is FailureReason.AUTH
+    assert "AccountKey is not valid base64" in str(caught.value)
+    assert bad_key not in str(caught.value)
