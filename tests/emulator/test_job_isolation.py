@@ -190,3 +190,40 @@ def test_an_unclosed_quote_is_a_launch_error(text: str) -> None:
     properties = {"pyTorchSettings": {"pythonScriptFilePath": "t.py", "commandLineArgs": text}}
     with pytest.raises(runner.LaunchError, match="unclosed"):
         runner.main_command(properties, {}, "python")
+
+
+SHELL_CASES = [
+    "$AZ_X/sub",
+    "${AZ_X}b",
+    "a b",
+    'q"uote',
+    "back\\slash",
+    "tick`id`",
+    "$(id)",
+    "${X:-$(id)}",
+    "cost $5",
+    "$",
+    "it's",
+]
+
+
+def test_the_orchestrators_quoting_reads_the_same_in_sh_and_in_the_emulator() -> None:
+    """job.args as the orchestrator quotes them: /bin/sh and the emulator's reader agree,
+    and only $NAME / ${NAME} expand."""
+    import subprocess
+
+    from orchestrator.azure.job_params import shell_word_expanding_variables
+
+    env = {"AZ_X": "/in", "X": "x", "PATH": "/usr/bin:/bin"}
+    line = " ".join(shell_word_expanding_variables(arg) for arg in SHELL_CASES)
+    shell = subprocess.run(
+        ["/bin/sh", "-c", f'for a in {line}; do printf "%s\\0" "$a"; done'],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    from_shell = shell.stdout.split("\0")[:-1]
+    assert runner.split_command_line(line, env) == from_shell
+    assert from_shell[:2] == ["/in/sub", "/inb"]
+    assert from_shell[2:] == SHELL_CASES[2:]  # everything else literal
