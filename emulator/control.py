@@ -1,4 +1,5 @@
-"""/_emulator/* control endpoints: stats, faults, reset. Never faulted, no auth, not counted."""
+"""/_emulator/* control endpoints: stats, faults, reset. Never faulted, not counted; all
+but health need the emulator's bearer token (the server checks it)."""
 
 from __future__ import annotations
 

@@ -37,6 +37,12 @@ class EmulatorConfig:
     # Base64 account key; generated once per data dir and kept there when None.
     storage_key: str | None = None
     env_file: Path | None = None
+    # Bearer token for ARM, Batch AI and /_emulator/*; generated once per data dir
+    # (<data-dir>/access-token) when None.
+    access_token: str | None = None
+    # When the emulator runs as root, job processes run as this user (None: as root).
+    # Their run, mount and output folders are handed to it.
+    job_user: str | None = "nobody"
     # Name clients use to reach the emulator from elsewhere (e.g. "emulator" as a
     # compose service): added to the certificate and used in the advertised URLs.
     public_host: str | None = None

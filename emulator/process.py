@@ -24,12 +24,23 @@ class ControlClient:
 
     url: str
     ca_bundle: str
+    access_token: str
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The header ARM, Batch AI and control calls need."""
+        return {"Authorization": f"Bearer {self.access_token}"}
 
     def _control(self, method: str, path: str, body: Any = None) -> Any:
         with requests.Session() as session:
             session.trust_env = False
             response = session.request(
-                method, f"{self.url}/_emulator/{path}", json=body, verify=self.ca_bundle, timeout=30
+                method,
+                f"{self.url}/_emulator/{path}",
+                json=body,
+                headers=self.auth_headers,
+                verify=self.ca_bundle,
+                timeout=30,
             )
         response.raise_for_status()
         return response.json()
@@ -85,6 +96,7 @@ class EmulatorProcess(ControlClient):
             raise
         self.url = self.env["AZURE_ARM_ENDPOINT"]
         self.ca_bundle = self.env["REQUESTS_CA_BUNDLE"]
+        self.access_token = self.env["AZURE_EMULATOR_TOKEN"]
 
     def _wait_for_env(self, timeout: float) -> dict[str, str]:
         deadline = time.monotonic() + timeout

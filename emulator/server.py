@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from emulator import arm, auth, batchai, control, errors, files
 from emulator.core import EmulatorConfig, EmulatorContext
-from emulator.envfile import format_env, write_env_file
+from emulator.envfile import format_env_for_stdout, write_env_file
 from emulator.faults import FaultInjector, FaultRule
 from emulator.files import ShareStore, load_account_key
 from emulator.http import Headers, Request, Response, Router, Service
@@ -52,6 +52,7 @@ class Emulator:
             config.storage_account,
             load_account_key(config.data_dir, config.storage_account, config.storage_key),
         )
+        self.access_token = auth.load_access_token(config.data_dir, config.access_token)
         self.ctx = EmulatorContext(
             config=config,
             stats=self.stats,
@@ -98,6 +99,7 @@ class Emulator:
                 f"FileEndpoint={self.url}"
             ),
             "REQUESTS_CA_BUNDLE": str(self.tls.ca_cert.resolve()),
+            "AZURE_EMULATOR_TOKEN": self.access_token,
         }
 
     def service_of(self, operation: str) -> str | None:
@@ -135,8 +137,10 @@ class Emulator:
             error = errors.fault_error(fault.kind, service, fault.retry_after)
             return errors.render(error, service, request.method), fault
         try:
-            if service == "arm":
-                auth.require_bearer(request)
+            # Files authenticate per request (SharedKey or SAS) in their own routes; the
+            # health probe stays open so a supervisor can poll it without the secret.
+            if service == "arm" or (service == "control" and operation != "Emulator_Health"):
+                auth.require_bearer(request, self.access_token)
             response = run(request)
         except errors.EmulatorError as exc:
             response = errors.render(exc, service, request.method)
@@ -323,8 +327,11 @@ def serve_forever(config: EmulatorConfig, faults: list[FaultRule] | None = None)
         env = emulator.env()
         if config.env_file is not None:
             write_env_file(config.env_file, env)
-        # The same KEY='VALUE' lines as the file: pasted into a shell they set the same values.
-        sys.stdout.write(format_env(env))
+        # The same KEY='VALUE' lines as the file: pasted into a shell they set the same
+        # values. Secrets only to a terminal: a redirected stdout is usually a log file.
+        sys.stdout.write(
+            format_env_for_stdout(env, terminal=sys.stdout.isatty(), env_file=config.env_file)
+        )
         sys.stdout.flush()
         while not stop.wait(1.0):
             pass

@@ -11,7 +11,8 @@
     with start_emulator(tmp_path, clock=clock) as emu:
         ...
 
-Both expose .env (the KEY=VALUE set the CLI prints), .url, .ca_bundle,
+Both expose .env (the KEY=VALUE set the CLI prints), .url, .ca_bundle, .access_token
+(the bearer token ARM, Batch AI and control calls need; also env["AZURE_EMULATOR_TOKEN"]),
 .stats(), .set_faults(rules), .reset(state=False) and .stop().
 """
 
@@ -35,9 +36,9 @@ from emulator.server import Emulator
 
 
 class StaticTokenCredential:
-    """A TokenCredential with a fixed bearer token: the emulator accepts any well-formed one."""
+    """A TokenCredential with a fixed bearer token (the emulator's AZURE_EMULATOR_TOKEN)."""
 
-    def __init__(self, token: str = "emulator-token") -> None:
+    def __init__(self, token: str) -> None:
         self._token = token
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
@@ -72,7 +73,7 @@ def _mgmt_client(client_class: Any, env: dict[str, str], **kwargs: Any) -> Any:
     endpoint = env["AZURE_ARM_ENDPOINT"]
     kwargs.setdefault("connection_verify", env["REQUESTS_CA_BUNDLE"])
     return client_class(
-        StaticTokenCredential(),
+        StaticTokenCredential(env["AZURE_EMULATOR_TOKEN"]),
         env["AZURE_SUBSCRIPTION_ID"],
         base_url=endpoint,
         credential_scopes=[endpoint + "/.default"],
@@ -122,6 +123,7 @@ class RunningEmulator(ControlClient):
         self.env = emulator.env()
         self.url = emulator.url
         self.ca_bundle = self.env["REQUESTS_CA_BUNDLE"]
+        self.access_token = self.env["AZURE_EMULATOR_TOKEN"]
 
     def stop(self) -> None:
         self.emulator.stop()

@@ -116,6 +116,19 @@ class Settings(BaseSettings):
         256 * 1024, validation_alias="ORCH_API_MAX_BODY_BYTES"
     )
 
+    # --- The emulator and the API's event streams --------------------------
+    # The local emulator's bearer token (its env file's AZURE_EMULATOR_TOKEN); it
+    # refuses every other token. Used only when uses_emulator.
+    azure_emulator_token: SecretStr | None = Field(None, validation_alias="AZURE_EMULATOR_TOKEN")
+    # Open event streams (SSE): at most this many in all, and per client address; they
+    # use their own Redis connections, so the other routes keep working at the cap.
+    api_max_streams: Annotated[int, Field(gt=0)] = Field(
+        100, validation_alias="ORCH_API_MAX_STREAMS"
+    )
+    api_max_streams_per_client: Annotated[int, Field(gt=0)] = Field(
+        10, validation_alias="ORCH_API_MAX_STREAMS_PER_CLIENT"
+    )
+
     @field_validator("artifacts_dir")
     @classmethod
     def _absolute_artifacts_dir(cls, value: Path) -> Path:

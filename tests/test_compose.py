@@ -212,3 +212,63 @@ def test_env_example_can_be_sourced_by_a_shell() -> None:
     )
     sourced = dict(item.split("=", 1) for item in shell.stdout.split("\0") if item)
     assert sourced == expected
+
+
+# ---------------------------------------------------------------- exposure (issue 16)
+def published_ports(spec: dict[str, Any]) -> list[str]:
+    return [str(port) for port in spec.get("ports", [])]
+
+
+def test_only_the_api_and_flower_are_published_and_on_loopback_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    published = {name for name, spec in services.items() if published_ports(spec)}
+    assert published == {"api", "flower"}
+    for name in published:
+        for port in published_ports(services[name]):
+            assert port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_emulator_port_is_not_published(services: dict[str, dict[str, Any]]) -> None:
+    assert "ports" not in services["emulator"]
+
+
+def test_api_file_says_how_to_front_it_with_tls() -> None:
+    text = COMPOSE_FILE.read_text()
+    api_block = text[text.index("  api:") : text.index("  worker:")]
+    assert "TLS reverse proxy" in api_block and "127.0.0.1:8000:8000" in api_block
+
+
+REDIS_PASSWORD = "${REDIS_PASSWORD:?"
+
+
+def test_redis_requires_a_password_from_env(services: dict[str, dict[str, Any]]) -> None:
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1].startswith(REDIS_PASSWORD)
+    # The healthcheck authenticates (redis-cli reads REDISCLI_AUTH) and wants a PONG.
+    assert redis["environment"]["REDISCLI_AUTH"].startswith(REDIS_PASSWORD)
+    assert "PONG" in " ".join(redis["healthcheck"]["test"])
+
+
+def test_every_project_service_connects_to_redis_with_the_password(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, spec in project_services(services).items():
+        if name == "emulator":
+            continue  # it does not use Redis
+        url = spec["environment"]["REDIS_URL"]
+        assert url.startswith("redis://:" + REDIS_PASSWORD) and url.endswith("@redis:6379/0"), (
+            name,
+            url,
+        )
+
+
+def test_flower_asks_for_basic_auth_from_env(services: dict[str, dict[str, Any]]) -> None:
+    flower = services["flower"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    # Listening on all of the container's interfaces, or the published port reaches nothing.
+    command = flower["command"]
+    assert command[command.index("--address") + 1] == "0.0.0.0"
+    # The healthcheck probes /healthcheck, which Flower serves without auth.
+    assert "/healthcheck" in " ".join(flower["healthcheck"]["test"])

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from emulator.batchai import runner
 from emulator.batchai.records import (
     API_2018,
     Cluster,
@@ -86,6 +87,7 @@ class BatchAIState(Scheduler):
         self.file_servers: dict[ClusterKey, FileServer] = {}
         self.operations: dict[str, Operation] = {}
         self.runs_dir = Path(ctx.config.data_dir) / "batchai"
+        self.job_user = runner.resolve_job_user(ctx.config.job_user)
 
     def _put(
         self, store: dict[Any, R], key: Any, kind: str, make: Callable[[], R]

@@ -41,6 +41,7 @@ class Scheduler:
     jobs: dict[JobKey, Job]
     file_servers: dict[ClusterKey, FileServer]
     runs_dir: Path
+    job_user: runner.JobUser | None
 
     # ------------------------------------------------------------------ allocation
 
@@ -258,6 +259,17 @@ class Scheduler:
                 stdouterr_subdir="stdouterr" if job.api_version == API_2018 else "",
             )
             runner.prepare_output_dirs(job.layout)
+            if self.job_user is not None:
+                runner.hand_over(
+                    self.job_user,
+                    [
+                        job.layout.root,
+                        job.layout.stdouterr_dir,
+                        *job.layout.output_dirs.values(),
+                        *(mount.target for mount in cluster_mounts + job_mounts),
+                    ],
+                    within=self.ctx.config.data_dir,
+                )
             prep = (job.properties.get("jobPreparation") or {}).get("commandLine")
             if prep:
                 job.phase = "prep"
@@ -266,6 +278,7 @@ class Scheduler:
                     job.layout,
                     "stdout-job_prep.txt",
                     "stderr-job_prep.txt",
+                    self.job_user,
                 )
             else:
                 self._start_main(job)
@@ -279,7 +292,7 @@ class Scheduler:
         try:
             argv = runner.main_command(job.properties, job.layout.env, self.ctx.config.python)
             job.phase = "main"
-            job.process = runner.start(argv, job.layout, "stdout.txt", "stderr.txt")
+            job.process = runner.start(argv, job.layout, "stdout.txt", "stderr.txt", self.job_user)
         except runner.LaunchError as exc:
             self._finish(job, "failed", None, exc.code, exc.message)
 

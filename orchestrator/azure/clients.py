@@ -5,6 +5,8 @@ Real Azure and the emulator differ only by endpoint and credential.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,7 +61,13 @@ class AzureClients:
                     s.azure_tenant_id, s.azure_client_id, s.azure_client_secret.get_secret_value()
                 )
             elif s.uses_emulator:
-                self._credential = StaticTokenCredential()
+                if s.azure_emulator_token is None or not s.azure_emulator_token.get_secret_value():
+                    raise PermanentAzureError(
+                        "AZURE_ARM_ENDPOINT is the emulator but AZURE_EMULATOR_TOKEN is not set: "
+                        "take it from the emulator's env file",
+                        reason=FailureReason.AUTH,
+                    )
+                self._credential = StaticTokenCredential(s.azure_emulator_token.get_secret_value())
             else:
                 from azure.identity import DefaultAzureCredential
 
@@ -111,11 +119,24 @@ class AzureClients:
                 session.verify = s.requests_ca_bundle
                 session.trust_env = False
             if s.azure_storage_connection_string:
-                service = FileService(
-                    connection_string=s.azure_storage_connection_string.get_secret_value(),
-                    request_session=session,
+                connection_string = s.azure_storage_connection_string.get_secret_value()
+                _require_base64_key(
+                    _connection_string_part(connection_string, "AccountKey"),
+                    "AZURE_STORAGE_CONNECTION_STRING's AccountKey",
                 )
+                service = FileService(connection_string=connection_string, request_session=session)
             elif s.azure_storage_account and s.azure_storage_key:
+                if s.uses_emulator:
+                    # Without a FileEndpoint the SDK would sign the emulator's key and
+                    # send it to <account>.file.core.windows.net.
+                    raise PermanentAzureError(
+                        "AZURE_ARM_ENDPOINT is the emulator but storage is set by "
+                        "AZURE_STORAGE_ACCOUNT/AZURE_STORAGE_KEY only: set "
+                        "AZURE_STORAGE_CONNECTION_STRING from the emulator's env file "
+                        "(it names the emulator's FileEndpoint)",
+                        reason=FailureReason.AUTH,
+                    )
+                _require_base64_key(s.azure_storage_key.get_secret_value(), "AZURE_STORAGE_KEY")
                 service = FileService(
                     account_name=s.azure_storage_account,
                     account_key=s.azure_storage_key.get_secret_value(),
@@ -168,3 +189,25 @@ class AzureClients:
     def share_url(self, share: str) -> str:
         service = self.files
         return f"{service.protocol}://{service.primary_endpoint}/{share}"
+
+
+def _connection_string_part(connection_string: str, name: str) -> str | None:
+    for part in connection_string.split(";"):
+        key, sep, value = part.partition("=")
+        if sep and key.strip().lower() == name.lower():
+            return value.strip()
+    return None
+
+
+def _require_base64_key(key: str | None, where: str) -> None:
+    """A storage key that is not base64 can never sign a request: an AUTH failure now,
+    rather than an error the SDK raises while signing, classified as a transient one
+    and retried until the step gives up. The message names the setting, never the key."""
+    if key is None:
+        return
+    try:
+        base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raise PermanentAzureError(
+            f"{where} is not valid base64", reason=FailureReason.AUTH
+        ) from None

@@ -3,6 +3,7 @@ directories on the mounted share, limits. Pure: no request is sent here."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from datetime import timedelta
 from typing import Any
@@ -15,6 +16,29 @@ from orchestrator.domain.spec import RunSpec, Toolkit
 # Where the share is mounted on cluster nodes ($AZ_BATCHAI_MOUNT_ROOT/<this>).
 SHARE_MOUNT_PATH = "azfiles"
 STDOUTERR_OUTPUT_ID = "stdouterr"
+# Inside double quotes the shell still treats \\ " ` and $ specially: escape all but a
+# $ that starts a plain $NAME or ${NAME} (no $(...), no ${NAME:-...}).
+_SPECIAL_IN_DOUBLE_QUOTES = re.compile(r'[\\"`]|\$(?![A-Za-z_]\w*|\{[A-Za-z_]\w*\})')
+
+
+def shell_word_expanding_variables(arg: str) -> str:
+    """`arg` as one shell word in which $NAME and ${NAME} expand and nothing else does.
+
+    For job.args, which name the job's $AZ_BATCHAI_* folders: single quotes (shlex.quote)
+    would hand the script the literal text "$AZ_BATCHAI_INPUT_X" on a node's shell and
+    in the emulator alike."""
+    return '"' + _SPECIAL_IN_DOUBLE_QUOTES.sub(lambda m: "\\" + m.group(0), arg) + '"'
+
+
+def command_line_args(spec: RunSpec) -> str:
+    """job.args (variables expand) then the parameters as --key value (taken literally)."""
+    parameters = spec.job_args()[len(spec.job.args) :]
+    return " ".join(
+        [
+            *(shell_word_expanding_variables(arg) for arg in spec.job.args),
+            *(shlex.quote(arg) for arg in parameters),
+        ]
+    )
 
 
 def mount_volumes(account_name: str, account_key: str, share_url: str) -> bai.MountVolumes:
@@ -30,9 +54,7 @@ def mount_volumes(account_name: str, account_key: str, share_url: str) -> bai.Mo
     )
 
 
-def job_parameters(
-    names: AzureNames, spec: RunSpec, *, cluster_id: str
-) -> bai.JobCreateParameters:
+def job_parameters(names: AzureNames, spec: RunSpec, *, cluster_id: str) -> bai.JobCreateParameters:
     root = f"$AZ_BATCHAI_MOUNT_ROOT/{SHARE_MOUNT_PATH}"
     inputs = [
         bai.InputDirectory(id=input_id, path=f"{root}/{names.input_dir(input_id)}")
@@ -44,7 +66,7 @@ def job_parameters(
         )
         for output_id in spec.outputs
     ]
-    args = " ".join(shlex.quote(a) for a in spec.job_args())
+    args = command_line_args(spec)
     script = None
     if spec.job.script is not None and spec.inputs:
         first = next(iter(spec.inputs))
@@ -70,9 +92,7 @@ def job_parameters(
             command_line=f"{command} {args}".strip()
         )
     container = (
-        bai.ContainerSettings(
-            image_source_registry=bai.ImageSourceRegistry(image=spec.job.image)
-        )
+        bai.ContainerSettings(image_source_registry=bai.ImageSourceRegistry(image=spec.job.image))
         if spec.job.image
         else None
     )

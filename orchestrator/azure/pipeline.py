@@ -39,9 +39,9 @@ AZURE_REQUESTS = Counter(
 
 
 class StaticTokenCredential:
-    """A fixed bearer token: the emulator accepts any non-empty one."""
+    """A fixed bearer token: the emulator's own (AZURE_EMULATOR_TOKEN)."""
 
-    def __init__(self, token: str = "emulator-token") -> None:
+    def __init__(self, token: str) -> None:
         self._token = token
 
     def get_token(

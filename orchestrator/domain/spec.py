@@ -32,6 +32,15 @@ from pydantic import (
 NAME_PATTERN = r"^[A-Za-z0-9][-\w]*$"
 IDENTIFIER_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"  # input/output ids become env var suffixes
 
+# Bounds on what a caller may store in a run record (it is kept in Redis, listed and
+# rendered): Azure's own tag limits, and room for any real hyperparameter.
+MAX_TAGS = 50
+MAX_TAG_LENGTH = 256  # key and value alike
+MAX_PARAMETERS = 100
+MAX_PARAMETER_NAME_LENGTH = 128
+MAX_PARAMETER_VALUE_LENGTH = 1024  # characters of a string value
+MAX_WALL_CLOCK_SECONDS = 30 * 86400
+
 _DURATION = re.compile(
     r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?"
     r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
@@ -107,8 +116,8 @@ class JobSpec(_Strict):
     args: list[StrictStr] = Field(default_factory=list)
     # Shell command line (custom toolkit only).
     command: StrictStr | None = None
-    # ISO 8601 duration; the job is killed past it.
-    max_wall_clock: StrictStr = "PT2H"
+    # ISO 8601 duration, at most 30 days; the job is killed past it.
+    max_wall_clock: Annotated[StrictStr, Field(max_length=64)] = "PT2H"
 
     @field_validator("script")
     @classmethod
@@ -120,7 +129,8 @@ class JobSpec(_Strict):
     @field_validator("max_wall_clock")
     @classmethod
     def _is_duration(cls, value: str) -> str:
-        parse_iso8601_duration(value)
+        if parse_iso8601_duration(value) > MAX_WALL_CLOCK_SECONDS:
+            raise ValueError("must be at most 30 days (P30D)")
         return value
 
     @model_validator(mode="after")
@@ -145,8 +155,15 @@ class JobSpec(_Strict):
 # Finite floats only: JSON has no NaN or infinity, so the stored record could
 # not be read back (pydantic writes them as null).
 ParameterValue = (
-    StrictStr | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictBool
+    Annotated[StrictStr, Field(max_length=MAX_PARAMETER_VALUE_LENGTH)]
+    | StrictInt
+    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+    | StrictBool
 )
+ParameterName = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][-\w.]*$", max_length=MAX_PARAMETER_NAME_LENGTH)
+]
+Parameters = Annotated[dict[ParameterName, ParameterValue], Field(max_length=MAX_PARAMETERS)]
 
 
 class RunSpec(_Strict):
@@ -163,10 +180,23 @@ class RunSpec(_Strict):
         default_factory=list
     )
     # Free-form; appended to the job's args as --key value.
-    parameters: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][-\w.]*$")], ParameterValue] = (
-        Field(default_factory=dict)
-    )
+    parameters: Parameters = Field(default_factory=dict)
+    # At most 50, each key and value at most 256 characters.
     tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_bounded(cls, tags: dict[str, str]) -> dict[str, str]:
+        # Checked here rather than by Field constraints, whose errors would quote the
+        # offending (possibly huge) key back in the message.
+        if len(tags) > MAX_TAGS:
+            raise ValueError(f"at most {MAX_TAGS} tags, not {len(tags)}")
+        for key, value in tags.items():
+            if len(key) > MAX_TAG_LENGTH:
+                raise ValueError(f"a tag key is longer than {MAX_TAG_LENGTH} characters")
+            if len(value) > MAX_TAG_LENGTH:
+                raise ValueError(f"a tag value is longer than {MAX_TAG_LENGTH} characters")
+        return tags
 
     @model_validator(mode="after")
     def _inputs_for_script(self) -> Self:

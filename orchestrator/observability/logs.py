@@ -93,13 +93,14 @@ def register_secret(value: str | None) -> None:
 
 def secrets_from_settings(settings: Settings) -> list[str]:
     """The secret values in Settings: client secret, storage key, connection
-    string (and its AccountKey / SAS parts), API token."""
+    string (and its AccountKey / SAS parts), API token, the emulator's token."""
     values: list[str] = []
     for secret in (
         settings.azure_client_secret,
         settings.azure_storage_key,
         settings.azure_storage_connection_string,
         settings.api_token,
+        settings.azure_emulator_token,
     ):
         if secret is not None and secret.get_secret_value():
             values.append(secret.get_secret_value())
@@ -215,6 +216,39 @@ def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> No
         # Not cached: configure_logging may run again (tests, `orchestrator up`).
         cache_logger_on_first_use=False,
     )
+
+
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+class AccessLineWithoutQuery(logging.Filter):
+    """Drops the query string from uvicorn's access lines: a token or signature passed
+    as a query parameter would otherwise be written to the log on every request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn logs '%s - "%s %s HTTP/%s" %d' % (client, method, path?query, version,
+        # status); the path is the third argument.
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        return True
+
+
+def route_uvicorn_logs() -> None:
+    """Send uvicorn's error and access logs through the root handler (structlog JSON,
+    redaction), the access lines without their query strings.
+
+    Called once uvicorn has applied its own logging config (at app startup): uvicorn
+    installs plain-text handlers on these loggers and stops them propagating.
+    """
+    for name in UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, AccessLineWithoutQuery) for f in access.filters):
+        access.addFilter(AccessLineWithoutQuery())
 
 
 def _configure_from_settings() -> None:

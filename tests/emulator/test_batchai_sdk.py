@@ -247,12 +247,12 @@ def test_secrets_are_set_but_never_returned(
     assert emulator.env["AZURE_STORAGE_KEY"] not in caplog.text
 
 
-def raw_session(emulator: RunningEmulator, token: str | None = "raw") -> requests.Session:
+def raw_session(emulator: RunningEmulator, authenticated: bool = True) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
     session.verify = emulator.ca_bundle
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
+    if authenticated:
+        session.headers.update(emulator.auth_headers)
     return session
 
 
@@ -270,7 +270,7 @@ def test_names_auth_and_api_version(emulator: RunningEmulator, batchai: Any) -> 
     old = session.get(base, params={"api-version": "2017-09-01-preview"}, timeout=30)
     assert old.status_code == 400
     assert old.json()["error"]["code"] == "InvalidApiVersionParameter"
-    anonymous = raw_session(emulator, token=None).get(base, params=version, timeout=30)
+    anonymous = raw_session(emulator, authenticated=False).get(base, params=version, timeout=30)
     assert anonymous.status_code == 401
 
 

@@ -69,7 +69,7 @@ class Arm:
         self.session = requests.Session()
         self.session.trust_env = False
         self.session.verify = emulator.env["REQUESTS_CA_BUNDLE"]
-        self.session.headers["Authorization"] = "Bearer conformance-token"
+        self.session.headers.update(emulator.auth_headers)
 
     def call(
         self, method: str, path: str, query: dict[str, str], body: Any = None

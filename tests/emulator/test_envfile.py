@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from dotenv import dotenv_values
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from emulator.envfile import EnvValueError, env_line, format_env, parse_env_text
-from tests.emulator.test_cli import EXPECTED_KEYS, _wait_for
+from tests.emulator.test_cli import EXPECTED_KEYS, run_on_a_terminal
 
 # Prints each named variable as NAME=VALUE\0, so any byte of a value survives.
 PRINT_VARS = 'for k in "$@"; do printf "%s=%s\\0" "$k" "${!k}"; done'
@@ -31,6 +30,7 @@ class EmulatorEnv(BaseSettings):
     AZURE_STORAGE_KEY: str
     AZURE_STORAGE_CONNECTION_STRING: str
     REQUESTS_CA_BUNDLE: str
+    AZURE_EMULATOR_TOKEN: str
 
     @classmethod
     def settings_customise_sources(
@@ -63,32 +63,11 @@ def bash_values(script: str, env_file: Path | None = None) -> dict[str, str]:
 
 
 def run_emulator_once(tmp_path: Path) -> tuple[str, Path]:
-    """(stdout, env file) of `orchestrator emulator --env-file`, started and stopped."""
+    """(stdout on a terminal, env file) of `orchestrator emulator --env-file`, started
+    and stopped. On a terminal, as a user who copies the lines sees them."""
     env_file = tmp_path / "emulator" / "env"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator.cli",
-            "emulator",
-            "--port",
-            "0",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--env-file",
-            str(env_file),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_for(env_file, proc)
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    return out, env_file
+    args = ["--port", "0", "--data-dir", str(tmp_path / "data"), "--env-file", str(env_file)]
+    return run_on_a_terminal(args, env_file), env_file
 
 
 def test_env_file_and_printed_lines_read_the_same_everywhere(tmp_path: Path) -> None:

@@ -152,7 +152,7 @@ def quickstart_env(emulator: RunningEmulator, downloads: Path) -> dict[str, str]
     env.update(
         NO_PROXY=no_proxy,
         no_proxy=no_proxy,
-        AZURE_ACCESS_TOKEN="quickstart-2017-token",
+        AZURE_ACCESS_TOKEN=emulator.access_token,
         QUICKSTART_SAMPLE_DIR=str(QUICKSTART_DIR),
         QUICKSTART_DOWNLOAD_DIR=str(downloads),
     )

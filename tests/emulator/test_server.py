@@ -49,7 +49,10 @@ def test_unknown_files_operation_is_storage_xml(emulator: RunningEmulator) -> No
 
 def test_unknown_control_path_is_a_control_404_not_a_share(emulator: RunningEmulator) -> None:
     response = requests.get(
-        f"{emulator.url}/_emulator/nothing", verify=emulator.ca_bundle, timeout=30
+        f"{emulator.url}/_emulator/nothing",
+        headers=emulator.auth_headers,
+        verify=emulator.ca_bundle,
+        timeout=30,
     )
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "NotFound"
@@ -65,6 +68,17 @@ def test_storage_key_is_generated_once_per_data_dir(tmp_path: Path) -> None:
         assert third.env["AZURE_STORAGE_KEY"] != key
     with start_emulator(tmp_path, storage_key="a2V5") as configured:
         assert configured.env["AZURE_STORAGE_KEY"] == "a2V5"
+
+
+def test_access_token_is_generated_once_per_data_dir_and_private(tmp_path: Path) -> None:
+    with start_emulator(tmp_path) as first:
+        token = first.env["AZURE_EMULATOR_TOKEN"]
+    assert len(token) >= 32
+    assert (tmp_path / "access-token").stat().st_mode & 0o777 == 0o600
+    with start_emulator(tmp_path) as second:
+        assert second.env["AZURE_EMULATOR_TOKEN"] == token
+    with start_emulator(tmp_path / "other") as third:
+        assert third.env["AZURE_EMULATOR_TOKEN"] != token
 
 
 def test_emulator_process_serves_the_sdks(tmp_path: Path) -> None:

@@ -21,7 +21,12 @@ from orchestrator.api.models import (
     RunRequest,
     RunView,
 )
-from orchestrator.api.sse import run_event_stream, stream_limiter
+from orchestrator.api.sse import (
+    SlotStreamingResponse,
+    StreamSlots,
+    run_event_stream,
+    stream_limiter,
+)
 from orchestrator.artifacts import ArtifactNotFound, OutsideArtifacts, RunArtifacts
 from orchestrator.chain import cancel
 from orchestrator.chain.enqueue import enqueue_run
@@ -163,6 +168,7 @@ def cancel_run(run_id: str, store: StoreDep) -> RunView:
     responses={
         **_ERRORS,
         **_NOT_FOUND,
+        429: {"description": "Too many open event streams from this client; Retry-After"},
         200: {
             "description": "text/event-stream: `id`, `event` (the kind) and `data` "
             "(the event as JSON) per event; ends after the run's terminal status",
@@ -173,23 +179,34 @@ def cancel_run(run_id: str, store: StoreDep) -> RunView:
 async def stream_events(
     run_id: str, store: StoreDep, request: Request, last_event_id: LastEventId = None
 ) -> StreamingResponse:
-    """Replay the run's events (after Last-Event-ID), then stream new ones until it ends."""
+    """Replay the run's events (after Last-Event-ID), then stream new ones until it ends.
+
+    429 past the per-client cap of open streams, 503 past the server's (Retry-After)."""
     if last_event_id is not None and any(
         int(part) > MAX_STREAM_ID_PART for part in last_event_id.split("-")
     ):
         # Redis stream ids are two unsigned 64-bit numbers; a larger one would
         # make the read fail after the stream has started.
         raise field_error(["header", "Last-Event-ID"], "is not an event id of this stream")
-    record = await anyio.to_thread.run_sync(store.get, run_id)
-    events = run_event_stream(
-        store,
-        run_id,
-        after=last_event_id or "0",
-        terminal=record.terminal,
-        limiter=stream_limiter(request.app.state),
-    )
-    return StreamingResponse(
+    slots: StreamSlots = request.app.state.stream_slots
+    client = request.client.host if request.client else "unknown"
+    slots.acquire(client)
+    try:
+        record = await anyio.to_thread.run_sync(store.get, run_id)
+        events = run_event_stream(
+            request.app.state.stream_store,  # the streams' own bounded connection pool
+            run_id,
+            after=last_event_id or "0",
+            terminal=record.terminal,
+            limiter=stream_limiter(request.app.state),
+        )
+    except BaseException:
+        slots.release(client)
+        raise
+    return SlotStreamingResponse(
         events,
+        slots,
+        client,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

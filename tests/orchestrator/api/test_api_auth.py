@@ -78,3 +78,30 @@ def test_unauthenticated_when_asked_for_and_warns(
 def test_an_empty_token_counts_as_no_token(redis_url: str) -> None:
     with pytest.raises(ApiConfigError, match="ORCH_API_TOKEN"):
         create_app(Settings(redis_url=redis_url, api_token=""))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b'{"spec": ', "application/json"),  # malformed JSON
+        (b'{"spec": {"name": 1}}', "application/json"),  # well-formed, invalid
+        (b"x" * (64 * 1024), "application/json"),  # over the body limit
+        (b"not json at all", "text/plain"),
+    ],
+)
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token"])
+def test_authentication_runs_before_the_body_is_read(
+    anonymous: TestClient, content: bytes, content_type: str, authorization: str | None
+) -> None:
+    headers = {"Content-Type": content_type}
+    if authorization:
+        headers["Authorization"] = authorization
+    response = anonymous.post("/v1/runs", content=content, headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json()["message"].startswith("missing or wrong bearer token")
+
+
+def test_the_scheme_name_is_case_insensitive(anonymous: TestClient) -> None:
+    response = anonymous.get("/v1/runs", headers={"Authorization": f"bearer {TOKEN}"})
+    assert response.status_code == 200

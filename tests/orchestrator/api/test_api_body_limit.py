@@ -46,14 +46,16 @@ def test_streamed_body_over_the_limit_is_413(client: TestClient, redis_client: r
 
 
 def test_body_under_the_limit_passes(client: TestClient, redis_client: redis.Redis) -> None:
-    body = json.dumps(run_request(tags={"padding": "x" * (LIMIT // 2)})).encode()
+    # Padding in job.args: tags are capped at 256 characters (spec bounds).
+    padding = {"script": "ConvNet_MNIST.py", "args": ["x" * (LIMIT // 2)]}
+    body = json.dumps(run_request(job=padding)).encode()
     response = client.post("/v1/runs", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 202
     accepted = response.json()
     assert accepted["status"] == "queued"
     # The whole body was read: the padding that took it near the limit is in the run.
     run = client.get(accepted["links"]["self"]).json()
-    assert run["spec"]["tags"]["padding"] == "x" * (LIMIT // 2)
+    assert run["spec"]["job"]["args"] == ["x" * (LIMIT // 2)]
     assert redis_client.llen(CHAIN_QUEUE) == 1
 
 

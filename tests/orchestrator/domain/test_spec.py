@@ -42,12 +42,39 @@ def test_parameters_are_appended_as_flags() -> None:
         # Not representable in the stored JSON record: refused, not stored as null.
         ({"parameters": {"lr": float("nan")}}, "parameters.lr"),
         ({"parameters": {"lr": float("inf")}}, "parameters.lr"),
+        # Bounds: what a caller can make the run store keep.
+        ({"tags": {f"k{i}": "v" for i in range(51)}}, "tags: at most 50 tags, not 51"),
+        ({"tags": {"k" * 257: "v"}}, "tags: a tag key is longer than 256"),
+        ({"tags": {"k": "v" * 257}}, "tags: a tag value is longer than 256"),
+        ({"parameters": {f"p{i}": i for i in range(101)}}, "parameters: Dictionary should have"),
+        ({"parameters": {"note": "x" * 1025}}, "parameters.note"),
+        ({"job": {"script": "a.py", "max_wall_clock": "P9999999999D"}}, "job.max_wall_clock"),
+        ({"job": {"script": "a.py", "max_wall_clock": "P31D"}}, "at most 30 days"),
+        ({"job": {"script": "a.py", "max_wall_clock": "P" + "9" * 400 + "D"}}, "max_wall_clock"),
     ],
 )
 def test_bad_fields_are_named(patch: dict[str, object], field: str) -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec({**MINIMAL, **patch})
     assert field in str(caught.value)
+
+
+def test_bounds_admit_their_limits() -> None:
+    spec = parse_spec(
+        {
+            **MINIMAL,
+            "tags": {f"{i:0>256}": "v" * 256 for i in range(50)},
+            "parameters": {f"p{i}": "x" * 1024 for i in range(100)},
+            "job": {"script": "a.py", "max_wall_clock": "P30D"},
+        }
+    )
+    assert len(spec.tags) == 50 and spec.job.max_wall_clock_seconds == 30 * 86400
+
+
+def test_a_long_tag_key_is_not_quoted_back() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec({**MINIMAL, "tags": {"secret-looking-" + "k" * 300: "v"}})
+    assert "secret-looking" not in str(caught.value)
 
 
 def test_fingerprint_follows_content() -> None:

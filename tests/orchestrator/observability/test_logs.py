@@ -158,9 +158,16 @@ def test_registered_secrets_and_settings() -> None:
         AZURE_STORAGE_KEY="stor-key-5678",
         AZURE_STORAGE_CONNECTION_STRING="AccountName=a;AccountKey=conn-key-9012",
         ORCH_API_TOKEN="api-token-3456",
+        AZURE_EMULATOR_TOKEN="emu-token-7890",
     )
     found = secrets_from_settings(settings)
-    for value in ("sp-secret-1234", "stor-key-5678", "conn-key-9012", "api-token-3456"):
+    for value in (
+        "sp-secret-1234",
+        "stor-key-5678",
+        "conn-key-9012",
+        "api-token-3456",
+        "emu-token-7890",
+    ):
         assert value in found
     nothing = Settings(
         _env_file=None,
@@ -168,6 +175,7 @@ def test_registered_secrets_and_settings() -> None:
         AZURE_STORAGE_KEY=None,
         AZURE_STORAGE_CONNECTION_STRING=None,
         ORCH_API_TOKEN=None,
+        AZURE_EMULATOR_TOKEN=None,
     )
     assert secrets_from_settings(nothing) == []
     register_secret("raw-api-token-3456-xyz")
