@@ -205,4 +205,6 @@ def test_port_in_use_is_one_line_and_nonzero(tmp_path: Path) -> None:
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: cannot start the emulator")
+    # It names the port and the flag that changes it.
+    assert lines[0].startswith(f"error: port {port} on 127.0.0.1 is in use"), lines
+    assert "--port" in lines[0]

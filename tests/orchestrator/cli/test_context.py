@@ -20,6 +20,7 @@ from orchestrator.cli.context import (
     write_context,
 )
 from orchestrator.devstack.redis_server import free_port
+from orchestrator.observability.logs import redact_text
 from orchestrator.settings import Settings, get_settings
 from tests.orchestrator.cli.test_view import make_run
 
@@ -122,7 +123,8 @@ def test_runs_says_when_redis_holds_no_orchestrator_data(
     monkeypatch.setenv("REDIS_URL", redis_url)
     code, out, _ = run_cli(["runs"], capsys)
     assert code == 0
-    assert out.startswith(f"no runs: the Redis at {redis_url} holds no orchestrator data")
+    shown = redact_text(redis_url)  # the embedded Redis has a password: never printed
+    assert out.startswith(f"no runs: the Redis at {shown} holds no orchestrator data")
     from orchestrator.store import RunStore
 
     make_run(RunStore.from_url(redis_url), "one")
