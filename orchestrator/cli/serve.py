@@ -98,11 +98,64 @@ def check_redis_url(url: str) -> None:
         ) from None
 
 
-def _exec_celery(level: LogLevel, celery_args: list[str]) -> NoReturn:
+# A worker or beat started beside Redis (compose, a reboot) waits for it this
+# long by default, saying so every WAIT_REPORT_SECONDS, then gives up in one line.
+DEFAULT_WAIT_FOR_REDIS_SECONDS = 60.0
+WAIT_REPORT_SECONDS = 5.0
+
+WaitForRedisOption = Annotated[
+    float,
+    typer.Option(
+        "--wait-for-redis",
+        min=0,
+        metavar="SECONDS",
+        help="Wait this long for an unreachable Redis (a line every 5 s), then exit 1.",
+    ),
+]
+
+
+def wait_for_redis(url: str, seconds: float) -> None:
+    """Return once Redis answers; CliError after `seconds` of trying."""
+    import threading
+    import time
+
+    import redis
+
+    from orchestrator.observability.logs import redact_text
+
+    shown = redact_text(url)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    deadline = time.monotonic() + seconds
+    next_report = time.monotonic() + WAIT_REPORT_SECONDS
+    pause = threading.Event()
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.RedisError as exc:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise CliError(
+                        f"cannot reach Redis at {shown} after {seconds:g}s ({exc}); "
+                        "start it, or fix REDIS_URL"
+                    ) from None
+                if now >= next_report:
+                    typer.echo(f"waiting for Redis at {shown}: {exc}", err=True)
+                    next_report = now + WAIT_REPORT_SECONDS
+            pause.wait(0.5)
+    finally:
+        client.close()
+
+
+def _exec_celery(
+    level: LogLevel, celery_args: list[str], wait_seconds: float = DEFAULT_WAIT_FOR_REDIS_SECONDS
+) -> NoReturn:
     from orchestrator.settings import get_settings
 
     settings = get_settings()  # a bad setting is one error line here, before the exec
     check_redis_url(settings.redis_url)
+    wait_for_redis(settings.redis_url, wait_seconds)
     os.environ["ORCH_LOG_LEVEL"] = level.value
     sys.stdout.flush()
     sys.stderr.flush()
@@ -117,6 +170,7 @@ def worker_command(
         ),
     ] = 2,
     loglevel: LogLevelOption = LogLevel.INFO,
+    wait_for_redis_seconds: WaitForRedisOption = DEFAULT_WAIT_FOR_REDIS_SECONDS,
     pool: Annotated[Pool, typer.Option(help="Celery pool.")] = Pool.PREFORK,
     name: Annotated[
         str | None, typer.Option(metavar="NAME", help="Node name (default: unique per process).")
@@ -124,7 +178,7 @@ def worker_command(
 ) -> None:
     """Run a Celery worker consuming the chain queue (batchai)."""
     node = name or f"orch-{os.getpid()}@{socket.gethostname()}"
-    _exec_celery(loglevel, worker_args(concurrency, loglevel, pool, node))
+    _exec_celery(loglevel, worker_args(concurrency, loglevel, pool, node), wait_for_redis_seconds)
 
 
 def worker_args(concurrency: int, loglevel: LogLevel, pool: Pool, node: str) -> list[str]:
@@ -149,6 +203,7 @@ def worker_args(concurrency: int, loglevel: LogLevel, pool: Pool, node: str) -> 
 
 def beat_command(
     loglevel: LogLevelOption = LogLevel.INFO,
+    wait_for_redis_seconds: WaitForRedisOption = DEFAULT_WAIT_FOR_REDIS_SECONDS,
     schedule: Annotated[
         str, typer.Option(metavar="FILE", help="Where beat keeps its schedule state.")
     ] = ".orchestrator/celerybeat-schedule",
@@ -157,7 +212,8 @@ def beat_command(
     directory = os.path.dirname(schedule)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    _exec_celery(loglevel, ["beat", f"--loglevel={loglevel.value}", f"--schedule={schedule}"])
+    beat_args = ["beat", f"--loglevel={loglevel.value}", f"--schedule={schedule}"]
+    _exec_celery(loglevel, beat_args, wait_for_redis_seconds)
 
 
 def flower_command(

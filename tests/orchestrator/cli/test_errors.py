@@ -115,3 +115,42 @@ def test_emulator_names_a_taken_port_and_the_flag(tmp_path: Path, listening_port
         f"error: port {listening_port} on 127.0.0.1 is in use; choose another with "
         "`orchestrator emulator --port N` (0 picks a free one)"
     )
+
+
+@pytest.mark.parametrize("command", ["worker", "beat"])
+def test_worker_and_beat_give_up_on_an_unreachable_redis_in_one_line(
+    command: str, tmp_path: Path
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]  # nothing listens once the probe closes
+    proc = cli_process(
+        command,
+        "--wait-for-redis",
+        "1",
+        env={"REDIS_URL": f"redis://:hunter22@127.0.0.1:{closed_port}/0"},
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    line = one_error_line(proc.stderr)
+    assert line.startswith(f"error: cannot reach Redis at redis://:***@127.0.0.1:{closed_port}/0")
+    assert "after 1s" in line and "hunter22" not in proc.stderr + proc.stdout
+
+
+def test_a_waiting_worker_says_so_every_few_seconds(tmp_path: Path) -> None:
+    from orchestrator.cli.serve import WAIT_REPORT_SECONDS
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    wait = WAIT_REPORT_SECONDS + 1
+    proc = cli_process(
+        "worker",
+        "--wait-for-redis",
+        str(wait),
+        env={"REDIS_URL": f"redis://127.0.0.1:{closed_port}/0"},
+        cwd=tmp_path,
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1
+    assert [line.split(":")[0] for line in lines] == ["waiting for Redis at redis", "error"]
