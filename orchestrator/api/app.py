@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
-from orchestrator.api.routes import runs, service
+from orchestrator.api.routes import runs, schedules, service
 from orchestrator.chain.queue import CHAIN_QUEUE
 from orchestrator.observability.prometheus import OrchestratorCollector, build_registry
 from orchestrator.settings import Settings, get_settings
@@ -81,4 +81,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.include_router(service.router)
     app.include_router(runs.router)
+    app.include_router(schedules.router)
     return app
