@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from orchestrator.cli import emulator, runs, serve, stack, view
+from orchestrator.cli import emulator, runs, schedule, serve, stack, view
 from orchestrator.cli.common import CliError
 from orchestrator.settings import SettingsError
 from orchestrator.store import StoreError
@@ -41,6 +41,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
 )
 for command_name, command in COMMANDS:
     app.command(command_name)(command)
+app.add_typer(schedule.app, name="schedule")
 
 
 @app.callback()
