@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from orchestrator.api.auth import BearerTokenMiddleware
 from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
-from orchestrator.api.routes import runs, service
+from orchestrator.api.routes import runs, schedules, service
 from orchestrator.api.sse import StreamSlots, stream_resources
 from orchestrator.chain.queue import CHAIN_QUEUE
 from orchestrator.observability.logs import (
@@ -116,4 +116,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(BearerTokenMiddleware, token=token)
     app.include_router(service.router)
     app.include_router(runs.router)
+    app.include_router(schedules.router)
     return app

@@ -16,6 +16,7 @@ import redis
 
 from orchestrator.chain.redrive import redrive
 from orchestrator.chain.runner import Dispatch
+from orchestrator.chain.schedules import fire_due_schedules
 from orchestrator.chain.steps import StepContext
 from orchestrator.domain.status import Step
 from orchestrator.observability.logs import get_logger
@@ -92,6 +93,8 @@ class ChainClock:
             try:
                 ctx = self._context()
                 send_due(ctx, self._send_now)
+                # Every worker looks; a per-tick claim lets only one fire each tick.
+                fire_due_schedules(ctx, ctx.clock(), worker=self._worker)
                 if ctx.clock() >= next_redrive:
                     next_redrive = ctx.clock() + ctx.settings.redrive_interval_seconds
                     redrive_if_my_turn(ctx, self._send_now, self._worker)

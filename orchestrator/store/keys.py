@@ -15,6 +15,15 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:due:messages``            HASH  task id -> {step, run_id, retries} (JSON)
 - ``ns:redrive:turn``            STRING (PX ttl) the worker whose turn it is to re-drive
 - ``ns:stats:azure_requests``    HASH  "<operation>|<outcome>" -> count, over all workers
+- ``ns:schedule:<name>``         HASH  ``definition`` (ScheduleSpec JSON), ``trigger`` (its JSON),
+                                        ``next_tick`` (epoch s, '' when none left), ``last_run_id``,
+                                        ``last_tick``, ``created_at``, ``updated_at``
+- ``ns:schedules``               ZSET  schedule name by created_at (all schedules)
+- ``ns:schedules:due``           ZSET  name by next tick (schedules not paused)
+- ``ns:schedule:<name>:tick:<tick ISO>`` STRING (PX ttl) the worker firing that tick
+- ``ns:schedule:<name>:history``  HASH tick ISO -> entry JSON; ``...:history:order`` ZSET by tick
+- ``ns:stats:schedule_ticks``    HASH  outcome -> count; ``ns:stats:schedule_latency`` HASH
+                                        histogram of tick -> enqueue seconds (bucket, sum, count)
 - ``ns:test:held:<run_id>``, ``ns:test:release:<run_id>``: the test worker's hold
   (tests/support), never written by a production worker
 
@@ -77,6 +86,35 @@ class Keys:
     @property
     def azure_requests(self) -> str:
         return f"{self.namespace}:stats:azure_requests"
+
+    def schedule(self, name: str) -> str:
+        return f"{self.namespace}:schedule:{name}"
+
+    @property
+    def schedules(self) -> str:
+        return f"{self.namespace}:schedules"
+
+    @property
+    def schedules_due(self) -> str:
+        return f"{self.namespace}:schedules:due"
+
+    def schedule_tick_claim(self, name: str, tick_iso: str) -> str:
+        return f"{self.namespace}:schedule:{name}:tick:{tick_iso}"
+
+    def schedule_history(self, name: str) -> tuple[str, str]:
+        """(hash tick -> entry, zset of ticks by time)."""
+        return (
+            f"{self.namespace}:schedule:{name}:history",
+            f"{self.namespace}:schedule:{name}:history:order",
+        )
+
+    @property
+    def schedule_tick_stats(self) -> str:
+        return f"{self.namespace}:stats:schedule_ticks"
+
+    @property
+    def schedule_latency_stats(self) -> str:
+        return f"{self.namespace}:stats:schedule_latency"
 
     def test_hold(self, run_id: str) -> tuple[str, str]:
         """(key set while a test worker holds the run, list it waits on to be released)."""
