@@ -4,8 +4,8 @@ tick with two workers at once, and with one of them SIGKILLed mid-way."""
 from __future__ import annotations
 
 import statistics
-from itertools import pairwise
 from datetime import datetime
+from itertools import pairwise
 
 import pytest
 
