@@ -154,3 +154,16 @@ def test_a_waiting_worker_says_so_every_few_seconds(tmp_path: Path) -> None:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1
     assert [line.split(":")[0] for line in lines] == ["waiting for Redis at redis", "error"]
+
+
+def test_a_worker_refuses_a_redis_that_can_evict_keys(redis_url: str, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        proc = cli_process("worker", env={"REDIS_URL": redis_url}, cwd=tmp_path)
+    finally:
+        client.config_set("maxmemory-policy", "noeviction")
+        client.close()
+    assert proc.returncode == 1
+    line = one_error_line(proc.stderr)
+    assert "maxmemory-policy" in line and "allkeys-lru" in line, line
