@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from orchestrator.api.deps import AuthDep, SettingsDep, StoreDep
-from orchestrator.api.errors import field_error
+from orchestrator.api.errors import ERROR_RESPONSES, field_error
 from orchestrator.api.models import (
     RUNS_PATH,
     OutputFile,
@@ -36,10 +36,7 @@ from orchestrator.store import IdempotencyConflict, InvalidCursor, RunRecord
 
 router = APIRouter(prefix=RUNS_PATH, tags=["runs"], dependencies=[AuthDep])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or wrong bearer token"},
-    503: {"description": "Redis unreachable; retry after Retry-After seconds"},
-}
+_ERRORS = ERROR_RESPONSES
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such run"}}
 
 IdempotencyKey = Annotated[

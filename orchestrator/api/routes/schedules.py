@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, HTTPException, Request, Response
 
 from orchestrator.api.deps import AuthDep, StoreDep
-from orchestrator.api.errors import field_error
+from orchestrator.api.errors import ERROR_RESPONSES, field_error
 from orchestrator.chain.schedules import ScheduleContext, schedule_view, trigger_now
 from orchestrator.domain.schedule import ScheduleSpec, parse_schedule
 from orchestrator.store.schedules import (
@@ -19,6 +19,9 @@ from orchestrator.store.schedules import (
 )
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[AuthDep])
+_ERRORS = ERROR_RESPONSES
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such schedule"}}
+_CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The name is taken (use PUT)"}}
 
 
 def _book(store: Any) -> ScheduleBook:
@@ -43,7 +46,7 @@ def _get(book: ScheduleBook, name: str) -> ScheduleState:
         raise HTTPException(404, f"name: {exc}") from None
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses={**_ERRORS, **_CONFLICT})
 def create_schedule(store: StoreDep, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     """Create a schedule; an existing name is a 409 (use PUT to change it)."""
     book = _book(store)
@@ -54,7 +57,7 @@ def create_schedule(store: StoreDep, body: Annotated[dict[str, Any], Body()]) ->
     return schedule_view(book, state)
 
 
-@router.put("/{name}")
+@router.put("/{name}", responses=_ERRORS)
 def put_schedule(
     name: str, store: StoreDep, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
@@ -65,7 +68,7 @@ def put_schedule(
     return schedule_view(book, book.put(_parse({**body, "name": name}), mode="replace"))
 
 
-@router.get("")
+@router.get("", responses=_ERRORS)
 def list_schedules(store: StoreDep) -> dict[str, Any]:
     book = _book(store)
     items = []
@@ -77,27 +80,27 @@ def list_schedules(store: StoreDep) -> dict[str, Any]:
     return {"items": items}
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses={**_ERRORS, **_NOT_FOUND})
 def get_schedule(name: str, store: StoreDep) -> dict[str, Any]:
     book = _book(store)
     return schedule_view(book, _get(book, name))
 
 
-@router.post("/{name}/pause")
+@router.post("/{name}/pause", responses={**_ERRORS, **_NOT_FOUND})
 def pause_schedule(name: str, store: StoreDep) -> dict[str, Any]:
     book = _book(store)
     _get(book, name)
     return schedule_view(book, book.set_suspended(name, True))
 
 
-@router.post("/{name}/resume")
+@router.post("/{name}/resume", responses={**_ERRORS, **_NOT_FOUND})
 def resume_schedule(name: str, store: StoreDep) -> dict[str, Any]:
     book = _book(store)
     _get(book, name)
     return schedule_view(book, book.set_suspended(name, False))
 
 
-@router.post("/{name}/trigger", status_code=202)
+@router.post("/{name}/trigger", status_code=202, responses={**_ERRORS, **_NOT_FOUND})
 def trigger_schedule(
     name: str,
     store: StoreDep,
@@ -116,7 +119,7 @@ def trigger_schedule(
     return entry.to_json()
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name}", status_code=204, responses={**_ERRORS, **_NOT_FOUND})
 def delete_schedule(name: str, store: StoreDep) -> Response:
     try:
         _book(store).delete(name)
