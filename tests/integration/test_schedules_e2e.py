@@ -113,7 +113,7 @@ def test_forbid_skips_the_ticks_that_come_while_the_run_is_active(stack: Stack) 
             active = entry.run_id
             continue
         # Skipped because the run of the latest ran tick was still going at that tick.
-        assert entry.run_id is None and entry.previous_run_id == active
+        assert active is not None and entry.run_id is None and entry.previous_run_id == active
         finished = stack.wait_terminal(active).finished_at
         assert finished is not None and finished > tick
     # The runs never overlapped: each was created after the one before had ended.
