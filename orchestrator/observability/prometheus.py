@@ -12,6 +12,12 @@
   workers count their Azure requests in their own processes and add them to a
   Redis hash (orchestrator.observability.azure_stats); this process exposes those fleet-wide
   totals.
+- ``orchestrator_schedule_ticks_total{outcome}`` (counter): schedule ticks the
+  workers recorded, by outcome (ran, skipped, replaced, missed); each tick is
+  counted once, by the worker whose history record won (chain/schedules.py).
+- ``orchestrator_schedule_tick_to_enqueue_seconds`` (histogram): how late a
+  scheduled run was enqueued after its tick (manual triggers not observed),
+  kept by the workers in a Redis hash (bucket, sum, count).
 """
 
 from __future__ import annotations
@@ -28,9 +34,12 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from orchestrator.chain.schedules import LATENCY_BUCKETS
+from orchestrator.domain.schedule import TickOutcome
 from orchestrator.domain.status import STEP_ORDER, RunStatus, Step
 from orchestrator.observability.azure_stats import request_counts
 from orchestrator.store import RunNotFound, RunRecord, RunStore
+from orchestrator.store.keys import Keys
 
 STEP_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0)
 
@@ -88,6 +97,42 @@ class StepDurations:
         return family
 
 
+def _decoded(raw: dict[Any, Any]) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else str(k)): (
+            v.decode() if isinstance(v, bytes) else str(v)
+        )
+        for k, v in raw.items()
+    }
+
+
+def schedule_tick_families(
+    client: redis.Redis, keys: Keys
+) -> tuple[CounterMetricFamily, HistogramMetricFamily]:
+    """The fleet-wide tick outcomes and tick -> enqueue latency the workers keep in Redis."""
+    ticks = CounterMetricFamily(
+        "orchestrator_schedule_ticks",
+        "Schedule ticks recorded by the workers, by outcome.",
+        labels=["outcome"],
+    )
+    counts = _decoded(client.hgetall(keys.schedule_tick_stats))
+    for outcome in TickOutcome:
+        ticks.add_metric([outcome.value], float(counts.get(outcome.value, 0)))
+
+    stats = _decoded(client.hgetall(keys.schedule_latency_stats))
+    cumulative, buckets = 0, []
+    for bound in [*(str(b) for b in LATENCY_BUCKETS), "+Inf"]:
+        cumulative += int(stats.get(bound, 0))
+        buckets.append((bound, float(cumulative)))
+    latency = HistogramMetricFamily(
+        "orchestrator_schedule_tick_to_enqueue_seconds",
+        "How late each scheduled run was enqueued after its tick.",
+        buckets=buckets,
+        sum_value=float(stats.get("sum", 0.0)),
+    )
+    return ticks, latency
+
+
 class OrchestratorCollector:
     def __init__(self, store: RunStore, broker: redis.Redis, queue: str) -> None:
         self.store = store
@@ -123,6 +168,8 @@ class OrchestratorCollector:
         for (operation, outcome), count in sorted(totals.items()):
             azure.add_metric([operation, outcome], float(count))
         yield azure
+
+        yield from schedule_tick_families(self.store.redis, self.store.keys)
 
 
 def build_registry(collector: OrchestratorCollector) -> CollectorRegistry:
