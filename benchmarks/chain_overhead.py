@@ -3,7 +3,7 @@
 Starts its own redis-server (RedisServer, free port), the emulator
 (`orchestrator emulator --provision-seconds 0`, EmulatorProcess) and
 `orchestrator worker` subprocesses with the chain tests' short poll knobs
-(tests/integration/chain_stack.py: polls from 0.2 s growing to at most 1 s),
+(tests/support/chain_stack.py: polls from 0.2 s growing to at most 1 s),
 then submits tiny runs whose job sleeps --job-seconds (default 2).
 
 Sequential mode (default): --runs N runs one after another on one worker. Per

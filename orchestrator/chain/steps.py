@@ -12,7 +12,7 @@ store, and say what should happen next:
 Classified gateway errors propagate: PermanentAzureError is turned into a Fail
 by the chain runner, TransientAzureError into a Celery retry by workers/policy.
 Bookkeeping shared by every step (status transitions, dedupe, cancel, step
-states) lives in orchestrator/chain.py.
+states) lives in orchestrator/chain/runner.py.
 """
 
 from __future__ import annotations
