@@ -156,5 +156,15 @@ class FakeGateway:
         return self.listed_jobs
 
 
+class FakeClock:
+    """A StepContext clock the test moves by hand (ctx.clock.now += ...)."""
+
+    def __init__(self, now: float = 2_000_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 # Checked by mypy (tests.support is in its packages): the fake is a Gateway.
 _FAKE_IS_A_GATEWAY: type[Gateway] = FakeGateway

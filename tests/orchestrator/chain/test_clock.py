@@ -13,22 +13,14 @@ from orchestrator.chain.steps import StepContext
 from orchestrator.domain.status import Step
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore
-from tests.support.chain_fakes import FakeGateway
+from tests.support.chain_fakes import FakeClock, FakeGateway
 
 NOW = 2_000_000_000.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def ctx(fake_redis: redis.Redis) -> Iterator[StepContext]:
-    yield StepContext(Settings(), RunStore(fake_redis), FakeGateway(), Clock())
+    yield StepContext(Settings(), RunStore(fake_redis), FakeGateway(), FakeClock(NOW))
 
 
 def test_a_dispatch_without_countdown_is_sent_at_once(ctx: StepContext) -> None:
@@ -43,7 +35,7 @@ def test_a_wait_is_sent_when_due_and_only_once(ctx: StepContext) -> None:
     wait = Dispatch(Step.POLL_JOB, "run-1", "t2", countdown=5, retries=2)
     deliver(ctx, wait, sent.append)
     assert sent == [] and ctx.store.due.scheduled("t2")
-    assert isinstance(ctx.clock, Clock)
+    assert isinstance(ctx.clock, FakeClock)
     ctx.clock.now += 4.9
     assert send_due(ctx, sent.append) == 0
     ctx.clock.now += 0.2
@@ -57,7 +49,7 @@ def test_scheduling_the_same_task_again_moves_it(ctx: StepContext) -> None:
     sent: list[Dispatch] = []
     deliver(ctx, Dispatch(Step.POLL_JOB, "run-1", "t3", countdown=1), sent.append)
     deliver(ctx, Dispatch(Step.POLL_JOB, "run-1", "t3", countdown=60), sent.append)
-    assert isinstance(ctx.clock, Clock)
+    assert isinstance(ctx.clock, FakeClock)
     ctx.clock.now += 2
     assert send_due(ctx, sent.append) == 0 and len(ctx.store.due) == 1
 

@@ -17,24 +17,16 @@ from orchestrator.domain.spec import parse_spec
 from orchestrator.domain.status import FailureReason, RunStatus
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore
-from tests.support.chain_fakes import FakeGateway
+from tests.support.chain_fakes import FakeClock, FakeGateway
 
 NOW = 2_000_000_000.0
 GRACE = 600.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def ctx(fake_redis: redis.Redis, tmp_path: Path) -> Iterator[StepContext]:
     settings = Settings(ORCH_REAPER_GRACE_SECONDS=GRACE, ORCH_VISIBILITY_TIMEOUT_SECONDS=60)
-    yield StepContext(settings, RunStore(fake_redis), FakeGateway(), Clock())
+    yield StepContext(settings, RunStore(fake_redis), FakeGateway(), FakeClock(NOW))
 
 
 def _created(age: float) -> datetime:

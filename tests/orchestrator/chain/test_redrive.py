@@ -17,22 +17,14 @@ from orchestrator.domain.spec import parse_spec
 from orchestrator.domain.status import FailureReason, RunStatus, Step, StepState
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore
-from tests.support.chain_fakes import FakeGateway
+from tests.support.chain_fakes import FakeClock, FakeGateway
 
 NOW = 2_000_000_000.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def ctx(fake_redis: redis.Redis) -> Iterator[StepContext]:
-    yield StepContext(Settings(), RunStore(fake_redis), FakeGateway(), Clock())
+    yield StepContext(Settings(), RunStore(fake_redis), FakeGateway(), FakeClock(NOW))
 
 
 def _spec(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -44,7 +36,7 @@ def _spec(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def _stalled_since(ctx: StepContext, run_id: str) -> None:
     """Move the clock past the re-drive threshold of the run's last change."""
-    assert isinstance(ctx.clock, Clock)
+    assert isinstance(ctx.clock, FakeClock)
     ctx.clock.now = ctx.store.get(run_id).updated_at + ctx.settings.redrive_after_seconds + 1
 
 
@@ -52,7 +44,7 @@ def test_redrives_a_run_whose_message_was_lost(ctx: StepContext, tmp_path: Path)
     record, _ = ctx.store.create_run(_spec(tmp_path))
     ctx.store.mark_dispatched(record.run_id)
     # Right after dispatch nothing is stalled.
-    assert isinstance(ctx.clock, Clock)
+    assert isinstance(ctx.clock, FakeClock)
     ctx.clock.now = ctx.store.get(record.run_id).updated_at + 1
     assert redrive(ctx) == []
 

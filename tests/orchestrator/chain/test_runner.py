@@ -19,15 +19,7 @@ from orchestrator.domain.spec import RunSpec, parse_spec
 from orchestrator.domain.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore
-from tests.support.chain_fakes import FakeGateway
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.chain_fakes import FakeClock, FakeGateway
 
 
 @pytest.fixture
@@ -39,7 +31,7 @@ def ctx(fake_redis: redis.Redis, tmp_path: Path) -> Iterator[StepContext]:
         ORCH_POLL_MAX_SECONDS=5,
         ORCH_NODE_WAIT_TIMEOUT_SECONDS=60,
     )
-    yield StepContext(settings, RunStore(fake_redis), FakeGateway(), Clock())
+    yield StepContext(settings, RunStore(fake_redis), FakeGateway(), FakeClock(1_000_000.0))
 
 
 def _spec(tmp_path: Path, **overrides: Any) -> RunSpec:
@@ -188,7 +180,7 @@ def test_waiting_for_nodes_times_out(ctx: StepContext, tmp_path: Path) -> None:
     dispatch: Dispatch | None = Dispatch(Step.ENSURE_RESOURCE_GROUP, record.run_id, "first")
     while dispatch is not None and dispatch.step is not Step.CLEANUP:
         dispatch = run_step(ctx, dispatch.step, record.run_id, dispatch.task_id)
-        assert isinstance(ctx.clock, Clock)
+        assert isinstance(ctx.clock, FakeClock)
         ctx.clock.now += 10  # each poll: ten seconds later
     _drive(ctx, record.run_id, dispatch)
     final = ctx.store.get(record.run_id)
@@ -272,7 +264,7 @@ def test_a_job_running_past_the_timeout_is_terminated_and_fails(
     dispatch: Dispatch | None = Dispatch(Step.ENSURE_RESOURCE_GROUP, record.run_id, "first")
     while dispatch is not None and dispatch.step is not Step.CLEANUP:
         dispatch = run_step(ctx, dispatch.step, record.run_id, dispatch.task_id)
-        assert isinstance(ctx.clock, Clock)
+        assert isinstance(ctx.clock, FakeClock)
         ctx.clock.now += 10
     _drive(ctx, record.run_id, dispatch)
     final = ctx.store.get(record.run_id)
