@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from orchestrator.chain.cancel import cancel_run
+from orchestrator.devstack.processes import ChildProcess
 from orchestrator.domain.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
 from tests.support.chain_stack import Stack, wait_for
 
@@ -69,6 +70,25 @@ def test_sigkill_in_the_middle_of_each_step_still_succeeds_once(stack: Stack, st
     assert (stack.artifacts / run_id / "outputs" / "MODEL" / "ConvNet_MNIST.model").exists()
 
 
+def _kill_then_recover_at_defaults(
+    stack: Stack, doomed: ChildProcess, run_id: str, where: str
+) -> None:
+    """SIGKILL `doomed`, start a fresh worker at once (defaults), and require the
+    run to succeed within 90 s of the kill, exactly as it would have without it."""
+    doomed.kill()
+    killed_at = time.monotonic()
+    stack.start_worker(defaults=True)
+    record = stack.wait_terminal(run_id, timeout=150)
+    recovered_in = time.monotonic() - killed_at
+
+    print(f"SIGKILL {where} at defaults: succeeded {recovered_in:.1f}s after the kill")
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    assert recovered_in <= 90, f"took {recovered_in:.0f}s after the kill"
+    created, deleted = _resources(stack)
+    assert (created.get("cluster"), created.get("job")) == (1, 1)
+    assert (deleted.get("cluster"), deleted.get("job")) == (1, 1)
+
+
 def test_sigkill_mid_job_at_default_settings_recovers_within_90_seconds(stack: Stack) -> None:
     """The operator's scenario, every ORCH_* setting at its default: the worker's
     process group is SIGKILLed while the job runs, a fresh worker starts at once."""
@@ -80,18 +100,7 @@ def test_sigkill_mid_job_at_default_settings_recovers_within_90_seconds(stack: S
         120,
         "the job to run",
     )
-    doomed.kill()
-    killed_at = time.monotonic()
-    stack.start_worker(defaults=True)
-    record = stack.wait_terminal(run_id, timeout=120)
-    recovered_in = time.monotonic() - killed_at
-
-    print(f"SIGKILL mid-job at defaults: succeeded {recovered_in:.1f}s after the kill")
-    assert record.status is RunStatus.SUCCEEDED, record.error
-    assert recovered_in <= 90, f"took {recovered_in:.0f}s after the kill"
-    created, deleted = _resources(stack)
-    assert (created.get("cluster"), created.get("job")) == (1, 1)
-    assert (deleted.get("cluster"), deleted.get("job")) == (1, 1)
+    _kill_then_recover_at_defaults(stack, doomed, run_id, "mid-job")
 
 
 def test_sigkill_while_a_step_executes_at_default_settings_is_redriven(stack: Stack) -> None:
@@ -101,18 +110,7 @@ def test_sigkill_while_a_step_executes_at_default_settings_is_redriven(stack: St
     run_id = stack.submit()
     held, _release = stack.store.keys.test_hold(run_id)
     wait_for(lambda: stack.client.exists(held), 120, "the worker to be held in create_cluster")
-    doomed.kill()
-    killed_at = time.monotonic()
-    stack.start_worker(defaults=True)
-    record = stack.wait_terminal(run_id, timeout=150)
-    recovered_in = time.monotonic() - killed_at
-
-    print(f"SIGKILL inside a step at defaults: succeeded {recovered_in:.1f}s after the kill")
-    assert record.status is RunStatus.SUCCEEDED, record.error
-    assert recovered_in <= 90, f"took {recovered_in:.0f}s after the kill"
-    created, deleted = _resources(stack)
-    assert (created.get("cluster"), created.get("job")) == (1, 1)
-    assert (deleted.get("cluster"), deleted.get("job")) == (1, 1)
+    _kill_then_recover_at_defaults(stack, doomed, run_id, "inside a step")
 
 
 def test_two_workers_never_apply_a_step_twice(stack: Stack) -> None:
