@@ -1,3 +1,5 @@
+# Over 400 lines (about 450): one job's whole life as a local process -- layout,
+# environment, command line, user and process group -- reads best in one place.
 """Local process execution of Batch AI jobs: directory layout, $AZ_BATCHAI_* environment,
 toolkit command lines (POSIX shell quoting), the unprivileged user jobs run as when the
 emulator is root, and process-group control (so a kill also reaches children).

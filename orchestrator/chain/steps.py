@@ -1,3 +1,5 @@
+# Over 400 lines (about 410): the eight steps, one function each, plus the
+# collection of the job's logs that two of them share.
 """The eight steps of a run, one function each: `(ctx, run_id) -> StepOutcome`.
 
 Step functions hold the logic and know nothing of Celery: they read the run

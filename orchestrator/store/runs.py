@@ -1,3 +1,6 @@
+# Over 400 lines (about 430): every write of a run goes through _compare_and_set,
+# and the rules of those writes (transitions, steps, endings) read best beside it.
+# The read side is in listing.py.
 """The run store: one record per run in Redis, changed only by compare-and-set.
 
 The keys are built in store/keys.py; the Lua scripts are in store/lua/.
