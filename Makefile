@@ -11,7 +11,8 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,examples]'
+	@echo 'installing the project and its dependencies into $(VENV) (a few minutes the first time)'
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -e '.[dev,examples]'
 	@touch $@
 
 lint: $(STAMP)

@@ -3,7 +3,7 @@
 Starts its own redis-server (RedisServer, free port), the emulator
 (`orchestrator emulator --provision-seconds 0`, EmulatorProcess) and
 `orchestrator worker` subprocesses with the chain tests' short poll knobs
-(tests/integration/chain_stack.py: polls from 0.2 s growing to at most 1 s),
+(tests/support/chain_stack.py: polls from 0.2 s growing to at most 1 s),
 then submits tiny runs whose job sleeps --job-seconds (default 2).
 
 Sequential mode (default): --runs N runs one after another on one worker. Per
@@ -42,11 +42,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emulator.testing import EmulatorProcess
-from orchestrator.logs import configure_logging
-from orchestrator.redis_server import RedisServer
-from orchestrator.status import RunStatus, Step
+from orchestrator.devstack.redis_server import RedisServer
+from orchestrator.domain.status import RunStatus, Step
+from orchestrator.observability.logs import configure_logging
 from orchestrator.store import RunRecord
-from tests.integration.chain_stack import Stack
+from tests.support.chain_stack import Stack
 
 RUN_TIMEOUT_SECONDS = 120.0
 

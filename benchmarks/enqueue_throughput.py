@@ -3,7 +3,7 @@
 Starts its own redis-server (free port) and `orchestrator api` (a real uvicorn
 process, free port), sends --requests POSTs /v1/runs with distinct
 Idempotency-Keys from --concurrency asyncio workers (httpx); then, against the
-same Redis (flushed), calls `orchestrator.enqueue.enqueue_run` --requests times
+same Redis (flushed), calls `orchestrator.chain.enqueue.enqueue_run` --requests times
 from --concurrency threads (what the API does per request, without HTTP).
 Each phase is checked: every request created one run and queued its first
 task. Prints requests/s and latency percentiles of both and the ratio
@@ -34,10 +34,11 @@ from typing import Any
 import httpx
 import redis
 
-from orchestrator.enqueue import CHAIN_QUEUE, enqueue_run
-from orchestrator.logs import configure_logging
-from orchestrator.redis_server import RedisServer, free_port
-from orchestrator.spec import RunSpec, parse_spec
+from orchestrator.chain.enqueue import enqueue_run
+from orchestrator.chain.queue import CHAIN_QUEUE
+from orchestrator.devstack.redis_server import RedisServer, free_port
+from orchestrator.domain.spec import RunSpec, parse_spec
+from orchestrator.observability.logs import configure_logging
 from orchestrator.store import RunStore
 
 TOKEN = "benchmark-token"

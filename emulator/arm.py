@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.core import EmulatorContext
-from emulator.http import HttpError, Request, Response, Router, json_response
+from emulator.errors import BadRequest, Conflict, NotFound
+from emulator.http import Request, Response, Router, json_response
 
 log = logging.getLogger("emulator.arm")
 
@@ -52,23 +53,8 @@ POLL_HEADERS = {"Retry-After-ms": "100"}
 
 SUB = r"/subscriptions/(?P<subscription>[^/]+)"
 GROUP = SUB + r"/resourcegroups/(?P<group>[^/]+)"
-
-
-def require_api_version(request: Request, accepted: frozenset[str]) -> None:
-    version = request.query.get("api-version")
-    if not version:
-        raise HttpError(
-            400,
-            "MissingApiVersionParameter",
-            "The api-version query parameter (?api-version=) is required for all requests.",
-        )
-    if version not in accepted:
-        raise HttpError(
-            400,
-            "InvalidApiVersionParameter",
-            f"The api-version '{version}' is invalid. The supported versions are "
-            f"'{', '.join(sorted(accepted, reverse=True))}'.",
-        )
+# Paths that are ARM even when no route matches (never fall through to Files).
+ARM_PREFIXES = ("/subscriptions", "/providers", "/tenants")
 
 
 @dataclass
@@ -182,48 +168,59 @@ class ResourceGroupStore:
             self._operations.clear()
 
 
-def register(router: Router, ctx: EmulatorContext, store: ResourceGroupStore) -> None:
+def register(router: Router, ctx: EmulatorContext) -> None:
+    """Serve the resource groups in ctx.resource_groups (which must be a ResourceGroupStore:
+    the server builds it before any service registers, since Batch AI subscribes to its
+    deletes), and claim every unmatched ARM path."""
+    store = ctx.resource_groups
+    if not isinstance(store, ResourceGroupStore):
+        raise TypeError("arm.register: ctx.resource_groups must be an arm.ResourceGroupStore")
+    versions = RESOURCE_GROUP_API_VERSIONS
+
+    def reset() -> None:
+        # A delete still cascading would otherwise re-remove a group created after reset.
+        store.wait_idle(timeout=10)
+        store.clear()
+
+    ctx.reset_hooks.append(reset)
+    ctx.shutdown_hooks.append(lambda: store.wait_idle(timeout=10))
+    router.add_dispatcher("arm", _claim_unmatched, frozenset({"Arm_Unmatched"}))
+
     def group_or_404(sub: str, name: str) -> ResourceGroup:
         group = store.get(sub, name)
         if group is None or group.deleting:
-            raise HttpError(
-                404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found."
-            )
+            raise NotFound("ResourceGroupNotFound", f"Resource group '{name}' could not be found.")
         return group
 
-    @router.add("PUT", GROUP, "ResourceGroups_CreateOrUpdate")
+    @router.add("PUT", GROUP, "ResourceGroups_CreateOrUpdate", api_versions=versions)
     def create_or_update(request: Request, params: dict[str, str]) -> Response:
-        require_api_version(request, RESOURCE_GROUP_API_VERSIONS)
         name = params["group"]
         if not _GROUP_NAME.fullmatch(name) or name.endswith("."):
-            raise HttpError(
-                400,
+            raise BadRequest(
                 "InvalidResourceGroupName",
                 f"resourceGroupName '{name}' is invalid: use up to 90 letters, digits, "
                 "'-', '_', '.', '(' or ')', not ending in '.'.",
             )
         body = request.json()
         if not isinstance(body, dict):
-            raise HttpError(400, "InvalidRequestContent", "the request body must be a JSON object")
+            raise BadRequest("InvalidRequestContent", "the request body must be a JSON object")
         location = body.get("location")
         if not isinstance(location, str) or not location:
-            raise HttpError(
-                400, "LocationRequired", "The location property is required for this definition."
+            raise BadRequest(
+                "LocationRequired", "The location property is required for this definition."
             )
         tags = body.get("tags") or {}
         if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
-            raise HttpError(400, "InvalidRequestContent", "tags must be an object of strings")
+            raise BadRequest("InvalidRequestContent", "tags must be an object of strings")
         existing = store.get(params["subscription"], name)
         if existing is not None and existing.deleting:
-            raise HttpError(
-                409,
+            raise Conflict(
                 "ResourceGroupBeingDeleted",
                 f"The resource group '{existing.name}' is in deprovisioning state and cannot "
                 "perform this operation.",
             )
         if existing is not None and existing.location.lower() != location.lower():
-            raise HttpError(
-                409,
+            raise Conflict(
                 "InvalidResourceGroupLocation",
                 f"Invalid resource group location '{location}'. The Resource group already "
                 f"exists in location '{existing.location}'.",
@@ -236,19 +233,16 @@ def register(router: Router, ctx: EmulatorContext, store: ResourceGroupStore) ->
             ctx.stats.record_resource("created", "resource_group")
         return json_response(201 if created else 200, group.to_json())
 
-    @router.add("GET", GROUP, "ResourceGroups_Get")
+    @router.add("GET", GROUP, "ResourceGroups_Get", api_versions=versions)
     def get(request: Request, params: dict[str, str]) -> Response:
-        require_api_version(request, RESOURCE_GROUP_API_VERSIONS)
         return json_response(200, group_or_404(params["subscription"], params["group"]).to_json())
 
-    @router.add("HEAD", GROUP, "ResourceGroups_CheckExistence")
+    @router.add("HEAD", GROUP, "ResourceGroups_CheckExistence", api_versions=versions)
     def check_existence(request: Request, params: dict[str, str]) -> Response:
-        require_api_version(request, RESOURCE_GROUP_API_VERSIONS)
         return Response(204 if store.exists(params["subscription"], params["group"]) else 404)
 
-    @router.add("DELETE", GROUP, "ResourceGroups_Delete")
+    @router.add("DELETE", GROUP, "ResourceGroups_Delete", api_versions=versions)
     def delete(request: Request, params: dict[str, str]) -> Response:
-        require_api_version(request, RESOURCE_GROUP_API_VERSIONS)
         group = store.get(params["subscription"], params["group"])
         if group is None:
             # ARM answers a delete of a missing group with 404 as well.
@@ -265,9 +259,8 @@ def register(router: Router, ctx: EmulatorContext, store: ResourceGroupStore) ->
         )
         return Response(202, headers={"Location": location, **POLL_HEADERS})
 
-    @router.add("GET", SUB + r"/resourcegroups", "ResourceGroups_List")
+    @router.add("GET", SUB + r"/resourcegroups", "ResourceGroups_List", api_versions=versions)
     def list_groups(request: Request, params: dict[str, str]) -> Response:
-        require_api_version(request, RESOURCE_GROUP_API_VERSIONS)
         groups = [g.to_json() for g in store.list(params["subscription"]) if not g.deleting]
         return json_response(200, {"value": groups})
 
@@ -277,9 +270,29 @@ def register(router: Router, ctx: EmulatorContext, store: ResourceGroupStore) ->
     def operation_result(request: Request, params: dict[str, str]) -> Response:
         done = store.operation_done(params["operation"])
         if done is None:
-            raise HttpError(404, "NotFound", f"Operation '{params['operation']}' was not found.")
+            raise NotFound("NotFound", f"Operation '{params['operation']}' was not found.")
         if not done:
             return Response(
                 202, headers={"Location": request.base_url + request.raw_path, **POLL_HEADERS}
             )
         return Response(200)
+
+
+def _claim_unmatched(request: Request) -> tuple[str, Callable[[Request], Response]] | None:
+    """Paths under ARM's roots that no route serves are ARM's 400/404, never a share path."""
+    if request.path.lower().startswith(ARM_PREFIXES):
+        return "Arm_Unmatched", _not_found
+    return None
+
+
+def _not_found(request: Request) -> Response:
+    path = request.path
+    lowered = path.lower()
+    if "/providers/" in lowered:
+        namespace = path[lowered.index("/providers/") + len("/providers/") :].split("/")[0]
+        raise BadRequest(
+            "InvalidResourceType",
+            f"The resource type could not be found in the namespace '{namespace}' for api "
+            f"version '{request.query.get('api-version', '')}'.",
+        )
+    raise NotFound("NotFound", f"No route matches {request.method} {path}.")

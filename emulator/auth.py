@@ -1,4 +1,5 @@
-"""ARM bearer checks, Azure Storage SharedKey verification, and file service SAS.
+"""The emulator's access token, ARM bearer checks, Azure Storage SharedKey verification,
+and file service SAS.
 
 The signing algorithms mirror azure-storage-common 2.1.0
 (_StorageSharedKeyAuthentication.sign_request) and azure-storage-file 2.1.0
@@ -13,10 +14,14 @@ import datetime
 import email.utils
 import hashlib
 import hmac
+import os
 import re
+import secrets
+from pathlib import Path
 from urllib.parse import quote
 
-from emulator.http import HttpError, Request
+from emulator.errors import Forbidden, Unauthorized
+from emulator.http import Request
 
 SAS_VERSION = "2019-02-02"
 SAS_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -39,20 +44,51 @@ _SIGNED_HEADERS = (
 _SAS_PERMISSION_FOR_METHOD = {"GET": "r", "HEAD": "r", "PUT": "w", "DELETE": "d"}
 
 
-def require_bearer(request: Request) -> None:
-    """ARM: any non-empty, well-formed bearer token (there is no identity service)."""
+ACCESS_TOKEN_FILE = "access-token"
+
+
+def load_access_token(data_dir: Path, configured: str | None) -> str:
+    """The bearer token ARM, Batch AI and control calls must carry: the configured one,
+    else generated once per data dir and kept in <data-dir>/access-token (mode 0600).
+
+    There is no identity service; without a secret any local process (or anyone who
+    can reach the port) could drive the emulator and, through job command lines, run
+    processes as the emulator's user.
+    """
+    if configured:
+        return configured
+    path = data_dir / ACCESS_TOKEN_FILE
+    if path.is_file():
+        stored = path.read_text().strip()
+        if stored:
+            return stored
+    token = secrets.token_urlsafe(32)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Created private: a chmod after writing would leave a moment where it is readable.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token)
+    return token
+
+
+def require_bearer(request: Request, token: str) -> None:
+    """ARM, Batch AI and control calls: `Authorization: Bearer <the emulator's token>`."""
     value = request.headers.get("authorization", "")
     if not value:
-        raise HttpError(
-            401,
+        raise Unauthorized(
             "AuthenticationFailed",
             "Authentication failed. The 'Authorization' header is missing.",
         )
     if not _BEARER.fullmatch(value.strip()):
-        raise HttpError(
-            401,
+        raise Unauthorized(
             "AuthenticationFailed",
             "Authentication failed. The 'Authorization' header is not a well-formed Bearer token.",
+        )
+    presented = value.strip()[len("Bearer ") :]
+    if not hmac.compare_digest(presented.encode(), token.encode()):
+        raise Unauthorized(
+            "InvalidAuthenticationToken",
+            "The access token is invalid (use AZURE_EMULATOR_TOKEN from the emulator's env file).",
         )
 
 
@@ -179,8 +215,7 @@ def verify_file_sas(request: Request, account: str, key_base64: str, share: str,
         raise _storage_auth_failed("the SAS is not valid yet (st)")
     needed = _SAS_PERMISSION_FOR_METHOD.get(request.method, "w")
     if needed not in query.get("sp", ""):
-        raise HttpError(
-            403,
+        raise Forbidden(
             "AuthorizationPermissionMismatch",
             f"This request is not authorized to perform this operation using this permission "
             f"(the SAS permission sp lacks '{needed}').",
@@ -196,9 +231,8 @@ def _parse_sas_time(text: str) -> datetime.datetime:
     raise ValueError(text)
 
 
-def _storage_auth_failed(reason: str) -> HttpError:
-    return HttpError(
-        403,
+def _storage_auth_failed(reason: str) -> Forbidden:
+    return Forbidden(
         "AuthenticationFailed",
         "Server failed to authenticate the request. Make sure the value of Authorization "
         f"header is formed correctly including the signature ({reason}).",

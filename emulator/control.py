@@ -1,25 +1,21 @@
-"""/_emulator/* control endpoints: stats, faults, reset. Never faulted, no auth."""
+"""/_emulator/* control endpoints: stats, faults, reset. Never faulted, not counted; all
+but health need the emulator's bearer token (the server checks it)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from emulator.core import EmulatorContext
-from emulator.faults import FaultInjector, FaultRuleError, parse_rules
-from emulator.http import HttpError, Request, Response, Router, json_response
-from emulator.stats import StatsRecorder
+from emulator.errors import BadRequest, NotFound
+from emulator.faults import FaultRuleError, parse_rules
+from emulator.http import Request, Response, Router, json_response
 
 PREFIX = "/_emulator"
 
 
-def register(
-    router: Router,
-    ctx: EmulatorContext,
-    stats: StatsRecorder,
-    faults: FaultInjector,
-    reset_state: Callable[[], None],
-) -> None:
+def register(router: Router, ctx: EmulatorContext) -> None:
+    stats, faults = ctx.stats, ctx.faults
+
     @router.add("GET", PREFIX + "/health", "Emulator_Health", "control")
     def health(request: Request, params: dict[str, str]) -> Response:
         return json_response(200, {"status": "ok"})
@@ -39,7 +35,7 @@ def register(
         try:
             rules = parse_rules(request.json())
         except FaultRuleError as exc:
-            raise HttpError(400, "InvalidFaultRule", str(exc)) from exc
+            raise BadRequest("InvalidFaultRule", str(exc)) from exc
         faults.set_rules(rules)
         return json_response(200, {"rules": faults.rules()})
 
@@ -52,16 +48,23 @@ def register(
     def reset(request: Request, params: dict[str, str]) -> Response:
         body = request.json() or {}
         if not isinstance(body, dict):
-            raise HttpError(400, "InvalidRequestContent", "the body must be a JSON object")
+            raise BadRequest("InvalidRequestContent", "the body must be a JSON object")
         state = body.get("state", False)
         if not isinstance(state, bool):
-            raise HttpError(400, "InvalidRequestContent", "state must be true or false")
+            raise BadRequest("InvalidRequestContent", "state must be true or false")
         if state:
-            # Services first (Batch AI kills its job processes), so no job is
-            # still writing into a share while the shares are cleared.
-            for hook in list(ctx.reset_hooks):
+            # Last registered first: services built on the platform (Batch AI kills its
+            # job processes) reset before the groups and shares they use are cleared.
+            for hook in reversed(ctx.reset_hooks):
                 hook()
-            reset_state()
         stats.clear()
         faults.clear()
         return json_response(200, {"reset": True, "state": state})
+
+    # Registered last: any other path under the prefix is a control 404, never a share.
+    for method in ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"):
+        router.add(method, PREFIX + r"(/.*)?", "Emulator_Unmatched", "control")(_not_found)
+
+
+def _not_found(request: Request, params: dict[str, str]) -> Response:
+    raise NotFound("NotFound", f"No control endpoint {request.method} {request.path}.")

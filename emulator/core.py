@@ -1,18 +1,23 @@
 """Configuration and the shared context that every emulated service sees.
 
-The server builds one EmulatorContext; the ARM, Files and Batch AI modules
-receive it in their `register(router, ctx)` function. Cross-service contracts
-(a resource-group delete cascading into Batch AI, a job reading the share a
-cluster mounts, SAS URLs in list_output_files) go through the Protocols below.
+The server builds one EmulatorContext, then calls `register(router, ctx)` of every
+service module (emulator.arm, emulator.files, emulator.batchai, emulator.control).
+Cross-service contracts (a resource-group delete cascading into Batch AI, a job
+reading the share a cluster mounts, SAS URLs in list_output_files) go through the
+Protocols below; ARM and Files serve the stores the server put in the context.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from emulator.faults import FaultRule
 
 DEFAULT_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
 # Not "devstoreaccount1": azure-storage-file refuses that (Azurite) account name outright.
@@ -32,9 +37,18 @@ class EmulatorConfig:
     # Base64 account key; generated once per data dir and kept there when None.
     storage_key: str | None = None
     env_file: Path | None = None
+    # Bearer token for ARM, Batch AI and /_emulator/*; generated once per data dir
+    # (<data-dir>/access-token) when None.
+    access_token: str | None = None
+    # When the emulator runs as root, job processes run as this user (None: as root).
+    # Their run, mount and output folders are handed to it.
+    job_user: str | None = "nobody"
     # Name clients use to reach the emulator from elsewhere (e.g. "emulator" as a
     # compose service): added to the certificate and used in the advertised URLs.
     public_host: str | None = None
+    # Monotonic seconds: when new nodes become idle, when a preempted run is killed and
+    # when maxWallClockTime expires. Tests pass a clock they advance themselves.
+    clock: Callable[[], float] = time.monotonic
 
 
 class Stats(Protocol):
@@ -45,6 +59,16 @@ class Stats(Protocol):
 
     def record_resource(self, event: str, kind: str) -> None:
         """event: "created" | "deleted"; kind: "resource_group", "cluster", "job", ..."""
+
+    def add_bytes_uploaded(self, count: int) -> None: ...
+
+    def add_bytes_downloaded(self, count: int) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything counted so far (the body of GET /_emulator/stats)."""
+        ...
+
+    def clear(self) -> None: ...
 
 
 class Faults(Protocol):
@@ -62,6 +86,14 @@ class Faults(Protocol):
         operationId, or for model faults the operation that triggered them.
         """
         ...
+
+    def rules(self) -> list[dict[str, Any]]:
+        """The active rules as JSON (GET /_emulator/faults)."""
+        ...
+
+    def set_rules(self, rules: list[FaultRule]) -> None: ...
+
+    def clear(self) -> None: ...
 
 
 class ResourceGroups(Protocol):
@@ -94,7 +126,8 @@ class EmulatorContext:
     faults: Faults
     resource_groups: ResourceGroups
     file_shares: FileShares
-    # Called by POST /_emulator/reset before the platform state (groups, shares) is cleared.
+    # Run by POST /_emulator/reset with state, and when the server stops, in reverse order
+    # of registration: services register after the platform services (ARM, Files) whose
+    # state they use, so Batch AI kills its job processes before the shares are cleared.
     reset_hooks: list[Callable[[], None]] = field(default_factory=list)
-    # Called when the server stops (kill running job processes, stop timers).
     shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)

@@ -14,6 +14,8 @@ from typing import Any, Self
 
 import requests
 
+from emulator.envfile import parse_env_file
+
 STARTUP_TIMEOUT_SECONDS = 60.0
 
 
@@ -22,12 +24,23 @@ class ControlClient:
 
     url: str
     ca_bundle: str
+    access_token: str
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The header ARM, Batch AI and control calls need."""
+        return {"Authorization": f"Bearer {self.access_token}"}
 
     def _control(self, method: str, path: str, body: Any = None) -> Any:
         with requests.Session() as session:
             session.trust_env = False
             response = session.request(
-                method, f"{self.url}/_emulator/{path}", json=body, verify=self.ca_bundle, timeout=30
+                method,
+                f"{self.url}/_emulator/{path}",
+                json=body,
+                headers=self.auth_headers,
+                verify=self.ca_bundle,
+                timeout=30,
             )
         response.raise_for_status()
         return response.json()
@@ -83,6 +96,7 @@ class EmulatorProcess(ControlClient):
             raise
         self.url = self.env["AZURE_ARM_ENDPOINT"]
         self.ca_bundle = self.env["REQUESTS_CA_BUNDLE"]
+        self.access_token = self.env["AZURE_EMULATOR_TOKEN"]
 
     def _wait_for_env(self, timeout: float) -> dict[str, str]:
         deadline = time.monotonic() + timeout
@@ -113,12 +127,3 @@ class EmulatorProcess(ControlClient):
 
     def __exit__(self, *args: object) -> None:
         self.stop()
-
-
-def parse_env_file(path: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            env[key.strip()] = value
-    return env

@@ -17,22 +17,19 @@ import threading
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from emulator import arm, auth, batchai, control
+from emulator import arm, auth, batchai, control, errors, files
 from emulator.core import EmulatorConfig, EmulatorContext
+from emulator.envfile import format_env_for_stdout, write_env_file
 from emulator.faults import FaultInjector, FaultRule
-from emulator.files import FilesService, ShareStore, load_account_key
-from emulator.files.routes import storage_error_body
-from emulator.http import Headers, HttpError, Request, Response, Router, Service, arm_error
+from emulator.files import ShareStore, load_account_key
+from emulator.http import Headers, Request, Response, Router, Service
 from emulator.stats import StatsRecorder
 from emulator.tls import ensure_certificates
 
 log = logging.getLogger("emulator")
-# Paths that are ARM even when no route matches (never fall through to Files).
-ARM_PREFIXES = ("/subscriptions", "/providers", "/tenants")
 IDLE_CONNECTION_SECONDS = 120
 
 
@@ -55,6 +52,7 @@ class Emulator:
             config.storage_account,
             load_account_key(config.data_dir, config.storage_account, config.storage_key),
         )
+        self.access_token = auth.load_access_token(config.data_dir, config.access_token)
         self.ctx = EmulatorContext(
             config=config,
             stats=self.stats,
@@ -63,11 +61,11 @@ class Emulator:
             file_shares=self.shares,
         )
         self.router = Router()
-        arm.register(self.router, self.ctx, self.resource_groups)
-        control.register(self.router, self.ctx, self.stats, self.faults, self._reset_state)
-        batchai.register(self.router, self.ctx)
-        self.files = FilesService(self.ctx, self.shares, self.stats)
-        self._services = {route.operation: route.service for route in self.router.routes}
+        # Platform services first: their reset and shutdown hooks run last (core.py).
+        # Dispatchers are tried in this order too: ARM claims its unmatched paths before
+        # Files takes every other path as a share path.
+        for service in (arm, files, batchai, control):
+            service.register(self.router, self.ctx)
         self.faults.set_service_lookup(self.service_of)
 
         tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -101,12 +99,11 @@ class Emulator:
                 f"FileEndpoint={self.url}"
             ),
             "REQUESTS_CA_BUNDLE": str(self.tls.ca_cert.resolve()),
+            "AZURE_EMULATOR_TOKEN": self.access_token,
         }
 
     def service_of(self, operation: str) -> str | None:
-        if operation.startswith("Files_"):
-            return "files"
-        return self._services.get(operation)
+        return self.router.service_of(operation)
 
     # --- lifecycle --------------------------------------------------------
     def start(self) -> None:
@@ -122,17 +119,11 @@ class Emulator:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.httpd.close_connections()
-        for hook in list(self.ctx.shutdown_hooks):
+        for hook in reversed(self.ctx.shutdown_hooks):
             try:
                 hook()
             except Exception:
                 log.exception("shutdown hook failed")
-        self.resource_groups.wait_idle(timeout=10)
-
-    def _reset_state(self) -> None:
-        self.resource_groups.wait_idle(timeout=10)
-        self.resource_groups.clear()
-        self.shares.clear()
 
     # --- one request ------------------------------------------------------
     def handle(self, request: Request) -> tuple[Response, FaultRule | None]:
@@ -143,20 +134,19 @@ class Emulator:
             if service != "control":
                 self.stats.record_request(operation, f"fault:{fault.kind}")
             log.info("%s %s -> fault:%s", request.method, operation, fault.kind)
-            return _fault_response(fault, service), fault
+            error = errors.fault_error(fault.kind, service, fault.retry_after)
+            return errors.render(error, service, request.method), fault
         try:
-            if service == "arm":
-                auth.require_bearer(request)
+            # Files authenticate per request (SharedKey or SAS) in their own routes; the
+            # health probe stays open so a supervisor can poll it without the secret.
+            if service == "arm" or (service == "control" and operation != "Emulator_Health"):
+                auth.require_bearer(request, self.access_token)
             response = run(request)
-        except HttpError as exc:
-            response = error_response(service, exc, request.method)
+        except errors.EmulatorError as exc:
+            response = errors.render(exc, service, request.method)
         except Exception:
             log.exception("%s %s failed", request.method, operation)
-            response = error_response(
-                service,
-                HttpError(500, "InternalError", "The server encountered an internal error."),
-                request.method,
-            )
+            response = errors.render(errors.internal_error(), service, request.method)
         if service != "control":
             self.stats.record_request(operation, str(response.status))
         log.info("%s %s -> %d", request.method, operation, response.status)
@@ -174,62 +164,15 @@ class Emulator:
         if found is not None:
             route, params = found
             return route.operation, route.service, lambda r: route.handler(r, params)
-        if request.path.lower().startswith(ARM_PREFIXES) or request.path.startswith("/_emulator"):
-            return "Arm_Unmatched", "arm", _arm_not_found
-        resolved = self.files.resolve(request)
-        if resolved is not None:
-            operation, handler = resolved
-            return operation, "files", handler
-        return "Files_Unmatched", "files", _files_unsupported
+        dispatched = self.router.dispatch(request)
+        if dispatched is not None:
+            return dispatched
+        return "Unmatched", "arm", _unmatched
 
 
-def _arm_not_found(request: Request) -> Response:
-    path = request.path
-    lowered = path.lower()
-    if "/providers/" in lowered:
-        namespace = path[lowered.index("/providers/") + len("/providers/") :].split("/")[0]
-        raise HttpError(
-            400,
-            "InvalidResourceType",
-            f"The resource type could not be found in the namespace '{namespace}' for api "
-            f"version '{request.query.get('api-version', '')}'.",
-        )
-    raise HttpError(404, "NotFound", f"No route matches {request.method} {path}.")
-
-
-def _files_unsupported(request: Request) -> Response:
-    raise HttpError(
-        400,
-        "InvalidQueryParameterValue",
-        "restype/comp: the combination of method and query parameters is not a supported "
-        "Azure Files operation.",
-    )
-
-
-def error_response(service: Service, exc: HttpError, method: str) -> Response:
-    if service == "files":
-        headers = {"x-ms-error-code": exc.code, "Content-Type": "application/xml", **exc.headers}
-        body = b"" if method == "HEAD" else storage_error_body(exc.code, exc.message)
-        return Response(exc.status, body, headers)
-    return arm_error(exc.status, exc.code, exc.message, exc.headers)
-
-
-def _fault_response(fault: FaultRule, service: Service) -> Response:
-    retry = {"Retry-After": str(fault.retry_after)}
-    if fault.kind == "throttle":
-        if service == "files":
-            err = HttpError(503, "ServerBusy", "The server is busy (throttled).", retry)
-        else:
-            err = HttpError(
-                429, "TooManyRequests", "The request is being throttled (emulated fault).", retry
-            )
-    elif fault.kind == "error500":
-        code = "InternalError" if service == "files" else "InternalServerError"
-        err = HttpError(500, code, "The server encountered an internal error (emulated fault).")
-    else:
-        code = "ServerBusy" if service == "files" else "ServiceUnavailable"
-        err = HttpError(503, code, "The service is unavailable (emulated fault).", retry)
-    return error_response(service, err, "GET")
+def _unmatched(request: Request) -> Response:
+    # Only without a Files service: it takes every path no other service claims.
+    raise errors.NotFound("NotFound", f"No route matches {request.method} {request.path}.")
 
 
 class _TlsServer(ThreadingHTTPServer):
@@ -362,17 +305,9 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _dispatch
 
 
-def write_env_file(path: Path, env: dict[str, str]) -> None:
-    """KEY=VALUE lines, written atomically so a watcher never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    tmp.chmod(0o600)
-    tmp.replace(path)
-
-
 def serve_forever(config: EmulatorConfig, faults: list[FaultRule] | None = None) -> None:
-    """Run in the foreground until SIGINT/SIGTERM; print the env lines once serving."""
+    """Run in the foreground until SIGINT/SIGTERM; print the env lines once serving
+    (and write them to config.env_file: its appearance tells scripts the server is up)."""
     if not logging.getLogger().handlers:
         # One line per request on stderr, by operation (never the URL: it may carry a SAS).
         logging.basicConfig(
@@ -392,7 +327,11 @@ def serve_forever(config: EmulatorConfig, faults: list[FaultRule] | None = None)
         env = emulator.env()
         if config.env_file is not None:
             write_env_file(config.env_file, env)
-        sys.stdout.write("".join(f"{k}={v}\n" for k, v in env.items()))
+        # The same KEY='VALUE' lines as the file: pasted into a shell they set the same
+        # values. Secrets only to a terminal: a redirected stdout is usually a log file.
+        sys.stdout.write(
+            format_env_for_stdout(env, terminal=sys.stdout.isatty(), env_file=config.env_file)
+        )
         sys.stdout.flush()
         while not stop.wait(1.0):
             pass

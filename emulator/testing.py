@@ -7,13 +7,19 @@
     with EmulatorProcess(tmp_path) as emu:         # `orchestrator emulator` subprocess
         ...
 
-Both expose .env (the KEY=VALUE set the CLI prints), .url, .ca_bundle,
+    clock = ManualClock()                          # time moves only on clock.advance(s)
+    with start_emulator(tmp_path, clock=clock) as emu:
+        ...
+
+Both expose .env (the KEY=VALUE set the CLI prints), .url, .ca_bundle, .access_token
+(the bearer token ARM, Batch AI and control calls need; also env["AZURE_EMULATOR_TOKEN"]),
 .stats(), .set_faults(rules), .reset(state=False) and .stop().
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,18 +30,15 @@ import requests
 from azure.core.credentials import AccessToken
 
 from emulator.core import EmulatorConfig
-from emulator.process import (
-    ControlClient,
-    EmulatorProcess,
-    parse_env_file,
-)
+from emulator.envfile import parse_env_file
+from emulator.process import ControlClient, EmulatorProcess
 from emulator.server import Emulator
 
 
 class StaticTokenCredential:
-    """A TokenCredential with a fixed bearer token: the emulator accepts any well-formed one."""
+    """A TokenCredential with a fixed bearer token (the emulator's AZURE_EMULATOR_TOKEN)."""
 
-    def __init__(self, token: str = "emulator-token") -> None:
+    def __init__(self, token: str) -> None:
         self._token = token
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
@@ -70,7 +73,7 @@ def _mgmt_client(client_class: Any, env: dict[str, str], **kwargs: Any) -> Any:
     endpoint = env["AZURE_ARM_ENDPOINT"]
     kwargs.setdefault("connection_verify", env["REQUESTS_CA_BUNDLE"])
     return client_class(
-        StaticTokenCredential(),
+        StaticTokenCredential(env["AZURE_EMULATOR_TOKEN"]),
         env["AZURE_SUBSCRIPTION_ID"],
         base_url=endpoint,
         credential_scopes=[endpoint + "/.default"],
@@ -94,6 +97,24 @@ def file_service(env: dict[str, str], **kwargs: Any) -> Any:
     )
 
 
+class ManualClock:
+    """An EmulatorConfig.clock that stands still until advanced: node provisioning,
+    preemption and maxWallClockTime then happen when a test says, not when a loaded
+    machine gets round to it."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
 class RunningEmulator(ControlClient):
     """An in-process emulator on a free port (see start_emulator)."""
 
@@ -102,6 +123,7 @@ class RunningEmulator(ControlClient):
         self.env = emulator.env()
         self.url = emulator.url
         self.ca_bundle = self.env["REQUESTS_CA_BUNDLE"]
+        self.access_token = self.env["AZURE_EMULATOR_TOKEN"]
 
     def stop(self) -> None:
         self.emulator.stop()
@@ -134,6 +156,7 @@ def apply_env(env: dict[str, str]) -> dict[str, str]:
 
 __all__ = [
     "EmulatorProcess",
+    "ManualClock",
     "RunningEmulator",
     "StaticTokenCredential",
     "arm_client",

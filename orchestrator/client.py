@@ -22,9 +22,9 @@ from urllib.parse import quote
 
 import httpx
 
-from orchestrator.enqueue import enqueue_run, enqueue_spec_dict
-from orchestrator.spec import RunSpec, load_spec
-from orchestrator.status import TERMINAL
+from orchestrator.chain.enqueue import enqueue_run, enqueue_spec_dict
+from orchestrator.domain.spec import RunSpec, load_spec
+from orchestrator.domain.status import TERMINAL
 
 __all__ = [
     "ApiError",
@@ -92,6 +92,10 @@ def _run_path(run_id: str, *rest: str) -> str:
     """/v1/runs/<run_id>/<rest...>, each part percent-encoded (an output may be
     named "epoch #3.pt"); "/" inside an output path stays a separator."""
     return "/".join(["/v1/runs", quote(run_id, safe=""), *(quote(part) for part in rest)])
+
+
+def _schedule_path(name: str, *rest: str) -> str:
+    return "/".join(["/v1/schedules", quote(name, safe=""), *rest])
 
 
 def _spec_body(spec: SpecInput) -> dict[str, Any]:
@@ -189,6 +193,51 @@ class OrchestratorClient:
     def cancel(self, run_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._send("POST", _run_path(run_id, "cancel")).json()
         return result
+
+    # ----------------------------------------------------------------- schedules
+    def create_schedule(self, definition: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a schedule ({name, trigger, run, ...}); an existing name is ApiError 409.
+
+        Returns its view: {name, definition, suspended, next_fire_times, last_run_id, history}.
+        """
+        result: dict[str, Any] = self._send("POST", "/v1/schedules", json=dict(definition)).json()
+        return result
+
+    def put_schedule(self, name: str, definition: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or replace the schedule `name` (a name in `definition` must match)."""
+        result: dict[str, Any] = self._send(
+            "PUT", _schedule_path(name), json=dict(definition)
+        ).json()
+        return result
+
+    def list_schedules(self) -> builtins.list[dict[str, Any]]:
+        """Every schedule's view."""
+        items: builtins.list[dict[str, Any]] = self._send("GET", "/v1/schedules").json()["items"]
+        return items
+
+    def get_schedule(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._send("GET", _schedule_path(name)).json()
+        return result
+
+    def pause_schedule(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._send("POST", _schedule_path(name, "pause")).json()
+        return result
+
+    def resume_schedule(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._send("POST", _schedule_path(name, "resume")).json()
+        return result
+
+    def trigger_schedule(self, name: str, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Fire the schedule now (its concurrency policy ignored); returns the tick entry
+        ({tick, outcome, run_id, ...}). The same idempotency_key returns the same run."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._send(
+            "POST", _schedule_path(name, "trigger"), headers=headers
+        ).json()
+        return result
+
+    def delete_schedule(self, name: str) -> None:
+        self._send("DELETE", _schedule_path(name))
 
     # -------------------------------------------------------------------- events
     def events(

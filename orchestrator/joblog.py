@@ -11,15 +11,15 @@ from __future__ import annotations
 import time
 from collections import deque
 from pathlib import Path
-from typing import Literal
 
-from orchestrator.gateway import AzureGateway, AzureGatewayError
-from orchestrator.naming import azure_names
+from orchestrator.artifacts import LogStream, RunArtifacts
+from orchestrator.azure.errors import AzureGatewayError
+from orchestrator.azure.gateway import AzureGateway, Gateway
+from orchestrator.domain.naming import azure_names
+from orchestrator.domain.status import RunStatus, Step
 from orchestrator.settings import Settings
-from orchestrator.status import RunStatus, Step
 from orchestrator.store import RunRecord
 
-Stream = Literal["stdout", "stderr"]
 # One read fetches at most this much, so a huge log cannot stall a live view.
 MAX_READ_BYTES = 1 << 20
 
@@ -28,8 +28,8 @@ class JobLogReader:
     def __init__(
         self,
         settings: Settings,
-        stream: Stream = "stdout",
-        gateway: AzureGateway | None = None,
+        stream: LogStream = "stdout",
+        gateway: Gateway | None = None,
         min_live_interval: float = 2.0,
     ) -> None:
         self.settings = settings
@@ -37,13 +37,14 @@ class JobLogReader:
         # times a second still reads the share at most this often.
         self.min_live_interval = min_live_interval
         self._next_live_read = 0.0
+        self.stream: LogStream = stream
         self.file_name = f"{stream}.txt"
         self._gateway = gateway
         self._url: str | None = None
         self.offset = 0
 
     def collected_path(self, run_id: str) -> Path:
-        return self.settings.artifacts_dir / run_id / self.file_name
+        return RunArtifacts.of(self.settings.artifacts_dir, run_id).log(self.stream)
 
     def read_new(self, record: RunRecord) -> str:
         """Text appended since the previous call ("" when nothing new or not readable yet)."""

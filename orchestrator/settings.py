@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.spec import format_validation_error
+from orchestrator.domain.spec import format_validation_error
 
 PUBLIC_CLOUD_ARM_ENDPOINT = "https://management.azure.com"
 
@@ -76,10 +76,27 @@ class Settings(BaseSettings):
     step_max_retries: Annotated[int, Field(ge=0)] = Field(
         8, validation_alias="ORCH_STEP_MAX_RETRIES"
     )
-    # Broker redelivery of unacked tasks after this many seconds; it must stay
-    # above the longest countdown, or a waiting task would run twice.
+    # Broker redelivery of unacked tasks after this many seconds. Waits no
+    # longer sit in the broker (they are in the due index), and a dead
+    # worker's step is re-driven after its lease, so this is only a backstop.
     visibility_timeout_seconds: Annotated[int, Field(gt=0)] = Field(
         3600, validation_alias="ORCH_VISIBILITY_TIMEOUT_SECONDS"
+    )
+    # A step's lease on its run: renewed every third of this while the step
+    # executes; a worker that dies stops renewing, and after this long the
+    # re-driver hands the step to another worker.
+    lease_seconds: Annotated[float, Field(gt=0)] = Field(
+        30.0, validation_alias="ORCH_LEASE_SECONDS"
+    )
+    # How often a worker's chain clock looks for runs whose step lost its
+    # worker (Redis reads only; one worker per interval does it).
+    redrive_interval_seconds: Annotated[float, Field(gt=0)] = Field(
+        5.0, validation_alias="ORCH_REDRIVE_INTERVAL_SECONDS"
+    )
+    # A step sent or started this long ago, with no lease and no scheduled
+    # message, lost its message (a dead worker held it): it is sent again.
+    redrive_after_seconds: Annotated[float, Field(gt=0)] = Field(
+        30.0, validation_alias="ORCH_REDRIVE_AFTER_SECONDS"
     )
     reaper_interval_seconds: Annotated[float, Field(gt=0)] = Field(
         300.0, validation_alias="ORCH_REAPER_INTERVAL_SECONDS"
@@ -98,6 +115,26 @@ class Settings(BaseSettings):
     api_max_body_bytes: Annotated[int, Field(gt=0)] = Field(
         256 * 1024, validation_alias="ORCH_API_MAX_BODY_BYTES"
     )
+
+    # --- The emulator and the API's event streams --------------------------
+    # The local emulator's bearer token (its env file's AZURE_EMULATOR_TOKEN); it
+    # refuses every other token. Used only when uses_emulator.
+    azure_emulator_token: SecretStr | None = Field(None, validation_alias="AZURE_EMULATOR_TOKEN")
+    # Open event streams (SSE): at most this many in all, and per client address; they
+    # use their own Redis connections, so the other routes keep working at the cap.
+    api_max_streams: Annotated[int, Field(gt=0)] = Field(
+        100, validation_alias="ORCH_API_MAX_STREAMS"
+    )
+    api_max_streams_per_client: Annotated[int, Field(gt=0)] = Field(
+        10, validation_alias="ORCH_API_MAX_STREAMS_PER_CLIENT"
+    )
+
+    @field_validator("artifacts_dir")
+    @classmethod
+    def _absolute_artifacts_dir(cls, value: Path) -> Path:
+        # Resolved once, when the settings load: a command run from a subfolder,
+        # a worker started elsewhere and the API all name the same folder.
+        return value.expanduser().absolute()
 
     @field_validator("azure_arm_endpoint")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,10 @@ def test_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
     worker = services["worker"]
     assert "container_name" not in worker
     # "8000" (container port only) is fine; "8000:8000" or a published port would clash.
-    for port in worker.get("ports", []):
-        assert isinstance(port, str) and ":" not in port, port
+    published = [
+        port for port in worker.get("ports", []) if not (isinstance(port, str) and ":" not in port)
+    ]
+    assert published == []
 
 
 def test_emulator_is_opt_in_behind_a_profile(services: dict[str, dict[str, Any]]) -> None:
@@ -91,13 +94,21 @@ def test_emulator_is_opt_in_behind_a_profile(services: dict[str, dict[str, Any]]
     profiled = {name for name, spec in services.items() if spec.get("profiles")}
     assert profiled == {"emulator"}
     # Services that always run may wait for the emulator, but must not require it.
-    for name, spec in services.items():
-        depends_on = spec.get("depends_on", {})
-        if name != "emulator" and "emulator" in depends_on:
-            assert depends_on["emulator"]["required"] is False, name
+    waits_for_emulator = {
+        name: spec["depends_on"]["emulator"]
+        for name, spec in services.items()
+        if "emulator" in spec.get("depends_on", {})
+    }
+    # The workers are the ones that call it; the check below then never runs empty.
+    assert "worker" in waits_for_emulator
+    assert "emulator" not in waits_for_emulator
+    assert {name: dep.get("required") for name, dep in waits_for_emulator.items()} == {
+        name: False for name in waits_for_emulator
+    }
 
 
 def test_every_service_runs_the_project_cli(services: dict[str, dict[str, Any]]) -> None:
+    assert set(project_services(services)) >= REQUIRED_SERVICES - {"redis"}
     for name, spec in project_services(services).items():
         command = spec["command"]
         assert isinstance(command, list), f"{name}: use the list form"
@@ -138,11 +149,10 @@ def test_compose_runs_exactly_the_expected_subcommands(
 
 
 def test_compose_subcommands_are_real_cli_commands() -> None:
-    import orchestrator.cli  # registers the command modules on the app
-    import orchestrator.cli_app
+    from orchestrator.cli import app
 
     # A TyperGroup (typer vendors its own click), so .commands is not in the static type.
-    commands = typer.main.get_command(orchestrator.cli_app.app).commands  # type: ignore[attr-defined]
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     missing = EXPECTED_SUBCOMMANDS - set(commands)
     assert not missing, f"compose runs commands the CLI lacks: {sorted(missing)}"
 
@@ -180,5 +190,85 @@ def test_env_example_holds_no_real_secrets() -> None:
         match = re.match(r"^#?\s?([A-Z][A-Z0-9_]*)=(.*)$", line)
         if match is not None and match.group(1) in secrets:
             seen.add(match.group(1))
-            assert match.group(2) == "" or match.group(2).startswith("<"), line
+            assert match.group(2) in ("", "''") or match.group(2).startswith("'<"), line
     assert seen == secrets
+
+
+def test_env_example_can_be_sourced_by_a_shell() -> None:
+    """Users `set -a; . .env`: every value is quoted so that `;`, `<` and `>`
+    in placeholders and connection strings reach the variable intact."""
+    from emulator.envfile import parse_env_text
+
+    active = "\n".join(
+        line for line in ENV_EXAMPLE.read_text().splitlines() if not line.startswith("#")
+    )
+    expected = parse_env_text(active)
+    assert "AZURE_STORAGE_CONNECTION_STRING" in expected
+    script = f"set -a; . {ENV_EXAMPLE}; set +a; " + "; ".join(
+        f'printf "%s=%s\\0" {name} "${name}"' for name in expected
+    )
+    shell = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=True, timeout=30
+    )
+    sourced = dict(item.split("=", 1) for item in shell.stdout.split("\0") if item)
+    assert sourced == expected
+
+
+# ---------------------------------------------------------------- exposure (issue 16)
+def published_ports(spec: dict[str, Any]) -> list[str]:
+    return [str(port) for port in spec.get("ports", [])]
+
+
+def test_only_the_api_and_flower_are_published_and_on_loopback_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    published = {name for name, spec in services.items() if published_ports(spec)}
+    assert published == {"api", "flower"}
+    for name in published:
+        for port in published_ports(services[name]):
+            assert port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_emulator_port_is_not_published(services: dict[str, dict[str, Any]]) -> None:
+    assert "ports" not in services["emulator"]
+
+
+def test_api_file_says_how_to_front_it_with_tls() -> None:
+    text = COMPOSE_FILE.read_text()
+    api_block = text[text.index("  api:") : text.index("  worker:")]
+    assert "TLS reverse proxy" in api_block and "127.0.0.1:8000:8000" in api_block
+
+
+REDIS_PASSWORD = "${REDIS_PASSWORD:?"
+
+
+def test_redis_requires_a_password_from_env(services: dict[str, dict[str, Any]]) -> None:
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1].startswith(REDIS_PASSWORD)
+    # The healthcheck authenticates (redis-cli reads REDISCLI_AUTH) and wants a PONG.
+    assert redis["environment"]["REDISCLI_AUTH"].startswith(REDIS_PASSWORD)
+    assert "PONG" in " ".join(redis["healthcheck"]["test"])
+
+
+def test_every_project_service_connects_to_redis_with_the_password(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, spec in project_services(services).items():
+        if name == "emulator":
+            continue  # it does not use Redis
+        url = spec["environment"]["REDIS_URL"]
+        assert url.startswith("redis://:" + REDIS_PASSWORD) and url.endswith("@redis:6379/0"), (
+            name,
+            url,
+        )
+
+
+def test_flower_asks_for_basic_auth_from_env(services: dict[str, dict[str, Any]]) -> None:
+    flower = services["flower"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    # Listening on all of the container's interfaces, or the published port reaches nothing.
+    command = flower["command"]
+    assert command[command.index("--address") + 1] == "0.0.0.0"
+    # The healthcheck probes /healthcheck, which Flower serves without auth.
+    assert "/healthcheck" in " ".join(flower["healthcheck"]["test"])

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import redis
 
-from orchestrator.azure_stats import redis_request_sink
-from orchestrator.gateway import AzureGateway
+from orchestrator.azure.gateway import AzureGateway
+from orchestrator.chain.steps import StepContext
+from orchestrator.domain.status import Step
+from orchestrator.observability.azure_stats import redis_request_sink
 from orchestrator.settings import get_settings
-from orchestrator.steps import StepContext
 from orchestrator.store import RunStore
 
+AfterStepWork = Callable[[StepContext, Step, str], None]
 
-@lru_cache(maxsize=1)
-def worker_context() -> StepContext:
+
+def build_context(after_step_work: AfterStepWork | None = None) -> StepContext:
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url)
     store = RunStore(client)
     gateway = AzureGateway(settings)
-    gateway.recorder.sink = redis_request_sink(client, store.namespace)
-    return StepContext(settings=settings, store=store, gateway=gateway)
+    gateway.recorder.sink = redis_request_sink(client, store.keys)
+    return StepContext(
+        settings=settings, store=store, gateway=gateway, after_step_work=after_step_work
+    )
+
+
+@lru_cache(maxsize=1)
+def worker_context() -> StepContext:
+    return build_context()

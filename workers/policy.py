@@ -5,7 +5,8 @@ repeats this handling. Errors map to outcomes as follows:
 
 - TransientAzureError: retry the same message later (countdown = the server's
   Retry-After, else exponential backoff), at most settings.step_max_retries
-  times; past that the run fails with azure_error and cleanup runs.
+  times; past that the run fails with azure_error and cleanup runs. The retry
+  waits in the due index (store/due.py), not in this worker's memory.
 - PermanentAzureError: handled by the chain runner (failed run, reason from
   the error, cleanup).
 - A soft time limit: like a transient error (the step is idempotent).
@@ -15,19 +16,21 @@ repeats this handling. Errors map to outcomes as follows:
 from __future__ import annotations
 
 import random
+from functools import partial
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded
 
-from orchestrator.chain import Dispatch, fail_step, run_step
-from orchestrator.enqueue import CHAIN_QUEUE, task_name
-from orchestrator.gateway import TransientAzureError
-from orchestrator.logs import get_logger
+from orchestrator.azure.errors import TransientAzureError
+from orchestrator.chain.clock import deliver
+from orchestrator.chain.queue import CHAIN_QUEUE, task_name
+from orchestrator.chain.runner import Dispatch, fail_step, run_step
+from orchestrator.chain.steps import safe_countdown
+from orchestrator.domain.status import FailureReason, Step
+from orchestrator.observability.logs import get_logger
 from orchestrator.settings import get_settings
-from orchestrator.status import FailureReason, Step
-from orchestrator.steps import safe_countdown
-from workers.context import worker_context
+from workers import context
 
 # Per-task limits: a step does a handful of Azure calls (collect_outputs
 # downloads files); far longer means something hangs.
@@ -42,16 +45,20 @@ def transient_backoff(retries: int) -> float:
     return base * random.uniform(0.5, 1.0)
 
 
-def send(app: Any, dispatch: Dispatch | None) -> None:
-    if dispatch is None:
-        return
+def send_now(app: Any, dispatch: Dispatch) -> None:
     app.send_task(
         task_name(dispatch.step),
         args=[dispatch.run_id],
         task_id=dispatch.task_id,
-        countdown=dispatch.countdown or None,
+        retries=dispatch.retries,
         queue=CHAIN_QUEUE,
     )
+
+
+def send(app: Any, dispatch: Dispatch | None) -> None:
+    """Send now, or schedule in the due index when the dispatch has a countdown."""
+    if dispatch is not None:
+        deliver(context.worker_context(), dispatch, partial(send_now, app))
 
 
 class ChainTask(Task):  # type: ignore[misc]
@@ -67,14 +74,13 @@ class ChainTask(Task):  # type: ignore[misc]
 
     def execute_step(self, run_id: str) -> None:
         settings = get_settings()
-        ctx = worker_context()
+        ctx = context.worker_context()
         step = self.step
         retries = int(self.request.retries or 0)
         log = get_logger(run_id=run_id, step=step.value, task_id=self.request.id, attempt=retries)
+        task_id = str(self.request.id)
         try:
-            dispatch = run_step(ctx, step, run_id, str(self.request.id))
-        except Retry:
-            raise
+            dispatch = run_step(ctx, step, run_id, task_id)
         except (TransientAzureError, SoftTimeLimitExceeded) as exc:
             retry_after = getattr(exc, "retry_after", None)
             request_id = getattr(exc, "request_id", None)
@@ -88,16 +94,16 @@ class ChainTask(Task):  # type: ignore[misc]
                     retry_in=round(countdown, 3),
                     azure_request_id=request_id,
                 )
-                raise self.retry(
-                    countdown=countdown, max_retries=settings.step_max_retries, exc=exc
-                ) from None
-            dispatch = fail_step(
-                ctx,
-                step,
-                run_id,
-                FailureReason.AZURE_ERROR,
-                f"{step.value}: still failing after {retries} retries: {exc}",
-            )
+                # The same message again: the chain accepts its own task id.
+                dispatch = Dispatch(step, run_id, task_id, countdown, retries=retries + 1)
+            else:
+                dispatch = fail_step(
+                    ctx,
+                    step,
+                    run_id,
+                    FailureReason.AZURE_ERROR,
+                    f"{step.value}: still failing after {retries} retries: {exc}",
+                )
         except Exception as exc:
             log.exception("step_crashed")
             dispatch = fail_step(

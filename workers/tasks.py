@@ -1,19 +1,19 @@
 """The chain's tasks: `batchai.<step>` (argument: the run id only) and `batchai.reap`.
 
-Each is one line: the step logic is in orchestrator/steps.py, the bookkeeping
-in orchestrator/chain.py, the error policy in workers/policy.py.
+Each is one line: the step logic is in orchestrator/chain/steps.py, the bookkeeping
+in orchestrator/chain/runner.py, the error policy in workers/policy.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.enqueue import task_name
-from orchestrator.reaper import reap
-from orchestrator.status import STEP_ORDER, Step
-from workers.app import REAP_TASK, app
-from workers.context import worker_context
-from workers.policy import ChainTask, send
+from orchestrator.chain.queue import REAP_TASK, task_name
+from orchestrator.chain.reaper import reap
+from orchestrator.domain.status import STEP_ORDER, Step
+from workers import context
+from workers.app import app
+from workers.policy import ChainTask
 
 
 def _register(step: Step) -> Any:
@@ -27,9 +27,8 @@ def _register(step: Step) -> Any:
 STEP_TASKS: dict[Step, Any] = {step: _register(step) for step in STEP_ORDER}
 
 
-def reap_resources_and_stalled_runs() -> None:
-    for dispatch in reap(worker_context()):
-        send(app, dispatch)
+def reap_leaked_resources() -> None:
+    reap(context.worker_context())
 
 
-reap_task: Any = app.task(name=REAP_TASK, ignore_result=True)(reap_resources_and_stalled_runs)
+reap_task: Any = app.task(name=REAP_TASK, ignore_result=True)(reap_leaked_resources)

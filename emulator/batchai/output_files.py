@@ -8,7 +8,7 @@ from typing import Any
 
 from emulator.batchai.records import Job
 from emulator.core import EmulatorContext
-from emulator.http import HttpError
+from emulator.errors import BadRequest
 
 
 def list_files(
@@ -25,8 +25,7 @@ def list_files(
     layout = job.layout
     known = {d["id"].lower() for d in job.properties.get("outputDirectories") or []}
     if directory_id.lower() != "stdouterr" and directory_id.lower() not in known:
-        raise HttpError(
-            400,
+        raise BadRequest(
             "InvalidParameter",
             f"outputdirectoryid: the job has no output directory '{directory_id}'",
         )
@@ -38,7 +37,7 @@ def list_files(
         root = next(p for i, p in layout.output_dirs.items() if i.lower() == directory_id.lower())
     folder = (root / subdir).resolve()
     if not folder.is_relative_to(root.resolve()):
-        raise HttpError(400, "InvalidParameter", "directory: must stay inside the output directory")
+        raise BadRequest("InvalidParameter", "directory: must stay inside the output directory")
     if not folder.is_dir():
         return []
     items: list[dict[str, Any]] = []
@@ -71,8 +70,7 @@ def _download_url(
         if path.is_relative_to(resolved_root):
             relative = path.relative_to(resolved_root).as_posix()
             return ctx.file_shares.sas_url(base_url, share, relative, minutes * 60)
-    raise HttpError(
-        400,
+    raise BadRequest(
         "InvalidParameter",
         "outputdirectoryid: files can be listed only for output directories on an Azure File "
         "share mount",

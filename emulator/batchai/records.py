@@ -8,6 +8,7 @@ case-insensitive), records keep the name as first written.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from emulator.batchai import runner
-from emulator.http import HttpError
+from emulator.batchai.durations import DEFAULT_MAX_WALL_CLOCK, parse_seconds, to_iso
+from emulator.errors import BadRequest, NotFound
 
 API_2018 = "2018-05-01"
 API_PREVIEW = "2017-09-01-preview"
@@ -35,8 +37,30 @@ def stamp(moment: datetime | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def not_found(kind: str, name: str) -> HttpError:
-    return HttpError(404, "ResourceNotFound", f"The {kind} '{name}' was not found.")
+def split_secrets(properties: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(job properties without secret values, secret values by name): only the first is
+    ever returned or compared in public."""
+    secrets = {str(s["name"]): str(s.get("value", "")) for s in properties.get("secrets") or []}
+    public = copy.deepcopy(properties)
+    if "secrets" in public:
+        public["secrets"] = [{"name": s["name"]} for s in public["secrets"]]
+    return public, secrets
+
+
+def max_wall_clock(properties: dict[str, Any]) -> tuple[float, str]:
+    """(seconds, ISO 8601 text) of constraints.maxWallClockTime (default 7 days)."""
+    wall = str((properties.get("constraints") or {}).get("maxWallClockTime") or "")
+    try:
+        seconds = parse_seconds(wall) if wall else parse_seconds("P7D")
+    except ValueError as exc:
+        raise BadRequest(
+            "InvalidParameter", f"properties.constraints.maxWallClockTime: {exc}"
+        ) from exc
+    return seconds, to_iso(seconds) if wall else DEFAULT_MAX_WALL_CLOCK
+
+
+def not_found(kind: str, name: str) -> NotFound:
+    return NotFound("ResourceNotFound", f"The {kind} '{name}' was not found.")
 
 
 @dataclass

@@ -1,12 +1,22 @@
+# Over 400 lines (about 450): one job's whole life as a local process -- layout,
+# environment, command line, user and process group -- reads best in one place.
 """Local process execution of Batch AI jobs: directory layout, $AZ_BATCHAI_* environment,
-toolkit command lines, and process-group control (so a kill also reaches children)."""
+toolkit command lines (POSIX shell quoting), the unprivileged user jobs run as when the
+emulator is root, and process-group control (so a kill also reaches children).
+
+A job's environment is built from nothing: the AZ_BATCHAI_* variables, PATH, HOME, LANG,
+TMPDIR and what the job spec sets; never the emulator's own environment, which may hold
+the storage key, the emulator token or the orchestrator's secrets.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import pwd
 import re
-import shlex
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -59,6 +69,12 @@ TOOL_TYPES = {
 }
 
 _VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_FIELD_SEPARATORS = re.compile(r"[ \t\n]+")
+# Characters a backslash escapes inside double quotes (POSIX); elsewhere it stays.
+_DOUBLE_QUOTE_ESCAPES = frozenset('$`"\\\n')
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
 
 
 class LaunchError(Exception):
@@ -82,6 +98,86 @@ def expand(text: str, env: dict[str, str]) -> str:
         return env.get(name, match.group(0))
 
     return _VAR.sub(replace, text)
+
+
+def split_command_line(text: str, env: dict[str, str]) -> list[str]:
+    """Arguments of `text` as a POSIX shell reads them: '...' is literal, "..." expands
+    $NAME / ${NAME} and honours \\ escapes, unquoted expansions are split into fields.
+    Unknown names stay as written (like the service). Raises LaunchError on an unclosed
+    quote."""
+    words: list[str] = []
+    current: list[str] = []
+    started = False  # "" is a word, nothing is not
+
+    def end_word() -> None:
+        nonlocal started
+        if started:
+            words.append("".join(current))
+        current.clear()
+        started = False
+
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char in " \t\n":
+            end_word()
+            i += 1
+        elif char == "'":
+            close = text.find("'", i + 1)
+            if close < 0:
+                raise LaunchError("InvalidJob", "commandLineArgs: unclosed single quote")
+            current.append(text[i + 1 : close])
+            started = True
+            i = close + 1
+        elif char == '"':
+            started = True
+            i += 1
+            while True:
+                if i >= n:
+                    raise LaunchError("InvalidJob", "commandLineArgs: unclosed double quote")
+                char = text[i]
+                if char == '"':
+                    i += 1
+                    break
+                if char == "\\" and i + 1 < n and text[i + 1] in _DOUBLE_QUOTE_ESCAPES:
+                    if text[i + 1] != "\n":  # backslash-newline continues the line
+                        current.append(text[i + 1])
+                    i += 2
+                    continue
+                match = _VAR.match(text, i) if char == "$" else None
+                if match:
+                    current.append(env.get(match.group(1) or match.group(2), match.group(0)))
+                    i = match.end()
+                    continue
+                current.append(char)
+                i += 1
+        elif char == "\\":
+            if i + 1 < n and text[i + 1] != "\n":
+                current.append(text[i + 1])
+                started = True
+            i += 2
+        else:
+            match = _VAR.match(text, i) if char == "$" else None
+            if match is None:
+                current.append(char)
+                started = True
+                i += 1
+                continue
+            name = match.group(1) or match.group(2)
+            i = match.end()
+            if name not in env:
+                current.append(match.group(0))
+                started = True
+                continue
+            # Unquoted: the value is split into fields, as the shell would.
+            for index, piece in enumerate(_FIELD_SEPARATORS.split(env[name])):
+                if index > 0:
+                    end_word()
+                if piece:
+                    current.append(piece)
+                    started = True
+    end_word()
+    return words
 
 
 def toolkit_of(properties: dict[str, Any]) -> str | None:
@@ -211,8 +307,71 @@ def main_command(properties: dict[str, Any], env: dict[str, str], python: str) -
             f"{toolkit}.configFilePath (BrainScript/Caffe config) jobs cannot run in the "
             f"emulator; use {toolkit}.pythonScriptFilePath",
         )
-    args = expand(str(settings.get(_PYTHON_TOOLKITS[toolkit]) or ""), env)
-    return [python, expand(str(script), env), *shlex.split(args)]
+    args = split_command_line(str(settings.get(_PYTHON_TOOLKITS[toolkit]) or ""), env)
+    return [python, expand(str(script), env), *args]
+
+
+@dataclass(frozen=True)
+class JobUser:
+    """The unprivileged account job processes run as when the emulator is root."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def resolve_job_user(name: str | None) -> JobUser | None:
+    """`name`'s account when the emulator runs as root; None (jobs run as the emulator's
+    own user) when it is not root, no user is configured, or the account does not exist."""
+    if not name or os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        _warn_once(f"job processes run as root: there is no user {name!r} to run them as")
+        return None
+    return JobUser(name, entry.pw_uid, entry.pw_gid)
+
+
+def hand_over(user: JobUser, paths: list[Path], within: Path) -> None:
+    """Give `user` the trees of `paths` (the run's directory, its mounts, output and
+    stdout/err folders) so the job can write them. Only paths inside `within` (the data
+    dir): a spec naming /etc as an output prefix must not get /etc chowned."""
+    within = within.resolve()
+    for path in paths:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(within) or not resolved.exists():
+            continue
+        os.chown(resolved, user.uid, user.gid)
+        for parent, dirs, files in os.walk(resolved):
+            for name in dirs + files:
+                with contextlib.suppress(FileNotFoundError):
+                    os.lchown(os.path.join(parent, name), user.uid, user.gid)
+
+
+def _unusable_by(user: JobUser, program: str, work_dir: Path) -> str | None:
+    """Why `user` could not run `program` in `work_dir`, or None. Checked by a shell
+    running as that user, so every directory on the way (e.g. a venv under a 0700 home)
+    counts, as the kernel will count it."""
+    resolved = program if os.path.isabs(program) else (shutil.which(program) or program)
+    probe = subprocess.run(
+        ["/bin/sh", "-c", 'test -x "$1" && test -r "$1" || exit 3; test -w "$2" && test -x "$2"',
+         "probe", resolved, str(work_dir)],
+        user=user.uid, group=user.gid, extra_groups=[], env={"PATH": "/usr/bin:/bin"},
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        timeout=30, check=False,
+    )  # fmt: skip
+    if probe.returncode == 0:
+        return None
+    if probe.returncode == 3:
+        return f"{resolved} is not readable and executable by user {user.name!r}"
+    return f"the job directories under {work_dir.parent} are not reachable by user {user.name!r}"
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
 
 
 @dataclass
@@ -247,9 +406,26 @@ class RunningProcess:
         self.files.clear()
 
 
-def start(argv: list[str], layout: JobLayout, stdout_name: str, stderr_name: str) -> RunningProcess:
-    """Start argv with the job's env and cwd; stdout/stderr go to the stdouterr dir."""
+def start(
+    argv: list[str],
+    layout: JobLayout,
+    stdout_name: str,
+    stderr_name: str,
+    user: JobUser | None = None,
+) -> RunningProcess:
+    """Start argv with the job's env and cwd; stdout/stderr go to the stdouterr dir.
+
+    As `user` when given and able to run it; otherwise (e.g. the interpreter lives in a
+    home only root can enter) as the emulator's own user, with a warning, rather than
+    failing every job."""
     layout.stdouterr_dir.mkdir(parents=True, exist_ok=True)
+    identity: dict[str, Any] = {}
+    if user is not None:
+        reason = _unusable_by(user, argv[0], layout.root / "wd")
+        if reason is None:
+            identity = {"user": user.uid, "group": user.gid, "extra_groups": []}
+        else:
+            _warn_once(f"job processes run as root: {reason}")
     out = open(layout.stdouterr_dir / stdout_name, "w")  # noqa: SIM115 - closed on exit
     err = open(layout.stdouterr_dir / stderr_name, "w")  # noqa: SIM115
     try:
@@ -261,6 +437,7 @@ def start(argv: list[str], layout: JobLayout, stdout_name: str, stderr_name: str
             stdout=out,
             stderr=err,
             start_new_session=True,  # own process group: killpg reaches children
+            **identity,
         )
     except OSError as exc:
         out.close()

@@ -1,5 +1,6 @@
-"""Request validation for the Batch AI routes: api-version, resource names and body
-fields. Every error is a 400 whose message names the offending field."""
+"""Request validation for the Batch AI routes: resource names and body fields (the
+api-version is checked by emulator.http.Router). Every error is a 400 whose message
+names the offending field."""
 
 from __future__ import annotations
 
@@ -8,28 +9,16 @@ from typing import Any
 
 from emulator.batchai.records import ClusterKey
 from emulator.batchai.runner import toolkit_of
-from emulator.http import HttpError, Request
+from emulator.errors import BadRequest
+from emulator.http import Request
 
 _NAME = re.compile(r"^[-\w_]+$")
 Params = dict[str, str]
 
 
-def check_api_version(request: Request, versions: tuple[str, ...]) -> None:
-    version = request.query.get("api-version")
-    if version not in versions:
-        shown = f"'{version}'" if version else "(missing)"
-        raise HttpError(
-            400,
-            "InvalidApiVersionParameter",
-            f"The api-version {shown} is invalid for this Batch AI path. The supported "
-            f"versions are '{', '.join(versions)}'.",
-        )
-
-
 def check_name(field: str, value: str) -> None:
     if not 1 <= len(value) <= 64 or not _NAME.match(value):
-        raise HttpError(
-            400,
+        raise BadRequest(
             "InvalidParameter",
             f"{field}: '{value[:80]}' is invalid; names can only contain alphanumeric "
             "characters, dash (-) and underscore (_), and must be 1 through 64 characters long.",
@@ -38,7 +27,7 @@ def check_name(field: str, value: str) -> None:
 
 def json_object(value: Any, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise HttpError(400, "InvalidParameter", f"{field}: a JSON object is required")
+        raise BadRequest("InvalidParameter", f"{field}: a JSON object is required")
     return value
 
 
@@ -49,7 +38,7 @@ def json_string(
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value):
-        raise HttpError(400, "InvalidParameter", f"{field or key}: a non-empty string is required")
+        raise BadRequest("InvalidParameter", f"{field or key}: a non-empty string is required")
     return value
 
 
@@ -60,7 +49,7 @@ def json_int(
     if value is None and not required:
         return minimum
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise HttpError(400, "InvalidParameter", f"{field}: an integer >= {minimum} is required")
+        raise BadRequest("InvalidParameter", f"{field}: an integer >= {minimum} is required")
     return value
 
 
@@ -73,14 +62,14 @@ def int_query(request: Request, name: str, default: int, low: int, high: int) ->
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise HttpError(400, "InvalidParameter", f"{name}: must be an integer from {low} to {high}")
+        raise BadRequest("InvalidParameter", f"{name}: must be an integer from {low} to {high}")
     return value
 
 
 def tags(body: dict[str, Any]) -> dict[str, str]:
     tags = body.get("tags") or {}
     if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
-        raise HttpError(400, "InvalidParameter", "tags: an object of strings is required")
+        raise BadRequest("InvalidParameter", "tags: an object of strings is required")
     return dict(tags)
 
 
@@ -90,8 +79,7 @@ def check_scale(scale: Any, required: bool) -> None:
     scale = json_object(scale, "properties.scaleSettings")
     manual, auto = scale.get("manual"), scale.get("autoScale")
     if (manual is None) == (auto is None):
-        raise HttpError(
-            400,
+        raise BadRequest(
             "InvalidParameter",
             "properties.scaleSettings: exactly one of manual or autoScale must be given",
         )
@@ -112,8 +100,7 @@ def check_scale(scale: Any, required: bool) -> None:
         required=False,
     )
     if high < low:
-        raise HttpError(
-            400,
+        raise BadRequest(
             "InvalidParameter",
             "properties.scaleSettings.autoScale.maximumNodeCount: must be >= minimumNodeCount",
         )
@@ -135,8 +122,7 @@ def check_mounts(volumes: Any, field: str) -> None:
                 item, "relativeMountPath", f"{where}.relativeMountPath", required=True
             )
             if not _MOUNT_PATH.match(path) or ".." in path.split("/"):
-                raise HttpError(
-                    400,
+                raise BadRequest(
                     "InvalidParameter",
                     f"{where}.relativeMountPath: must be a relative path without '..'",
                 )
@@ -150,8 +136,7 @@ def check_job(properties: dict[str, Any]) -> None:
     json_string(properties, "stdOutErrPathPrefix", "properties.stdOutErrPathPrefix", required=True)
     toolkit = toolkit_of(properties)
     if toolkit is None:
-        raise HttpError(
-            400,
+        raise BadRequest(
             "InvalidParameter",
             "properties: one toolkit settings object (e.g. cntkSettings, customToolkitSettings) "
             "is required",
@@ -161,8 +146,7 @@ def check_job(properties: dict[str, Any]) -> None:
         str(settings.get("languageType", "Python")).lower() == "brainscript"
         or (settings.get("configFilePath") and not settings.get("pythonScriptFilePath"))
     ):
-        raise HttpError(
-            400,
+        raise BadRequest(
             "InvalidParameter",
             "properties.cntkSettings.configFilePath: BrainScript CNTK jobs are not supported "
             "by the emulator (no cntk binary); use languageType Python with pythonScriptFilePath",
@@ -193,8 +177,7 @@ _CLUSTER_ID = re.compile(
 def parse_cluster_id(cluster_id: str, params: Params, preview: bool) -> ClusterKey:
     found = _CLUSTER_ID.fullmatch(cluster_id.strip())
     if not found:
-        raise HttpError(
-            400,
+        raise BadRequest(
             "InvalidParameter",
             "properties.cluster.id: not a Batch AI cluster resource id "
             "(/subscriptions/../resourceGroups/../providers/Microsoft.BatchAI/.../clusters/..)",

@@ -1,8 +1,12 @@
+# Over 400 lines (about 420): the Files operations, their dispatch table and the
+# request helpers they share (ranges, content settings, listings) read best together;
+# the on-disk store is already separate (store.py).
 """Azure Files REST operations, dispatched on method + restype/comp like the real service.
 
-Files requests are not routed through emulator.http.Router: one URL path serves
-many operations that differ only by query parameters, so `resolve` picks the
-operation name (for stats and faults) and the handler together.
+Files requests are not matched by path alone: one URL path serves many operations
+that differ only by query parameters, so `register` adds a dispatcher (`resolve`)
+that picks the operation name (for stats and faults) and the handler together. Every
+path no other service claims is a share path: an unknown combination answers 400.
 """
 
 from __future__ import annotations
@@ -14,26 +18,21 @@ from xml.sax.saxutils import escape
 
 from emulator import auth
 from emulator.core import EmulatorContext
+from emulator.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, RangeNotSatisfiable
 from emulator.files.store import CONTENT_SETTINGS, ShareStore, etag_of, http_date, md5_base64
 from emulator.files.store import last_modified_of as _last_modified
-from emulator.http import HttpError, Request, Response
-from emulator.stats import StatsRecorder
+from emulator.http import Request, Response, Router
 
 FileHandler = Callable[[Request, str, str], Response]
+Operation = tuple[str, FileHandler]
+UNMATCHED = "Files_Unmatched"
 MAX_RANGE_BYTES = 4 * 1024 * 1024
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 DEFAULT_MAX_RESULTS = 5000
 
 
-def storage_error_body(code: str, message: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>'
-        f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
-    ).encode()
-
-
-def _not_found(code: str, what: str) -> HttpError:
-    return HttpError(404, code, f"The specified {what} does not exist.")
+def _not_found(code: str, what: str) -> NotFound:
+    return NotFound(code, f"The specified {what} does not exist.")
 
 
 def _version_headers(target: Path) -> dict[str, str]:
@@ -44,54 +43,74 @@ def _created(target: Path) -> Response:
     return Response(201, headers=_version_headers(target))
 
 
+def register(router: Router, ctx: EmulatorContext) -> None:
+    """Serve the shares in ctx.file_shares (which must be a ShareStore: the server builds
+    it before any service registers, since Batch AI mounts its shares)."""
+    store = ctx.file_shares
+    if not isinstance(store, ShareStore):
+        raise TypeError("files.register: ctx.file_shares must be a files.store.ShareStore")
+    service = FilesService(ctx, store)
+    router.add_dispatcher("files", service.resolve, service.operations())
+    ctx.reset_hooks.append(store.clear)
+
+
 class FilesService:
-    def __init__(self, ctx: EmulatorContext, store: ShareStore, stats: StatsRecorder) -> None:
+    def __init__(self, ctx: EmulatorContext, store: ShareStore) -> None:
         self.ctx = ctx
         self.store = store
-        self.stats = stats
+        self.stats = ctx.stats
+        self.tables = self._tables()
 
     # --- dispatch ---------------------------------------------------------
-    def resolve(self, request: Request) -> tuple[str, Callable[[Request], Response]] | None:
-        """(operation, handler) for a Files request, or None when no operation matches."""
-        parts = [p for p in request.path.split("/") if p]
-        method = request.method
-        restype = request.query.get("restype")
-        comp = request.query.get("comp")
-        if not parts:
-            if method == "GET" and comp == "list":
-                return "Files_ListShares", self._authenticated("", "", self.list_shares)
-            return None
-        share, rel = parts[0], "/".join(parts[1:])
-        table: dict[tuple[str, str | None, str | None], tuple[str, FileHandler]]
-        if restype == "share" and not rel:
-            table = {
+    def _tables(self) -> dict[str, dict[tuple[str, str | None, str | None], Operation]]:
+        """(method, restype, comp) -> (operation, handler), per kind of URL."""
+        return {
+            "account": {("GET", None, "list"): ("Files_ListShares", self.list_shares)},
+            "share": {
                 ("PUT", "share", None): ("Files_CreateShare", self.create_share),
                 ("DELETE", "share", None): ("Files_DeleteShare", self.delete_share),
                 ("GET", "share", None): ("Files_GetShareProperties", self.share_properties),
                 ("HEAD", "share", None): ("Files_GetShareProperties", self.share_properties),
-            }
-        elif restype == "directory":
-            table = {
+            },
+            "directory": {
                 ("PUT", "directory", None): ("Files_CreateDirectory", self.create_directory),
                 ("DELETE", "directory", None): ("Files_DeleteDirectory", self.delete_directory),
                 ("GET", "directory", None): ("Files_GetDirectoryProperties", self.dir_properties),
                 ("HEAD", "directory", None): ("Files_GetDirectoryProperties", self.dir_properties),
                 ("GET", "directory", "list"): ("Files_ListDirectoriesAndFiles", self.list_dir),
-            }
-        elif restype is None and rel:
-            table = {
+            },
+            "file": {
                 ("PUT", None, None): ("Files_CreateFile", self.create_file),
                 ("PUT", None, "range"): ("Files_PutRange", self.put_range),
                 ("PUT", None, "properties"): ("Files_SetFileProperties", self.set_properties),
                 ("GET", None, None): ("Files_GetFile", self.get_file),
                 ("HEAD", None, None): ("Files_GetFileProperties", self.file_properties),
                 ("DELETE", None, None): ("Files_DeleteFile", self.delete_file),
-            }
+            },
+        }
+
+    def operations(self) -> frozenset[str]:
+        names = {op for table in self.tables.values() for op, _ in table.values()}
+        return frozenset({*names, UNMATCHED})
+
+    def resolve(self, request: Request) -> tuple[str, Callable[[Request], Response]]:
+        """(operation, handler) for a Files request; UNMATCHED when no operation fits."""
+        parts = [p for p in request.path.split("/") if p]
+        restype = request.query.get("restype")
+        share, rel = (parts[0], "/".join(parts[1:])) if parts else ("", "")
+        if not parts:
+            kind = "account"
+        elif restype == "share" and not rel:
+            kind = "share"
+        elif restype == "directory":
+            kind = "directory"
+        elif restype is None and rel:
+            kind = "file"
         else:
-            return None
-        found = table.get((method, restype, comp))
+            return UNMATCHED, _unsupported
+        found = self.tables[kind].get((request.method, restype, request.query.get("comp")))
         if found is None:
-            return None
+            return UNMATCHED, _unsupported
         operation, handler = found
         return operation, self._authenticated(share, rel, handler)
 
@@ -110,7 +129,7 @@ class FilesService:
     # --- shares -----------------------------------------------------------
     def create_share(self, request: Request, share: str, rel: str) -> Response:
         if not self.store.create_share(share):
-            raise HttpError(409, "ShareAlreadyExists", "The specified share already exists.")
+            raise Conflict("ShareAlreadyExists", "The specified share already exists.")
         self.ctx.stats.record_resource("created", "file_share")
         return _created(self.store.share_root(share))
 
@@ -162,24 +181,22 @@ class FilesService:
         self._share_root(share)
         target = self.store.resolve(share, rel)
         if not target.parent.is_dir():
-            raise HttpError(404, "ParentNotFound", "The specified parent path does not exist.")
+            raise NotFound("ParentNotFound", "The specified parent path does not exist.")
         return target
 
     def create_directory(self, request: Request, share: str, rel: str) -> Response:
         target = self._parent_dir(share, rel)
         if target.exists():
-            raise HttpError(409, "ResourceAlreadyExists", "The specified resource already exists.")
+            raise Conflict("ResourceAlreadyExists", "The specified resource already exists.")
         target.mkdir()
         return _created(target)
 
     def delete_directory(self, request: Request, share: str, rel: str) -> Response:
         if not rel:
-            raise HttpError(
-                400, "InvalidUri", "the share root is not a directory that can be deleted"
-            )
+            raise BadRequest("InvalidUri", "the share root is not a directory that can be deleted")
         target = self._existing_dir(share, rel)
         if any(target.iterdir()):
-            raise HttpError(409, "DirectoryNotEmpty", "The specified directory is not empty.")
+            raise Conflict("DirectoryNotEmpty", "The specified directory is not empty.")
         target.rmdir()
         self.store.drop_settings_tree(share, rel)
         return Response(202)
@@ -230,17 +247,17 @@ class FilesService:
         target = self.store.resolve(share, rel)
         if not target.is_file():
             if not target.parent.is_dir():
-                raise HttpError(404, "ParentNotFound", "The specified parent path does not exist.")
+                raise NotFound("ParentNotFound", "The specified parent path does not exist.")
             raise _not_found("ResourceNotFound", "resource")
         return target
 
     def create_file(self, request: Request, share: str, rel: str) -> Response:
         target = self._parent_dir(share, rel)
         if target.is_dir():
-            raise HttpError(409, "ResourceTypeMismatch", f"'{rel}' is a directory")
+            raise Conflict("ResourceTypeMismatch", f"'{rel}' is a directory")
         size = _int_header(request, "x-ms-content-length")
         if request.headers.get("x-ms-type", "file").lower() != "file":
-            raise HttpError(400, "InvalidHeaderValue", "x-ms-type must be 'file'")
+            raise BadRequest("InvalidHeaderValue", "x-ms-type must be 'file'")
         with open(target, "wb") as out:
             out.truncate(size)
         self.store.write_settings(share, rel, _content_settings(request))
@@ -253,28 +270,27 @@ class FilesService:
         assert end is not None
         length = end - start + 1
         if length > MAX_RANGE_BYTES:
-            raise HttpError(413, "RequestBodyTooLarge", "x-ms-range: a range may be at most 4 MiB")
+            raise PayloadTooLarge("RequestBodyTooLarge", "x-ms-range: a range may be at most 4 MiB")
         size = target.stat().st_size
         if end >= size:
-            raise HttpError(416, "InvalidRange", "x-ms-range: the range exceeds the file size")
+            raise RangeNotSatisfiable("InvalidRange", "x-ms-range: the range exceeds the file size")
         write_mode = request.headers.get("x-ms-write", "").lower()
         if write_mode == "update":
             if len(request.body) != length:
-                raise HttpError(
-                    400,
+                raise BadRequest(
                     "InvalidHeaderValue",
                     f"Content-Length: the body has {len(request.body)} bytes but x-ms-range "
                     f"covers {length}",
                 )
             sent_md5 = request.headers.get("content-md5")
             if sent_md5 and sent_md5 != md5_base64(request.body):
-                raise HttpError(400, "Md5Mismatch", "Content-MD5: does not match the body")
+                raise BadRequest("Md5Mismatch", "Content-MD5: does not match the body")
             data = request.body
             self.stats.add_bytes_uploaded(len(data))
         elif write_mode == "clear":
             data = bytes(length)
         else:
-            raise HttpError(400, "InvalidHeaderValue", "x-ms-write must be 'update' or 'clear'")
+            raise BadRequest("InvalidHeaderValue", "x-ms-write must be 'update' or 'clear'")
         with open(target, "r+b") as out:
             out.seek(start)
             out.write(data)
@@ -308,8 +324,8 @@ class FilesService:
             return Response(200, data, headers)
         start, end = _parse_range(request, required=False)
         if start >= props.size:
-            raise HttpError(
-                416, "InvalidRange", "x-ms-range: the range is not satisfiable for this file"
+            raise RangeNotSatisfiable(
+                "InvalidRange", "x-ms-range: the range is not satisfiable for this file"
             )
         end = props.size - 1 if end is None else min(end, props.size - 1)
         with open(target, "rb") as source:
@@ -323,8 +339,7 @@ class FilesService:
             headers["x-ms-content-md5"] = whole_md5
         if request.headers.get("x-ms-range-get-content-md5", "").lower() == "true":
             if len(data) > MAX_RANGE_BYTES:
-                raise HttpError(
-                    400,
+                raise BadRequest(
                     "OutOfRangeInput",
                     "x-ms-range-get-content-md5: the range must be at most 4 MiB",
                 )
@@ -358,6 +373,14 @@ class FilesService:
         return headers
 
 
+def _unsupported(request: Request) -> Response:
+    raise BadRequest(
+        "InvalidQueryParameterValue",
+        "restype/comp: the combination of method and query parameters is not a supported "
+        "Azure Files operation.",
+    )
+
+
 def _xml(body: str) -> Response:
     return Response(200, body.encode(), {"Content-Type": "application/xml"})
 
@@ -369,7 +392,7 @@ def _content_settings(request: Request) -> dict[str, str]:
 def _int_header(request: Request, name: str) -> int:
     text = request.headers.get(name)
     if text is None or not text.isdigit():
-        raise HttpError(400, "InvalidHeaderValue", f"{name} must be a non-negative integer")
+        raise BadRequest("InvalidHeaderValue", f"{name} must be a non-negative integer")
     return int(text)
 
 
@@ -378,9 +401,7 @@ def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
     if text is None:
         return default
     if not text.isdigit() or int(text) < minimum:
-        raise HttpError(
-            400, "InvalidQueryParameterValue", f"{name} must be an integer >= {minimum}"
-        )
+        raise BadRequest("InvalidQueryParameterValue", f"{name} must be an integer >= {minimum}")
     return int(text)
 
 
@@ -388,12 +409,12 @@ def _parse_range(request: Request, required: bool) -> tuple[int, int | None]:
     header = "x-ms-range" if "x-ms-range" in request.headers else "range"
     text = request.headers.get(header)
     if text is None:
-        raise HttpError(400, "MissingRequiredHeader", "x-ms-range is required")
+        raise BadRequest("MissingRequiredHeader", "x-ms-range is required")
     found = _RANGE.fullmatch(text.strip())
     if not found:
-        raise HttpError(400, "InvalidHeaderValue", f"{header} must look like bytes=START-END")
+        raise BadRequest("InvalidHeaderValue", f"{header} must look like bytes=START-END")
     start = int(found.group(1))
     end = int(found.group(2)) if found.group(2) else None
     if (required and end is None) or (end is not None and end < start):
-        raise HttpError(400, "InvalidHeaderValue", f"{header} must look like bytes=START-END")
+        raise BadRequest("InvalidHeaderValue", f"{header} must look like bytes=START-END")
     return start, end

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from emulator import auth
-from emulator.http import HttpError
+from emulator.errors import BadRequest
 
 SHARE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 # Properties a client may set; kept in the sidecar.
@@ -89,7 +89,7 @@ class ShareStore:
     # --- core.FileShares -------------------------------------------------
     def share_root(self, share: str) -> Path:
         if not SHARE_NAME.fullmatch(share):
-            raise HttpError(400, "InvalidResourceName", f"share name '{share}' is invalid")
+            raise BadRequest("InvalidResourceName", f"share name '{share}' is invalid")
         return self.shares_dir / share
 
     def share_exists(self, share: str) -> bool:
@@ -106,12 +106,12 @@ class ShareStore:
         """The on-disk path of `path` inside the share; `..` and absolute parts are refused."""
         parts = [p for p in path.split("/") if p]
         if any(p in (".", "..") or "\\" in p or "\x00" in p for p in parts):
-            raise HttpError(400, "InvalidResourceName", "the path must not contain '.' or '..'")
+            raise BadRequest("InvalidResourceName", "the path must not contain '.' or '..'")
         root = self.share_root(share)
         target = root.joinpath(*parts) if parts else root
         # Symlinks a job created must not lead out of the share either.
         if parts and not target.resolve().is_relative_to(root.resolve()):
-            raise HttpError(400, "InvalidResourceName", "the path leaves the share")
+            raise BadRequest("InvalidResourceName", "the path leaves the share")
         return target
 
     def sidecar(self, share: str, path: str) -> Path:

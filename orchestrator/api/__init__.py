@@ -16,7 +16,7 @@ Routes (OpenAPI at /docs and /openapi.json):
 - ``GET /v1/runs/{id}/outputs`` ``{run_id, files: [{path, size}]}`` and
   ``GET /v1/runs/{id}/outputs/{path}`` one file, confined to ``<artifacts_dir>/<id>/``.
 - ``GET /healthz`` (open) 200 when Redis and the broker answer PING, else 503;
-  ``GET /metrics`` Prometheus text (see orchestrator.api.metrics).
+  ``GET /metrics`` Prometheus text (see orchestrator.observability.prometheus).
 
 Everything but /healthz and the docs needs ``Authorization: Bearer <ORCH_API_TOKEN>``.
 Errors are ``{"message": "<field>: <problem>", "detail": ...}``: 4xx for bad input

@@ -9,11 +9,18 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 
-from orchestrator.api import runs, service
+from orchestrator.api.auth import BearerTokenMiddleware
 from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
-from orchestrator.api.metrics import OrchestratorCollector, build_registry
-from orchestrator.enqueue import CHAIN_QUEUE
+from orchestrator.api.routes import runs, schedules, service
+from orchestrator.api.sse import StreamSlots, stream_resources
+from orchestrator.chain.queue import CHAIN_QUEUE
+from orchestrator.observability.logs import (
+    configure_logging,
+    route_uvicorn_logs,
+    secrets_from_settings,
+)
+from orchestrator.observability.prometheus import OrchestratorCollector, build_registry
 from orchestrator.settings import Settings, get_settings
 from orchestrator.store import RunStore
 
@@ -39,6 +46,19 @@ def _redis_client(url: str) -> redis.Redis:
     )
 
 
+def _stream_redis_client(url: str, max_streams: int) -> redis.Redis:
+    """The event streams' own client: a bounded pool (a stream waits for a connection
+    rather than opening one more), apart from the pool every other route uses."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=stream_resources(max_streams),
+        timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     authenticated = configured_token(settings) is not None
@@ -50,16 +70,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     client = _redis_client(settings.redis_url)
     store = RunStore(client)
+    stream_client = _stream_redis_client(settings.redis_url, settings.api_max_streams)
     # The Celery broker is the same Redis today; pinged and measured on its own
     # so /healthz and queue depth stay right if it ever moves.
     broker = client
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Here, not in create_app: uvicorn applies its own logging config after the app
+        # is built and before startup; this takes its loggers over again.
+        configure_logging(settings.log_level, secrets=secrets_from_settings(settings))
+        route_uvicorn_logs()
         if not authenticated:
             logger.warning(UNAUTHENTICATED_WARNING)
         yield
         client.close()
+        stream_client.close()
 
     app = FastAPI(
         title="batchai-orchestrator",
@@ -76,9 +102,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.broker = broker
+    app.state.stream_store = RunStore(stream_client)
+    app.state.stream_slots = StreamSlots(
+        settings.api_max_streams, settings.api_max_streams_per_client
+    )
     app.state.registry = build_registry(OrchestratorCollector(store, broker, CHAIN_QUEUE))
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    token = configured_token(settings)
+    if token is not None:
+        # Added last, so it runs first: a caller without the token is answered before
+        # the body limit, the body parser or any route sees the request.
+        app.add_middleware(BearerTokenMiddleware, token=token)
     app.include_router(service.router)
     app.include_router(runs.router)
+    app.include_router(schedules.router)
     return app

@@ -21,10 +21,16 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.spec import SpecError
+from orchestrator.domain.spec import SpecError
 from orchestrator.store import RunNotFound, StoreContention
 
 logger = logging.getLogger("orchestrator.api")
+
+# The answers every authenticated route may give, for the OpenAPI document.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or wrong bearer token"},
+    503: {"description": "Redis unreachable; retry after Retry-After seconds"},
+}
 
 # Seconds a client should wait before retrying while Redis is unreachable.
 REDIS_RETRY_AFTER_SECONDS = 5
@@ -84,8 +90,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _spec_error(request: Request, exc: Exception) -> JSONResponse:
-    # SpecError messages already start with the field path ("job.toolkit: ...").
-    return error_response(422, str(exc))
+    # SpecError messages already start with the field path ("job.toolkit: ...");
+    # `detail` keeps the documented 422 shape (a list, as pydantic's errors).
+    message = str(exc)
+    return error_response(
+        422, message, detail=[{"loc": ["body"], "msg": message, "type": "value_error"}]
+    )
 
 
 async def _run_not_found(request: Request, exc: Exception) -> JSONResponse:

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.ids import RUN_ID_PATTERN
-from orchestrator.spec import ParameterValue, RunSpec
-from orchestrator.status import RunStatus
+from orchestrator.domain.ids import RUN_ID_PATTERN
+from orchestrator.domain.spec import Parameters, RunSpec
+from orchestrator.domain.status import RunStatus
 from orchestrator.store import RunRecord
 
 RUNS_PATH = "/v1/runs"
@@ -41,7 +41,7 @@ class RunRequest(BaseModel):
     )
 
     spec: RunSpec
-    parameters: dict[str, ParameterValue] = Field(
+    parameters: Parameters = Field(
         default_factory=dict, description="Merged over spec.parameters (appended as --key value)."
     )
     run_id: Annotated[str, Field(pattern=RUN_ID_PATTERN)] | None = Field(

@@ -9,27 +9,90 @@ from typing import Any, TypeVar
 
 import anyio
 import redis
+from fastapi import HTTPException
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-from orchestrator.status import TERMINAL
+from orchestrator.domain.status import TERMINAL
 from orchestrator.store import RunEvent, RunStore
 
 # How long one XREAD waits for new events; a keep-alive comment follows each
 # empty wait, which is also when a vanished client is noticed.
 BLOCK_MS = 5000
-# Open streams each hold a thread in XREAD; their own limiter keeps them from
-# starving the threadpool that serves every other (sync) route.
-STREAM_THREADS = 256
+# Seconds a refused client is asked to wait before opening a stream again.
+STREAM_RETRY_AFTER_SECONDS = 5
 _TERMINAL_VALUES = frozenset(status.value for status in TERMINAL)
 
 T = TypeVar("T")
 
 
+def stream_resources(max_streams: int) -> int:
+    """Threads and Redis connections the streams may use: twice the streams, because a
+    stream whose client left frees its slot at once while its abandoned XREAD keeps a
+    thread and a connection for up to BLOCK_MS."""
+    return 2 * max_streams
+
+
 def stream_limiter(state: Any) -> anyio.CapacityLimiter:
-    """The app's limiter of stream threads, made on first use (inside its event loop)."""
+    """The app's limiter of stream threads, made on first use (inside its event loop).
+    Streams have their own, so they never starve the threadpool of the other routes."""
     limiter: anyio.CapacityLimiter | None = getattr(state, "stream_threads", None)
     if limiter is None:
-        limiter = state.stream_threads = anyio.CapacityLimiter(STREAM_THREADS)
+        size = stream_resources(state.settings.api_max_streams)
+        limiter = state.stream_threads = anyio.CapacityLimiter(size)
     return limiter
+
+
+class StreamSlots:
+    """Open streams: at most `total`, at most `per_client` per client address. Used from
+    the event loop only, so plain counters suffice."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.by_client: dict[str, int] = {}
+
+    @property
+    def open(self) -> int:
+        return sum(self.by_client.values())
+
+    def acquire(self, client: str) -> None:
+        """Take a slot for `client`, or raise 429 (its own cap) / 503 (the server's)."""
+        retry = {"Retry-After": str(STREAM_RETRY_AFTER_SECONDS)}
+        if self.by_client.get(client, 0) >= self.per_client:
+            raise HTTPException(
+                429, f"too many open event streams from this client (at most {self.per_client})",
+                headers=retry,
+            )  # fmt: skip
+        if self.open >= self.total:
+            raise HTTPException(
+                503, f"too many open event streams (at most {self.total}); retry later",
+                headers=retry,
+            )  # fmt: skip
+        self.by_client[client] = self.by_client.get(client, 0) + 1
+
+    def release(self, client: str) -> None:
+        left = self.by_client.get(client, 0) - 1
+        if left > 0:
+            self.by_client[client] = left
+        else:
+            self.by_client.pop(client, None)
+
+
+class SlotStreamingResponse(StreamingResponse):
+    """A stream that gives its slot back however it ends: finished, failed, or its
+    client gone (even before the body iterator ever started)."""
+
+    def __init__(self, content: Any, slots: StreamSlots, client: str, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.slots = slots
+        self.client = client
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slots.release(self.client)
 
 
 def format_event(event: RunEvent) -> str:

@@ -1,7 +1,9 @@
 """The benchmark scripts run end to end with tiny parameters and print their summary.
 
-Never a speed: only that each script exits 0 and its --json summary has the
-expected keys (speed lives in the benchmarks themselves, see docs/benchmarks.md).
+Never a speed: no figure is compared with a target (speed lives in the
+benchmarks themselves, see docs/benchmarks.md). But every figure must be sane:
+durations and throughputs positive, ratios in (0, a generous bound] and equal to
+the figures they are computed from, counts equal to what the parameters asked for.
 """
 
 from __future__ import annotations
@@ -39,29 +41,105 @@ def run_benchmark(script: str, *args: str) -> dict[str, Any]:
     return summary
 
 
+def assert_close(value: float, expected: float, *, absolute: float, relative: float = 0) -> None:
+    """`value` is `expected` but for the rounding of the printed figures: up to
+    `absolute`, plus `relative` of it (what rounding its inputs can move it)."""
+    assert abs(value - expected) <= absolute + relative * abs(expected), (value, expected)
+
+
+def assert_sane_phase(phase: dict[str, Any], requests: int) -> None:
+    assert phase["requests"] == requests
+    assert phase["runs_created"] == phase["first_tasks_queued"] == requests
+    assert phase["seconds"] > 0
+    assert phase["requests_per_second"] > 0
+    assert_close(
+        phase["requests_per_second"],
+        requests / phase["seconds"],
+        absolute=0.05,  # requests/s is printed to 0.1, seconds to 0.001
+        relative=0.0006 / phase["seconds"],
+    )
+    latency = phase["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+    assert 0 < latency["mean"] <= latency["p99"] + 0.01
+    # No request of the phase took longer than the whole phase.
+    assert latency["p99"] <= phase["seconds"] * 1000 + 1
+
+
+def assert_sane_run(run: dict[str, Any]) -> None:
+    wall, job = run["enqueue_to_succeeded_seconds"], run["job_runtime_seconds"]
+    assert wall > 0 and job >= 0
+    assert run["overhead_seconds"] > 0  # enqueue, provisioning and cleanup take time
+    assert_close(run["overhead_seconds"], wall - job, absolute=0.0015)  # each to 0.001 s
+    if job > 0:
+        assert run["overhead_to_job_ratio"] > 0
+        assert_close(
+            run["overhead_to_job_ratio"],
+            run["overhead_seconds"] / job,
+            absolute=0.0005,
+            relative=0.0006 / job + 0.0006 / run["overhead_seconds"],
+        )
+    else:
+        assert run["overhead_to_job_ratio"] is None
+
+
 def test_enqueue_throughput_measures_api_and_direct() -> None:
     summary = run_benchmark("enqueue_throughput.py", "--requests", "20", "--warmup", "2")
-    assert {"requests", "concurrency", "api", "direct", "ratio_api_to_direct"} <= summary.keys()
+    assert (summary["requests"], summary["concurrency"]) == (20, 16)
     for phase in ("api", "direct"):
-        assert {"requests_per_second", "latency_ms", "seconds"} <= summary[phase].keys()
-        assert summary[phase]["runs_created"] == summary[phase]["first_tasks_queued"] == 20
+        assert_sane_phase(summary[phase], 20)
     assert summary["api"]["statuses"] == {"202": 20}
+    assert summary["direct"]["outcomes"] == {"created": 20}
+    ratio = summary["ratio_api_to_direct"]
+    # The API is a separate process, so on two cores it may even beat the
+    # in-process threads; ten times faster would be a broken measurement.
+    assert 0 < ratio <= 10
+    api_rps, direct_rps = (summary[p]["requests_per_second"] for p in ("api", "direct"))
+    assert_close(
+        ratio, api_rps / direct_rps, absolute=0.0005, relative=0.06 / api_rps + 0.06 / direct_rps
+    )
 
 
 def test_chain_overhead_sequential() -> None:
     summary = run_benchmark("chain_overhead.py", "--runs", "1", "--job-seconds", "0")
     assert summary["mode"] == "sequential"
+    assert summary["job_seconds"] == 0
     [run] = summary["runs"]
     assert RUN_KEYS | {"requests_by_operation", "requests_total"} <= run.keys()
-    assert run["requests_by_operation"]["Jobs_Create"] == 1
-    assert run["requests_total"] == sum(run["requests_by_operation"].values())
+    assert summary["cold"] == run
+    assert "warm_median" not in summary  # one run: nothing warm to take a median of
+    assert_sane_run(run)
+    # One run: one job and one per-run cluster, each created and deleted once.
+    operations = run["requests_by_operation"]
+    for operation in ("Jobs_Create", "Jobs_Delete", "Clusters_Create", "Clusters_Delete"):
+        assert operations[operation] == 1, (operation, operations)
+    assert all(count > 0 for count in operations.values()), operations
+    assert run["requests_total"] == sum(operations.values())
 
 
 def test_chain_overhead_concurrent() -> None:
     summary = run_benchmark("chain_overhead.py", "--concurrent", "2", "--job-seconds", "0")
     assert summary["mode"] == "concurrent"
-    assert len(summary["runs"]) == summary["k"] == 2
+    assert (summary["k"], summary["workers"]) == (2, 2)
+    assert len(summary["runs"]) == summary["k"]
     assert summary["single_run"].keys() >= RUN_KEYS
-    assert {"total_wall_seconds", "k_times_single_seconds", "ratio_total_to_k_times_single"} <= (
-        summary.keys()
+    run_ids = {run["run_id"] for run in [summary["single_run"], *summary["runs"]]}
+    assert len(run_ids) == 3  # the baseline and the two concurrent runs are distinct runs
+    for run in [summary["single_run"], *summary["runs"]]:
+        assert run.keys() >= RUN_KEYS
+        assert_sane_run(run)
+    total = summary["total_wall_seconds"]
+    # From the first enqueue to the last finish spans every run's own wall time.
+    assert total >= max(run["enqueue_to_succeeded_seconds"] for run in summary["runs"]) - 0.002
+    single = summary["single_run"]["enqueue_to_succeeded_seconds"]
+    assert_close(summary["k_times_single_seconds"], 2 * single, absolute=0.0015)
+    ratio = summary["ratio_total_to_k_times_single"]
+    # 0.5 is perfect parallelism on two workers and 1.0 none; a loaded machine
+    # may be slower still, but not four times slower than running them in turn.
+    assert 0 < ratio <= 4
+    k_times_single = summary["k_times_single_seconds"]
+    assert_close(
+        ratio,
+        total / k_times_single,
+        absolute=0.0005,
+        relative=0.0006 / total + 0.0016 / k_times_single,
     )

@@ -110,8 +110,24 @@ def test_missing_or_malformed_bearer_token_is_401(emulator: RunningEmulator) -> 
         assert response.json()["error"]["code"] == "AuthenticationFailed"
         assert response.headers["x-ms-request-id"]
         assert response.headers["x-ms-correlation-request-id"]
-    ok = _raw(emulator, "GET", path, headers={"Authorization": "Bearer anything.at.all"})
+    ok = _raw(emulator, "GET", path, headers=emulator.auth_headers)
     assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/subscriptions/{sub}/resourcegroups?api-version=2025-04-01",
+        "/subscriptions/{sub}/providers/Microsoft.BatchAI/workspaces?api-version=2018-05-01",
+    ],
+)
+def test_a_token_other_than_the_emulators_is_401(emulator: RunningEmulator, path: str) -> None:
+    url = path.format(sub=emulator.env["AZURE_SUBSCRIPTION_ID"])
+    for token in ("anything.at.all", emulator.access_token + "x", emulator.access_token[:-1]):
+        response = _raw(emulator, "GET", url, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, token
+        assert response.json()["error"]["code"] == "InvalidAuthenticationToken"
+        assert emulator.access_token not in response.text
 
 
 @pytest.mark.parametrize(
@@ -125,7 +141,7 @@ def test_bad_api_version_is_400(emulator: RunningEmulator, query: str, code: str
         "PUT",
         f"/subscriptions/{sub}/resourcegroups/rg{query}",
         json={"location": "eastus"},
-        headers={"Authorization": "Bearer t"},
+        headers=emulator.auth_headers,
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
@@ -138,10 +154,26 @@ def test_quickstart_era_api_version_is_accepted(emulator: RunningEmulator) -> No
         emulator,
         "PUT",
         f"/subscriptions/{sub}/resourcegroups/old-rg?api-version=2017-05-10",
-        json={"location": "eastus"},
-        headers={"Authorization": "Bearer t"},
+        json={"location": "eastus", "tags": {"era": "quickstart"}},
+        headers=emulator.auth_headers,
     )
     assert response.status_code == 201
+    assert response.json() == {
+        "id": f"/subscriptions/{sub}/resourceGroups/old-rg",
+        "name": "old-rg",
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": "eastus",
+        "properties": {"provisioningState": "Succeeded"},
+        "tags": {"era": "quickstart"},
+    }
+    again = _raw(
+        emulator,
+        "GET",
+        f"/subscriptions/{sub}/resourcegroups/old-rg?api-version=2017-05-10",
+        headers=emulator.auth_headers,
+    )
+    assert again.status_code == 200
+    assert again.json() == response.json()
 
 
 def test_create_without_location_names_the_field(arm: Any) -> None:
@@ -157,14 +189,12 @@ def test_unknown_arm_route_is_arm_shaped(emulator: RunningEmulator) -> None:
         emulator,
         "GET",
         f"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Nope/things?api-version=1",
-        headers={"Authorization": "Bearer t"},
+        headers=emulator.auth_headers,
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "InvalidResourceType"
     assert "Microsoft.Nope" in response.json()["error"]["message"]
-    response = _raw(
-        emulator, "GET", f"/subscriptions/{sub}/nothing", headers={"Authorization": "Bearer t"}
-    )
+    response = _raw(emulator, "GET", f"/subscriptions/{sub}/nothing", headers=emulator.auth_headers)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "NotFound"
 

@@ -20,7 +20,9 @@ import pytest
 from emulator.batchai import register, shapes
 from emulator.batchai.durations import parse_seconds, to_iso
 from emulator.core import EmulatorConfig, EmulatorContext
-from emulator.http import Headers, HttpError, Request, Response, Router
+from emulator.errors import EmulatorError, render
+from emulator.faults import FaultRule
+from emulator.http import Headers, Request, Response, Router
 
 SUB = "00000000-0000-0000-0000-000000000000"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.BatchAI"
@@ -39,6 +41,18 @@ class FakeStats:
     def record_resource(self, event: str, kind: str) -> None:
         self.resources.append((event, kind))
 
+    def add_bytes_uploaded(self, count: int) -> None:
+        pass
+
+    def add_bytes_downloaded(self, count: int) -> None:
+        pass
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"resources": list(self.resources)}
+
+    def clear(self) -> None:
+        self.resources.clear()
+
 
 @dataclass
 class FakeFaults:
@@ -46,6 +60,15 @@ class FakeFaults:
 
     def roll(self, kind: str, operation: str) -> bool:
         return kind in self.active
+
+    def rules(self) -> list[dict[str, Any]]:
+        return [{"kind": kind} for kind in sorted(self.active)]
+
+    def set_rules(self, rules: list[FaultRule]) -> None:
+        self.active = {rule.kind for rule in rules}
+
+    def clear(self) -> None:
+        self.active.clear()
 
 
 @dataclass
@@ -101,11 +124,8 @@ class Emu:
         )
         try:
             return route.handler(request, params)
-        except HttpError as exc:
-            return Response(
-                exc.status,
-                json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode(),
-            )
+        except EmulatorError as exc:
+            return render(exc, route.service, method)
 
     def ok(self, method: str, path: str, body: Any = None, **query: str) -> Any:
         response = self.call(method, path, body, **query)
@@ -325,6 +345,9 @@ def test_errors(emu: Emu) -> None:
     assert emu.call("GET", f"{WS}/clusters/nope").status == 404
     version = emu.call("GET", f"{WS}/clusters/c", **{"api-version": "2017-09-01-preview"})
     assert version.status == 400 and b"InvalidApiVersionParameter" in version.body
+    # The same check as ARM's resource groups (emulator.http.require_api_version).
+    no_version = emu.call("GET", f"{WS}/clusters/c", **{"api-version": ""})
+    assert no_version.status == 400 and b"MissingApiVersionParameter" in no_version.body
     no_group = emu.call("GET", RG.replace("/rg/", "/other/") + "/workspaces")
     assert no_group.status == 404 and b"ResourceGroupNotFound" in no_group.body
     brainscript = emu.call(

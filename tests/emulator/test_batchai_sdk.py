@@ -15,7 +15,13 @@ import pytest
 import requests
 from azure.core.exceptions import HttpResponseError
 
-from emulator.testing import RunningEmulator, arm_client, file_service, start_emulator
+from emulator.testing import (
+    ManualClock,
+    RunningEmulator,
+    arm_client,
+    file_service,
+    start_emulator,
+)
 from tests.emulator.test_quickstart_flow import (
     CLUSTER,
     EXPERIMENT,
@@ -109,17 +115,31 @@ def test_allocation_failure(emulator: RunningEmulator, batchai: Any) -> None:
     assert cluster.node_state_counts.idle_node_count == 2 and not cluster.errors
 
 
-def test_unusable_nodes_never_run_jobs(emulator: RunningEmulator, batchai: Any) -> None:
+def test_unusable_nodes_never_run_jobs(emulator: RunningEmulator, batchai: Any, files: Any) -> None:
     emulator.set_faults([{"kind": "node_unusable", "rate": 1.0, "count": 1}])
-    make_cluster(batchai, emulator.env)
+    make_cluster(batchai, emulator.env)  # the fault hits this cluster's nodes only
     cluster = wait_for(
         lambda: batchai.clusters.get(GROUP, WORKSPACE, CLUSTER),
         lambda c: c.node_state_counts.preparing_node_count == 0,
     )
     assert cluster.node_state_counts.unusable_node_count == 1
     assert cluster.node_state_counts.idle_node_count == 0
-    custom_job(batchai, "waits", "true")
-    assert batchai.jobs.get(GROUP, WORKSPACE, EXPERIMENT, "waits").execution_state == "queued"
+    make_cluster(batchai, emulator.env, name="healthy")
+    ran = 'touch "$AZ_BATCHAI_MOUNT_ROOT/afs/ran-$AZ_BATCHAI_JOB_NAME"'
+    custom_job(batchai, "waits", ran)
+    # Queued after "waits" at the same priority: every scheduling pass that starts
+    # "runs" considered "waits" first, so once "runs" is done "waits" had its chances.
+    custom_job(batchai, "runs", ran, cluster="healthy")
+    assert finished(batchai, "runs").execution_state == "succeeded"
+    root = emulator.emulator.shares.share_root(SHARE)
+    assert (root / "ran-runs").exists()
+    waits = batchai.jobs.get(GROUP, WORKSPACE, EXPERIMENT, "waits")
+    assert waits.execution_state == "queued"
+    assert waits.execution_info is None or waits.execution_info.start_time is None
+    assert not (root / "ran-waits").exists()
+    cluster = batchai.clusters.get(GROUP, WORKSPACE, CLUSTER)
+    assert cluster.node_state_counts.unusable_node_count == 1
+    assert cluster.node_state_counts.running_node_count == 0
 
 
 def test_preemption_requeues_and_reruns(
@@ -227,12 +247,12 @@ def test_secrets_are_set_but_never_returned(
     assert emulator.env["AZURE_STORAGE_KEY"] not in caplog.text
 
 
-def raw_session(emulator: RunningEmulator, token: str | None = "raw") -> requests.Session:
+def raw_session(emulator: RunningEmulator, authenticated: bool = True) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
     session.verify = emulator.ca_bundle
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
+    if authenticated:
+        session.headers.update(emulator.auth_headers)
     return session
 
 
@@ -250,7 +270,7 @@ def test_names_auth_and_api_version(emulator: RunningEmulator, batchai: Any) -> 
     old = session.get(base, params={"api-version": "2017-09-01-preview"}, timeout=30)
     assert old.status_code == 400
     assert old.json()["error"]["code"] == "InvalidApiVersionParameter"
-    anonymous = raw_session(emulator, token=None).get(base, params=version, timeout=30)
+    anonymous = raw_session(emulator, authenticated=False).get(base, params=version, timeout=30)
     assert anonymous.status_code == 401
 
 
@@ -337,18 +357,23 @@ def test_reset_kills_running_jobs(emulator: RunningEmulator, batchai: Any, files
 
 
 def test_shutdown_kills_jobs_and_nodes_take_provision_seconds(tmp_path: Path) -> None:
-    with start_emulator(tmp_path, provision_seconds=0.5) as emu:
+    clock = ManualClock()
+    with start_emulator(tmp_path, provision_seconds=0.5, clock=clock) as emu:
         client = prepare_quickstart(emu, arm_client(emu.env), file_service(emu.env))
         make_cluster(client, emu.env)
+        custom_job(client, "long", 'echo $$ > "$AZ_BATCHAI_MOUNT_ROOT/afs/pid.txt"; exec sleep 60')
+        # However slowly these requests are served, the emulator's time stands still.
+        clock.advance(0.4)
         cluster = client.clusters.get(GROUP, WORKSPACE, CLUSTER)
         assert cluster.node_state_counts.preparing_node_count == 1
         assert cluster.allocation_state == "resizing"
-        custom_job(client, "long", 'echo $$ > "$AZ_BATCHAI_MOUNT_ROOT/afs/pid.txt"; exec sleep 60')
         assert client.jobs.get(GROUP, WORKSPACE, EXPERIMENT, "long").execution_state == "queued"
+        clock.advance(0.2)  # past provision_seconds: the node is ready, the job starts
         cluster = wait_for(
             lambda: client.clusters.get(GROUP, WORKSPACE, CLUSTER),
             lambda c: c.node_state_counts.running_node_count == 1,
         )
+        assert cluster.node_state_counts.running_node_count == 1
         assert cluster.allocation_state == "steady"
         root = emu.emulator.shares.share_root(SHARE)
         assert wait_until(lambda: (root / "pid.txt").exists() and (root / "pid.txt").read_text())

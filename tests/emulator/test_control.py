@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import requests
 
 from emulator.testing import RunningEmulator
 
 
-def _call(emulator: RunningEmulator, method: str, path: str, **kwargs: Any) -> requests.Response:
+def _call(
+    emulator: RunningEmulator,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    authenticated: bool = True,
+    **kwargs: Any,
+) -> requests.Response:
+    sent = {**(emulator.auth_headers if authenticated else {}), **(headers or {})}
     return requests.request(
-        method, f"{emulator.url}/_emulator/{path}", verify=emulator.ca_bundle, timeout=30, **kwargs
+        method,
+        f"{emulator.url}/_emulator/{path}",
+        headers=sent,
+        verify=emulator.ca_bundle,
+        timeout=30,
+        **kwargs,
     )
 
 
@@ -86,3 +100,29 @@ def test_reset_with_state_clears_everything_and_runs_hooks(
         assert arm.resource_groups.check_existence("rg") is False
     finally:
         hooks.remove(hook)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "stats"), ("GET", "faults"), ("POST", "faults"), ("DELETE", "faults"),
+     ("POST", "reset")],
+)  # fmt: skip
+@pytest.mark.parametrize("authorization", [None, "Bearer not-the-emulator-token"])
+def test_control_endpoints_need_the_emulator_token(
+    emulator: RunningEmulator, method: str, path: str, authorization: str | None
+) -> None:
+    emulator.set_faults([{"kind": "throttle", "rate": 0.5}])
+    headers = {"Authorization": authorization} if authorization else {}
+    body = {"rules": []} if path == "faults" else {"state": True}
+    response = _call(emulator, method, path, headers=headers, authenticated=False, json=body)
+    assert response.status_code == 401
+    expected = "InvalidAuthenticationToken" if authorization else "AuthenticationFailed"
+    assert response.json()["error"]["code"] == expected
+    assert emulator.access_token not in response.text
+    # Refused before acting: the rules are still there.
+    assert len(emulator.stats()["faults"]) == 1
+
+
+def test_health_needs_no_token(emulator: RunningEmulator) -> None:
+    response = _call(emulator, "GET", "health", authenticated=False)
+    assert response.json() == {"status": "ok"}

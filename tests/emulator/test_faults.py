@@ -105,7 +105,7 @@ def _outcomes(emulator: RunningEmulator, seed_rules: list[dict[str, Any]]) -> li
         session.trust_env = False
         return [
             session.get(
-                url, headers={"Authorization": "Bearer t"}, verify=emulator.ca_bundle, timeout=30
+                url, headers=emulator.auth_headers, verify=emulator.ca_bundle, timeout=30
             ).status_code
             for _ in range(30)
         ]

@@ -29,7 +29,7 @@ class PreviewClient:
         self.session = requests.Session()
         self.session.trust_env = False
         self.session.verify = self.env["REQUESTS_CA_BUNDLE"]
-        self.session.headers["Authorization"] = "Bearer quickstart-token"
+        self.session.headers.update(emulator.auth_headers)
         sub = self.env["AZURE_SUBSCRIPTION_ID"]
         self.group_url = (
             f"{self.env['AZURE_ARM_ENDPOINT']}/subscriptions/{sub}/resourceGroups/{GROUP}"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from emulator.testing import EmulatorProcess
-from tests.integration.chain_stack import Stack
+from tests.support.chain_stack import Stack
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from pydantic import SecretStr
 from orchestrator.api import create_app
 from orchestrator.client import OrchestratorClient
 from orchestrator.settings import Settings
-from tests.integration.chain_stack import RUN_TIMEOUT, Stack
-from tests.orchestrator.api.live_server import serve
+from tests.support.chain_stack import RUN_TIMEOUT, Stack
+from tests.support.live_server import serve
 
 pytestmark = pytest.mark.integration
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
-from tests.integration.chain_stack import Stack
+from orchestrator.domain.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
+from tests.support.chain_stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +95,7 @@ def test_a_preempted_lowpriority_job_is_requeued_and_the_run_succeeds(stack: Sta
     stack.start_worker()
     spec = stack.spec(seconds=2).model_dump(mode="json")
     spec["cluster"]["vm_priority"] = "lowpriority"
-    from orchestrator.spec import parse_spec
+    from orchestrator.domain.spec import parse_spec
 
     run_id = stack.submit(parse_spec(spec))
     record = stack.wait_terminal(run_id)

@@ -9,8 +9,8 @@ import urllib.request
 
 import pytest
 
-from orchestrator.redis_server import free_port
-from tests.integration.chain_stack import wait_for
+from orchestrator.devstack.redis_server import free_port
+from tests.support.chain_stack import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from orchestrator.azure_stats import request_counts
-from orchestrator.status import RunStatus, Step
-from tests.integration.chain_stack import Stack
+from orchestrator.domain.status import RunStatus, Step
+from orchestrator.observability.azure_stats import request_counts
+from tests.support.chain_stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def test_requests_per_run_and_orchestration_overhead(stack: Stack) -> None:
     assert requests["Clusters_Create"] == requests["Jobs_Create"] == 1
     # The workers' own count (shared in Redis for /metrics) agrees with the
     # emulator's: both runs created one cluster and one job each.
-    counted = request_counts(stack.client)
+    counted = request_counts(stack.client, stack.store.keys)
     for operation in ("Clusters_Create", "Jobs_Create"):
         assert sum(n for (op, _), n in counted.items() if op == operation) == 2
     assert 0 <= overhead < MAX_OVERHEAD_SECONDS

@@ -3,14 +3,15 @@ at once, cancel, and a repeated submission that has nothing new to upload."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
 
-from orchestrator.cancel import cancel_run
-from orchestrator.chain import TEST_HOLD_ENV, hold_keys_for_tests
-from orchestrator.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
-from tests.integration.chain_stack import Stack, wait_for
+from orchestrator.chain.cancel import cancel_run
+from orchestrator.devstack.processes import ChildProcess
+from orchestrator.domain.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
+from tests.support.chain_stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -52,9 +53,9 @@ def test_run_succeeds_with_20_percent_throttling_server_errors_and_drops(stack: 
 
 @pytest.mark.parametrize("step", list(STEP_ORDER), ids=[s.value for s in STEP_ORDER])
 def test_sigkill_in_the_middle_of_each_step_still_succeeds_once(stack: Stack, step: Step) -> None:
-    doomed = stack.start_worker(**{TEST_HOLD_ENV: step.value})
+    doomed = stack.start_worker(hold_after=step)
     run_id = stack.submit()
-    held, _release = hold_keys_for_tests(stack.store.namespace, run_id)
+    held, _release = stack.store.keys.test_hold(run_id)
     wait_for(lambda: stack.client.exists(held), 60, f"the worker to be held after {step.value}")
     assert stack.store.get(run_id).step(step).state is StepState.RUNNING
     doomed.kill()
@@ -67,6 +68,49 @@ def test_sigkill_in_the_middle_of_each_step_still_succeeds_once(stack: Stack, st
     assert (created.get("cluster"), created.get("job")) == (1, 1)
     assert (deleted.get("cluster"), deleted.get("job")) == (1, 1)
     assert (stack.artifacts / run_id / "outputs" / "MODEL" / "ConvNet_MNIST.model").exists()
+
+
+def _kill_then_recover_at_defaults(
+    stack: Stack, doomed: ChildProcess, run_id: str, where: str
+) -> None:
+    """SIGKILL `doomed`, start a fresh worker at once (defaults), and require the
+    run to succeed within 90 s of the kill, exactly as it would have without it."""
+    doomed.kill()
+    killed_at = time.monotonic()
+    stack.start_worker(defaults=True)
+    record = stack.wait_terminal(run_id, timeout=150)
+    recovered_in = time.monotonic() - killed_at
+
+    print(f"SIGKILL {where} at defaults: succeeded {recovered_in:.1f}s after the kill")
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    assert recovered_in <= 90, f"took {recovered_in:.0f}s after the kill"
+    created, deleted = _resources(stack)
+    assert (created.get("cluster"), created.get("job")) == (1, 1)
+    assert (deleted.get("cluster"), deleted.get("job")) == (1, 1)
+
+
+def test_sigkill_mid_job_at_default_settings_recovers_within_90_seconds(stack: Stack) -> None:
+    """The operator's scenario, every ORCH_* setting at its default: the worker's
+    process group is SIGKILLed while the job runs, a fresh worker starts at once."""
+    doomed = stack.start_worker(defaults=True)
+    run_id = stack.submit(stack.spec(seconds=8))
+    wait_for(
+        lambda: stack.store.get(run_id).status is RunStatus.RUNNING
+        and stack.store.get(run_id).step(Step.POLL_JOB).state is not StepState.PENDING,
+        120,
+        "the job to run",
+    )
+    _kill_then_recover_at_defaults(stack, doomed, run_id, "mid-job")
+
+
+def test_sigkill_while_a_step_executes_at_default_settings_is_redriven(stack: Stack) -> None:
+    """The hard case at defaults: the worker dies holding the step's lease (not a
+    wait in the due index), so only the lease's expiry and the re-driver recover it."""
+    doomed = stack.start_worker(defaults=True, hold_after=Step.CREATE_CLUSTER)
+    run_id = stack.submit()
+    held, _release = stack.store.keys.test_hold(run_id)
+    wait_for(lambda: stack.client.exists(held), 120, "the worker to be held in create_cluster")
+    _kill_then_recover_at_defaults(stack, doomed, run_id, "inside a step")
 
 
 def test_two_workers_never_apply_a_step_twice(stack: Stack) -> None:

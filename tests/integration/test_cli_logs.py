@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.spec import parse_spec
-from orchestrator.status import RunStatus
-from tests.integration.chain_stack import RUN_TIMEOUT, Stack
+from orchestrator.domain.spec import parse_spec
+from orchestrator.domain.status import RunStatus
+from tests.support.chain_stack import RUN_TIMEOUT, Stack
 
 pytestmark = pytest.mark.integration
 

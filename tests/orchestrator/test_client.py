@@ -9,12 +9,12 @@ import yaml
 
 from orchestrator.api import create_app
 from orchestrator.client import ApiError, OrchestratorClient
+from orchestrator.domain.spec import parse_spec
+from orchestrator.domain.status import RunStatus
 from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
-from orchestrator.status import RunStatus
 from orchestrator.store import RunStore
-from tests.orchestrator.api.live_server import serve
-from tests.orchestrator.api.support import TOKEN, run_request, settings, store
+from tests.support.api import TOKEN, run_request, settings, store
+from tests.support.live_server import serve
 
 __all__ = ["settings", "store"]  # fixtures shared with the API tests
 
@@ -140,3 +140,53 @@ def test_unreachable_server_is_api_error_zero() -> None:
         client.get("x")
     assert caught.value.status == 0
     assert TOKEN not in str(caught.value)
+
+
+def _schedule(**changes: object) -> dict[str, object]:
+    definition: dict[str, object] = {
+        "name": "nightly",
+        "trigger": {"cron": "0 2 * * *", "time_zone": "Europe/Rome"},
+        "run": SPEC,
+    }
+    definition.update(changes)
+    return definition
+
+
+def test_schedule_lifecycle(api: OrchestratorClient) -> None:
+    created = api.create_schedule(_schedule())
+    assert (created["name"], created["suspended"]) == ("nightly", False)
+    assert len(created["next_fire_times"]) == 5
+    with pytest.raises(ApiError) as exists:
+        api.create_schedule(_schedule())
+    assert exists.value.status == 409
+
+    replaced = api.put_schedule("nightly", _schedule(history_limit=5))
+    assert replaced["definition"]["history_limit"] == 5
+    assert [item["name"] for item in api.list_schedules()] == ["nightly"]
+    assert api.pause_schedule("nightly")["suspended"] is True
+    assert api.get_schedule("nightly")["next_fire_times"] == []
+    assert api.resume_schedule("nightly")["suspended"] is False
+
+    first = api.trigger_schedule("nightly", idempotency_key="k")
+    assert api.trigger_schedule("nightly", idempotency_key="k")["run_id"] == first["run_id"]
+    assert api.trigger_schedule("nightly")["run_id"] != first["run_id"]
+    assert api.get(first["run_id"])["spec"]["tags"]["schedule"] == "nightly"
+    assert first["run_id"] in [h["run_id"] for h in api.get_schedule("nightly")["history"]]
+
+    api.delete_schedule("nightly")
+    for call in (api.get_schedule, api.delete_schedule, api.pause_schedule):
+        with pytest.raises(ApiError) as missing:
+            call("nightly")
+        assert missing.value.status == 404
+
+
+def test_schedule_errors_are_api_errors(api: OrchestratorClient) -> None:
+    with pytest.raises(ApiError) as invalid:
+        api.create_schedule(_schedule(trigger={"cron": "0 25 * * *"}))
+    assert invalid.value.status == 422 and invalid.value.message.startswith("trigger.cron")
+    with pytest.raises(ApiError) as mismatch:
+        api.put_schedule("other", _schedule())
+    assert mismatch.value.status == 422
+    with pytest.raises(ApiError) as missing:
+        api.trigger_schedule("nope", idempotency_key="k")
+    assert missing.value.status == 404

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from orchestrator.enqueue import CHAIN_QUEUE, task_name
+from orchestrator.chain.queue import CHAIN_QUEUE, REAP_TASK, broker_transport_options, task_name
+from orchestrator.domain.status import STEP_ORDER
 from orchestrator.settings import Settings
-from orchestrator.status import STEP_ORDER
-from workers.app import REAP_TASK, broker_transport_options, create_app
+from workers.app import create_app
 from workers.policy import MAX_BACKOFF_SECONDS, transient_backoff
 
 

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
+import workers.context as context
 import workers.policy as policy
-from orchestrator.chain import Dispatch
-from orchestrator.gateway import TransientAzureError
+from orchestrator.azure.errors import TransientAzureError
+from orchestrator.chain.runner import Dispatch
+from orchestrator.domain.status import FailureReason, Step
 from orchestrator.settings import Settings
-from orchestrator.status import FailureReason, Step
 from workers.tasks import STEP_TASKS
 
 
@@ -23,7 +24,7 @@ from workers.tasks import STEP_TASKS
 def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[Any]]]:
     recorded: dict[str, list[Any]] = {"run": [], "fail": [], "send": []}
     monkeypatch.setattr(policy, "get_settings", lambda: Settings(ORCH_STEP_MAX_RETRIES=2))
-    monkeypatch.setattr(policy, "worker_context", lambda: "ctx")
+    monkeypatch.setattr(context, "worker_context", lambda: "ctx")
     monkeypatch.setattr(
         policy,
         "fail_step",
@@ -41,16 +42,23 @@ def test_transient_errors_are_retried_then_fail_the_run(
 ) -> None:
     def always_busy(ctx: Any, step: Step, run_id: str, task_id: str) -> Dispatch | None:
         calls["run"].append(task_id)
-        raise TransientAzureError("HTTP 503", retry_after=0)
+        raise TransientAzureError("HTTP 503", retry_after=7)
 
     monkeypatch.setattr(policy, "run_step", always_busy)
-    STEP_TASKS[Step.POLL_JOB].apply(args=["run-1"], task_id="t-1")
+    # Each delivery of the message carries its retry count, as send_now sends it.
+    for retries in range(3):
+        STEP_TASKS[Step.POLL_JOB].apply(args=["run-1"], task_id="t-1", retries=retries)
 
     assert calls["run"] == ["t-1"] * 3  # the first try and two retries, same message id
+    # The retries are the same message, scheduled after the server's Retry-After
+    # (the due index holds them, not a worker), then the run fails.
+    retry_1, retry_2, cleanup = calls["send"]
+    assert (retry_1.task_id, retry_1.countdown, retry_1.retries) == ("t-1", 7, 1)
+    assert (retry_2.task_id, retry_2.countdown, retry_2.retries) == ("t-1", 7, 2)
     [(step, reason, error)] = calls["fail"]
     assert (step, reason) == (Step.POLL_JOB, FailureReason.AZURE_ERROR)
     assert "after 2 retries" in error
-    assert calls["send"] == [Dispatch(Step.CLEANUP, "run-1", "cleanup-id")]
+    assert cleanup == Dispatch(Step.CLEANUP, "run-1", "cleanup-id")
 
 
 def test_unexpected_exceptions_fail_the_run_instead_of_sticking(

@@ -1,3 +1,3 @@
-from tests.orchestrator.api.support import client, settings, store
+from tests.support.api import client, settings, store
 
 __all__ = ["client", "settings", "store"]

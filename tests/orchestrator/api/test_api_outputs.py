@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from orchestrator.settings import Settings
-from tests.orchestrator.api.support import run_request
+from tests.support.api import run_request
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -8,11 +9,13 @@ from fastapi.testclient import TestClient
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from orchestrator import enqueue
-from orchestrator.enqueue import CHAIN_QUEUE
-from orchestrator.status import RunStatus
+from orchestrator.api import create_app
+from orchestrator.chain import enqueue
+from orchestrator.chain.queue import CHAIN_QUEUE
+from orchestrator.domain.status import RunStatus
+from orchestrator.settings import Settings
 from orchestrator.store import RunStore
-from tests.orchestrator.api.support import run_request
+from tests.support.api import AUTH, run_request
 
 
 def test_submit_answers_202_with_links_and_enqueues_the_first_step(
@@ -116,6 +119,31 @@ def test_bad_input_is_422_naming_the_field(
     assert redis_client.llen(CHAIN_QUEUE) == 0  # nothing half-done
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (run_request(tags={f"k{i}": "" for i in range(13_000)}), "spec.tags: at most 50 tags"),
+        (
+            run_request(job={"script": "a.py", "max_wall_clock": "P9999999999D"}),
+            "spec.job.max_wall_clock: must be at most 30 days",
+        ),
+        ({**run_request(), "parameters": {f"p{i}": 1 for i in range(101)}}, "parameters:"),
+        ({**run_request(), "parameters": {"note": "x" * 1025}}, "parameters.note"),
+    ],
+)
+def test_oversized_specs_are_422_naming_the_field(
+    settings: Settings, redis_client: redis.Redis, body: Any, message: str
+) -> None:
+    # The default body limit (256 KiB), which 13,000 short tags fit under.
+    roomy = settings.model_copy(update={"api_max_body_bytes": 256 * 1024})
+    assert len(json.dumps(body)) < roomy.api_max_body_bytes
+    with TestClient(create_app(roomy), headers=AUTH) as client:
+        response = client.post("/v1/runs", json=body)
+    assert response.status_code == 422, response.text[:300]
+    assert message in response.json()["message"]
+    assert redis_client.llen(CHAIN_QUEUE) == 0
+
+
 def test_malformed_json_is_422_not_500(client: TestClient) -> None:
     response = client.post(
         "/v1/runs", content=b'{"spec": ', headers={"Content-Type": "application/json"}
@@ -198,7 +226,7 @@ def test_an_unreadable_record_is_a_server_error_not_the_cursors_fault(
     client: TestClient, store: RunStore, redis_client: redis.Redis
 ) -> None:
     run_id = client.post("/v1/runs", json=run_request()).json()["run_id"]
-    redis_client.hset(store._run_key(run_id), "data", "{}")
+    redis_client.hset(store.keys.run(run_id), "data", "{}")
     with pytest.raises(ValidationError):  # a 500, not a 422 naming query.cursor
         client.get("/v1/runs")
 

@@ -1,0 +1,239 @@
+"""/v1/runs: submit, read, list and cancel runs; follow their events; fetch their outputs."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+
+from orchestrator.api.deps import AuthDep, SettingsDep, StoreDep
+from orchestrator.api.errors import ERROR_RESPONSES, field_error
+from orchestrator.api.models import (
+    RUNS_PATH,
+    OutputFile,
+    OutputList,
+    RunAccepted,
+    RunLinks,
+    RunPage,
+    RunRequest,
+    RunView,
+)
+from orchestrator.api.sse import (
+    SlotStreamingResponse,
+    StreamSlots,
+    run_event_stream,
+    stream_limiter,
+)
+from orchestrator.artifacts import ArtifactNotFound, OutsideArtifacts, RunArtifacts
+from orchestrator.chain import cancel
+from orchestrator.chain.enqueue import enqueue_run
+from orchestrator.domain.spec import RunSpec
+from orchestrator.domain.status import RunStatus
+from orchestrator.store import IdempotencyConflict, InvalidCursor, RunRecord
+
+router = APIRouter(prefix=RUNS_PATH, tags=["runs"], dependencies=[AuthDep])
+
+_ERRORS = ERROR_RESPONSES
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such run"}}
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="The same key with the same body returns the same run; "
+        "with a different body, 409.",
+    ),
+]
+MAX_STREAM_ID_PART = 2**64 - 1
+LastEventId = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        pattern=r"^\d{1,20}-\d{1,20}$",
+        description="Resume after this event id (sent by EventSource on reconnect).",
+    ),
+]
+
+
+def _require_absolute_inputs(spec: RunSpec) -> None:
+    # Relative paths resolve against a spec file's folder; an HTTP body has
+    # none, and the paths are read on the workers' machines.
+    for input_id, path in spec.inputs.items():
+        if not PurePosixPath(path).is_absolute():
+            raise field_error(
+                ("body", "spec", "inputs", input_id),
+                "must be an absolute path on the workers' machines",
+            )
+
+
+def _accepted(record: RunRecord) -> RunAccepted:
+    return RunAccepted(
+        run_id=record.run_id, status=record.status, links=RunLinks.for_run(record.run_id)
+    )
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=RunAccepted,
+    responses={
+        **_ERRORS,
+        200: {"model": RunAccepted, "description": "Same Idempotency-Key and body: that run"},
+        409: {"description": "Idempotency-Key (or run_id) already used with another body"},
+        413: {"description": "Body larger than ORCH_API_MAX_BODY_BYTES"},
+    },
+)
+def submit_run(
+    body: RunRequest,
+    store: StoreDep,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> RunAccepted:
+    """Create a run and enqueue its first step; answers at once with the run id."""
+    _require_absolute_inputs(body.spec)
+    spec = body.spec.with_parameters(body.parameters) if body.parameters else body.spec
+    try:
+        record, created = enqueue_run(
+            spec,
+            store=store,
+            broker_url=settings.redis_url,
+            run_id=body.run_id,
+            idempotency_key=idempotency_key,
+        )
+    except IdempotencyConflict as exc:
+        raise HTTPException(409, f"{exc.field}: {exc}") from None
+    if not created:
+        response.status_code = 200
+    return _accepted(record)
+
+
+@router.get("", response_model=RunPage, responses=_ERRORS)
+def list_runs(
+    store: StoreDep,
+    status: RunStatus | None = None,
+    tag: Annotated[
+        str | None, Query(pattern=r"^[^=]+=.*$", description="key=value of spec.tags")
+    ] = None,
+    name: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> RunPage:
+    """Runs, newest first, filtered by status, tag and name; page with `cursor`."""
+    tag_pair = tuple(tag.split("=", 1)) if tag is not None else None
+    try:
+        records, next_cursor = store.list_runs(
+            status=status,
+            tag=(tag_pair[0], tag_pair[1]) if tag_pair else None,
+            name=name,
+            limit=limit,
+            cursor=cursor,
+        )
+    except InvalidCursor as exc:
+        raise field_error(("query", "cursor"), str(exc)) from None
+    return RunPage(items=[RunView.of(record) for record in records], next_cursor=next_cursor)
+
+
+@router.get("/{run_id}", response_model=RunView, responses={**_ERRORS, **_NOT_FOUND})
+def get_run(run_id: str, store: StoreDep) -> RunView:
+    return RunView.of(store.get(run_id))
+
+
+@router.post(
+    "/{run_id}/cancel",
+    status_code=202,
+    response_model=RunView,
+    responses={**_ERRORS, **_NOT_FOUND, 409: {"description": "The run has already ended"}},
+)
+def cancel_run(run_id: str, store: StoreDep) -> RunView:
+    """Cancel the run: a queued run ends at once; a started one is flagged, and the
+    chain terminates its job and cleans up before it ends cancelled."""
+    try:
+        return RunView.of(cancel.cancel_run(store, run_id))
+    except cancel.RunAlreadyEnded as exc:
+        raise HTTPException(409, f"run_id: {exc}") from None
+
+
+@router.get(
+    "/{run_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        **_ERRORS,
+        **_NOT_FOUND,
+        429: {"description": "Too many open event streams from this client; Retry-After"},
+        200: {
+            "description": "text/event-stream: `id`, `event` (the kind) and `data` "
+            "(the event as JSON) per event; ends after the run's terminal status",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    },
+)
+async def stream_events(
+    run_id: str, store: StoreDep, request: Request, last_event_id: LastEventId = None
+) -> StreamingResponse:
+    """Replay the run's events (after Last-Event-ID), then stream new ones until it ends.
+
+    429 past the per-client cap of open streams, 503 past the server's (Retry-After)."""
+    if last_event_id is not None and any(
+        int(part) > MAX_STREAM_ID_PART for part in last_event_id.split("-")
+    ):
+        # Redis stream ids are two unsigned 64-bit numbers; a larger one would
+        # make the read fail after the stream has started.
+        raise field_error(["header", "Last-Event-ID"], "is not an event id of this stream")
+    slots: StreamSlots = request.app.state.stream_slots
+    client = request.client.host if request.client else "unknown"
+    slots.acquire(client)
+    try:
+        record = await anyio.to_thread.run_sync(store.get, run_id)
+        events = run_event_stream(
+            request.app.state.stream_store,  # the streams' own bounded connection pool
+            run_id,
+            after=last_event_id or "0",
+            terminal=record.terminal,
+            limiter=stream_limiter(request.app.state),
+        )
+    except BaseException:
+        slots.release(client)
+        raise
+    return SlotStreamingResponse(
+        events,
+        slots,
+        client,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/{run_id}/outputs", response_model=OutputList, responses={**_ERRORS, **_NOT_FOUND})
+def list_outputs(run_id: str, store: StoreDep, settings: SettingsDep) -> OutputList:
+    """Files collected for the run (empty until its outputs are collected)."""
+    store.get(run_id)  # 404 for unknown runs, before touching the filesystem
+    artifacts = RunArtifacts.of(settings.artifacts_dir, run_id)
+    files = [OutputFile(path=item.path, size=item.size) for item in artifacts.files()]
+    return OutputList(run_id=run_id, files=files)
+
+
+@router.get(
+    "/{run_id}/outputs/{path:path}",
+    response_class=FileResponse,
+    responses={
+        **_ERRORS,
+        **_NOT_FOUND,
+        200: {"content": {"application/octet-stream": {}}},
+        400: {"description": "Path leaves the run's outputs"},
+    },
+)
+def download_output(run_id: str, path: str, store: StoreDep, settings: SettingsDep) -> FileResponse:
+    store.get(run_id)
+    try:
+        target = RunArtifacts.of(settings.artifacts_dir, run_id).resolve(path)
+    except OutsideArtifacts:
+        raise HTTPException(400, "path: must be a relative path inside the run's outputs") from None
+    except ArtifactNotFound:
+        raise HTTPException(404, f"path: no output file {path!r} in this run") from None
+    return FileResponse(target, filename=target.name)

@@ -1,0 +1,128 @@
+"""/v1/schedules: nightly retraining defined at runtime (fired by chain/schedules.py)."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, HTTPException, Request, Response
+
+from orchestrator.api.deps import AuthDep, StoreDep
+from orchestrator.api.errors import ERROR_RESPONSES, field_error
+from orchestrator.chain.schedules import ScheduleContext, schedule_view, trigger_now
+from orchestrator.domain.schedule import ScheduleSpec, parse_schedule
+from orchestrator.store.schedules import (
+    ScheduleBook,
+    ScheduleExists,
+    ScheduleNotFound,
+    ScheduleState,
+)
+
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[AuthDep])
+_ERRORS = ERROR_RESPONSES
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such schedule"}}
+_CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The name is taken (use PUT)"}}
+
+
+def _book(store: Any) -> ScheduleBook:
+    return ScheduleBook(store.redis, store.keys)
+
+
+def _parse(data: Any) -> ScheduleSpec:
+    spec = parse_schedule(data)  # ScheduleError is a SpecError: a 422 naming the field
+    for input_id, path in spec.run.inputs.items():
+        if not PurePosixPath(path).is_absolute():
+            raise field_error(
+                ("body", "run", "inputs", input_id),
+                "must be an absolute path on the workers' machines",
+            )
+    return spec
+
+
+def _get(book: ScheduleBook, name: str) -> ScheduleState:
+    try:
+        return book.get(name)
+    except ScheduleNotFound as exc:
+        raise HTTPException(404, f"name: {exc}") from None
+
+
+@router.post("", status_code=201, responses={**_ERRORS, **_CONFLICT})
+def create_schedule(store: StoreDep, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Create a schedule; an existing name is a 409 (use PUT to change it)."""
+    book = _book(store)
+    try:
+        state = book.put(_parse(body), mode="create")
+    except ScheduleExists as exc:
+        raise HTTPException(409, f"name: {exc}") from None
+    return schedule_view(book, state)
+
+
+@router.put("/{name}", responses=_ERRORS)
+def put_schedule(
+    name: str, store: StoreDep, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    """Create or replace the schedule `name` (the body's name must match)."""
+    if body.get("name", name) != name:
+        raise field_error(("body", "name"), "must match the name in the path")
+    book = _book(store)
+    return schedule_view(book, book.put(_parse({**body, "name": name}), mode="replace"))
+
+
+@router.get("", responses=_ERRORS)
+def list_schedules(store: StoreDep) -> dict[str, Any]:
+    book = _book(store)
+    items = []
+    for name in book.names():
+        try:
+            items.append(schedule_view(book, book.get(name)))
+        except ScheduleNotFound:
+            continue
+    return {"items": items}
+
+
+@router.get("/{name}", responses={**_ERRORS, **_NOT_FOUND})
+def get_schedule(name: str, store: StoreDep) -> dict[str, Any]:
+    book = _book(store)
+    return schedule_view(book, _get(book, name))
+
+
+@router.post("/{name}/pause", responses={**_ERRORS, **_NOT_FOUND})
+def pause_schedule(name: str, store: StoreDep) -> dict[str, Any]:
+    book = _book(store)
+    _get(book, name)
+    return schedule_view(book, book.set_suspended(name, True))
+
+
+@router.post("/{name}/resume", responses={**_ERRORS, **_NOT_FOUND})
+def resume_schedule(name: str, store: StoreDep) -> dict[str, Any]:
+    book = _book(store)
+    _get(book, name)
+    return schedule_view(book, book.set_suspended(name, False))
+
+
+@router.post("/{name}/trigger", status_code=202, responses={**_ERRORS, **_NOT_FOUND})
+def trigger_schedule(
+    name: str,
+    store: StoreDep,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
+) -> dict[str, Any]:
+    """Fire the schedule now (policy ignored); the same Idempotency-Key returns the same run."""
+    book = _book(store)
+    _get(book, name)
+    settings = request.app.state.settings
+    ctx = ScheduleContext(settings=settings, store=store)
+    entry = trigger_now(ctx, name, request_key=idempotency_key)
+    return entry.to_json()
+
+
+@router.delete("/{name}", status_code=204, responses={**_ERRORS, **_NOT_FOUND})
+def delete_schedule(name: str, store: StoreDep) -> Response:
+    try:
+        _book(store).delete(name)
+    except ScheduleNotFound as exc:
+        raise HTTPException(404, f"name: {exc}") from None
+    return Response(status_code=204)

@@ -1,0 +1,48 @@
+"""Cancelling a run: flag it; the chain acts at its next step boundary or poll.
+
+A run still queued has touched no per-run cloud resource, so it is ended
+right away (its first task then finds it terminal and does nothing). A running
+one is only flagged: the chain terminates its job, cleans up and ends it
+cancelled, so nothing is left behind. A run that has already ended cannot be
+cancelled: the CLI and the API both refuse it with RunAlreadyEnded.
+"""
+
+from __future__ import annotations
+
+from orchestrator.domain.status import FailureReason, RunStatus
+from orchestrator.store import IllegalTransition, RunRecord, RunStore, StoreError
+
+CANCEL_ERROR = "cancelled by request"
+
+
+class RunAlreadyEnded(StoreError):
+    def __init__(self, run_id: str, status: RunStatus) -> None:
+        super().__init__(f"run {run_id!r} has already ended ({status.value})")
+        self.run_id = run_id
+        self.status = status
+
+
+def cancel_run(store: RunStore, run_id: str) -> RunRecord:
+    """Request cancellation; returns the record afterwards.
+
+    Raises RunNotFound for an unknown run and RunAlreadyEnded for one that
+    ended before this call (request_cancel never ends a run itself).
+    """
+    record = store.request_cancel(run_id)
+    if record.terminal:
+        raise RunAlreadyEnded(run_id, record.status)
+    if record.status is RunStatus.QUEUED:
+        store.decide_ending(run_id, RunStatus.CANCELLED, FailureReason.CANCELLED, CANCEL_ERROR)
+        try:
+            # Only while still queued: a first step that started meanwhile
+            # leaves the cancel to the chain, which cleans up first.
+            record = store.transition(
+                run_id,
+                RunStatus.CANCELLED,
+                reason=FailureReason.CANCELLED,
+                error=CANCEL_ERROR,
+                expected=RunStatus.QUEUED,
+            )
+        except IllegalTransition:
+            record = store.get(run_id)
+    return record

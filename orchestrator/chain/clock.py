@@ -1,0 +1,107 @@
+"""The chain clock: every worker runs one, beside its task pool.
+
+Each tick it claims the due index's messages that fell due and sends them;
+every `redrive_interval_seconds` one worker (whoever takes the turn, a key
+with a TTL) runs the re-driver. Nothing here waits on Azure, and nothing
+depends on beat or on any single worker: while one worker lives, waits fall
+due and lost steps are re-driven.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import redis
+
+from orchestrator.chain.redrive import redrive
+from orchestrator.chain.runner import Dispatch
+from orchestrator.chain.schedules import fire_due_schedules
+from orchestrator.chain.steps import StepContext
+from orchestrator.domain.status import Step
+from orchestrator.observability.logs import get_logger
+
+SendNow = Callable[[Dispatch], None]
+# How often due messages are looked for: the lateness of a wait at worst.
+TICK_SECONDS = 0.25
+REDIS_DOWN_PAUSE_SECONDS = 2.0
+
+
+def deliver(ctx: StepContext, dispatch: Dispatch, send_now: SendNow) -> None:
+    """Send `dispatch` now, or put it in the due index when it has a countdown."""
+    if dispatch.countdown <= 0:
+        send_now(dispatch)
+        return
+    message = {
+        "step": dispatch.step.value,
+        "run_id": dispatch.run_id,
+        "task_id": dispatch.task_id,
+        "retries": dispatch.retries,
+    }
+    ctx.store.due.schedule(dispatch.task_id, message, ctx.clock() + dispatch.countdown)
+
+
+def send_due(ctx: StepContext, send_now: SendNow) -> int:
+    """Send every message that fell due; returns how many."""
+    claimed = ctx.store.due.claim(ctx.clock())
+    for message in claimed:
+        # A claimer that dies here loses the message; its step then has no
+        # lease and nothing scheduled, which is what the re-driver looks for.
+        send_now(
+            Dispatch(
+                Step(message["step"]),
+                message["run_id"],
+                message["task_id"],
+                retries=int(message.get("retries", 0)),
+            )
+        )
+    return len(claimed)
+
+
+def redrive_if_my_turn(ctx: StepContext, send_now: SendNow, worker: str) -> int:
+    """Run the re-driver unless another worker did within the interval."""
+    interval_ms = max(1, int(ctx.settings.redrive_interval_seconds * 1000))
+    if not ctx.store.redis.set(ctx.store.keys.redrive_turn, worker, nx=True, px=interval_ms):
+        return 0
+    dispatches = redrive(ctx)
+    for dispatch in dispatches:
+        send_now(dispatch)
+    return len(dispatches)
+
+
+class ChainClock:
+    """The background thread of one worker process."""
+
+    def __init__(self, context: Callable[[], StepContext], send_now: SendNow, worker: str) -> None:
+        self._context = context
+        self._send_now = send_now
+        self._worker = worker
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chain-clock", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        log = get_logger(component="chain_clock", worker=self._worker)
+        next_redrive = 0.0
+        while not self._stop.wait(TICK_SECONDS):
+            try:
+                ctx = self._context()
+                send_due(ctx, self._send_now)
+                # Every worker looks; a per-tick claim lets only one fire each tick.
+                fire_due_schedules(ctx, ctx.clock(), worker=self._worker)
+                if ctx.clock() >= next_redrive:
+                    next_redrive = ctx.clock() + ctx.settings.redrive_interval_seconds
+                    redrive_if_my_turn(ctx, self._send_now, self._worker)
+            except redis.RedisError as exc:
+                # Redis restarting: the clock resumes when it answers again,
+                # and says so once every REDIS_DOWN_PAUSE, not every tick.
+                log.warning("chain_clock_redis_error", error=str(exc))
+                self._stop.wait(REDIS_DOWN_PAUSE_SECONDS)
+            except Exception:
+                log.exception("chain_clock_failed")

@@ -1,0 +1,111 @@
+"""The chain's Celery wiring, one configuration for producers and workers.
+
+Producers (the API, `submit`, another service, the reaper's re-sends) and the
+worker processes must agree on the queue, the task names and the serializer;
+they get all three from `base_config`. The worker's reliability settings are
+added by `worker_config`, each with the reason it is set.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from celery import Celery
+
+from orchestrator.domain.status import Step
+from orchestrator.settings import Settings
+
+CHAIN_QUEUE = "batchai"
+TASK_PREFIX = "batchai."
+REAP_TASK = f"{TASK_PREFIX}reap"
+
+
+def task_name(step: Step) -> str:
+    """The Celery task name of a step, e.g. batchai.ensure_resource_group."""
+    return f"{TASK_PREFIX}{step.value}"
+
+
+def base_config(broker_url: str) -> dict[str, Any]:
+    """What every app on the chain's queue shares, producer or worker."""
+    return {
+        "broker_url": broker_url,
+        "broker_connection_retry_on_startup": True,
+        # JSON only: task arguments are run ids; never unpickle broker data.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # Every task of the chain goes through one queue; producers send by name.
+        "task_default_queue": CHAIN_QUEUE,
+        "task_create_missing_queues": True,
+    }
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    visibility = settings.visibility_timeout_seconds
+    return {
+        # An unacked message (its worker died, or it is waiting for its
+        # countdown) is redelivered after this long. It must stay above the
+        # longest countdown the chain uses (steps.safe_countdown caps countdowns
+        # at half of it), or a waiting task would be delivered twice.
+        "visibility_timeout": visibility,
+        # How often a worker sweeps for abandoned messages. Kombu's default
+        # (every 10 s, scanning every 10th sweep) is tuned for a one-hour
+        # visibility timeout; with a short one, sweep more often so recovery
+        # after a SIGKILL takes about visibility_timeout, not minutes.
+        "unacked_restore_interval": max(1, min(10, visibility // 4)),
+        "unacked_restore_throttle": 1 if visibility < 600 else 10,
+    }
+
+
+def worker_config(settings: Settings) -> dict[str, Any]:
+    return {
+        **base_config(settings.redis_url),
+        "broker_transport_options": broker_transport_options(settings),
+        # Ack only after the task body finished: a worker killed mid-step
+        # leaves the message unacked, so the broker redelivers it and the
+        # (idempotent) step runs again instead of being lost.
+        "task_acks_late": True,
+        # ...and also when the pool child dies (SIGKILL, OOM): without this,
+        # Celery acks a message whose child was lost, and the run would stall.
+        "task_reject_on_worker_lost": True,
+        # Reserve one message at a time per process: a prefetched message sits
+        # unacked in a busy worker, delaying it and, past the visibility
+        # timeout, getting it delivered twice.
+        "worker_prefetch_multiplier": 1,
+        # Results live in the run store, not in a Celery result backend.
+        "task_ignore_result": True,
+        "task_store_errors_even_if_ignored": False,
+        # Events for Flower / `celery events`: task sent, started, succeeded...
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        # Logging is ours (structlog JSON, secrets redacted); Celery must not
+        # replace the root logger's handlers.
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        # The reaper: last line of defence against leaked clusters and jobs,
+        # and re-driver of runs that stopped making progress.
+        "beat_schedule": {
+            "reap": {
+                "task": REAP_TASK,
+                "schedule": settings.reaper_interval_seconds,
+                "options": {"queue": CHAIN_QUEUE, "expires": settings.reaper_interval_seconds},
+            }
+        },
+        "timezone": "UTC",
+    }
+
+
+@lru_cache(maxsize=8)
+def producer_app(broker_url: str) -> Celery:
+    """A send-only Celery app for `broker_url` (cached: one connection pool per broker)."""
+    app = Celery("orchestrator-producer", set_as_current=False)
+    app.conf.update(base_config(broker_url))
+    return app
+
+
+def send_step(broker_url: str, step: Step, run_id: str) -> str:
+    """Send one step's task for `run_id` to the chain queue; returns the task id."""
+    result = producer_app(broker_url).send_task(task_name(step), args=[run_id], queue=CHAIN_QUEUE)
+    return str(result.id)

@@ -1,0 +1,82 @@
+"""Re-driving runs whose step lost its worker: Redis reads only, every few seconds.
+
+A step is in one of three places at any moment: executing (its lease is
+held), scheduled (its message is in the due index), or on its way (a message
+in the broker's queue). A worker that dies takes the first kind with it --
+the message it was executing, or one it had reserved -- and the broker would
+hand that message back only after its visibility timeout (an hour by
+default). The re-driver finds such steps sooner: no lease, nothing scheduled,
+and no progress for `redrive_after_seconds`; it sends the step's expected
+message again. The chain accepts that message once (dedupe by expected task
+id, then the lease), so a message that was only slow costs one dropped
+duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from orchestrator.chain.runner import Dispatch, new_task_id
+from orchestrator.chain.steps import StepContext
+from orchestrator.domain.status import STEP_ORDER, TERMINAL, RunStatus, Step, StepState
+from orchestrator.observability.logs import get_logger
+from orchestrator.store import RunRecord
+
+_FINISHED = frozenset({StepState.DONE, StepState.SKIPPED})
+
+
+def redrive_step(record: RunRecord) -> Step:
+    """The step a stalled run should continue with.
+
+    A cancel request with no decided ending yet is not a reason to go straight
+    to cleanup: the current step's message is what decides the run cancelled
+    (and terminates its job) before sending it to cleanup.
+    """
+    failed = any(record.step(s).state is StepState.FAILED for s in STEP_ORDER)
+    if record.ending is not None or failed:
+        return Step.CLEANUP
+    for step in STEP_ORDER:
+        if record.step(step).state not in _FINISHED:
+            return step
+    return Step.CLEANUP
+
+
+def active_runs(ctx: StepContext) -> Iterator[RunRecord]:
+    """Every non-terminal run, through the status indexes (ended runs are not read)."""
+    for status in RunStatus:
+        if status in TERMINAL:
+            continue
+        cursor: str | None = None
+        while True:
+            page, cursor = ctx.store.list_runs(status=status, limit=200, cursor=cursor)
+            yield from page
+            if cursor is None:
+                break
+
+
+def redrive(ctx: StepContext) -> list[Dispatch]:
+    """One sweep: the messages to send again for steps that lost their worker."""
+    log = get_logger(component="redrive")
+    now = ctx.clock()
+    after = ctx.settings.redrive_after_seconds
+    dispatches: list[Dispatch] = []
+    for record in active_runs(ctx):
+        run_id = record.run_id
+        if record.terminal or not record.dispatched or now - record.updated_at < after:
+            continue
+        if ctx.store.redis.exists(ctx.store.keys.lock(run_id)):
+            continue  # a step is executing right now, and its worker renews the lease
+        step = redrive_step(record)
+        task_id = record.step(step).task_id
+        if task_id is not None and ctx.store.due.scheduled(task_id):
+            continue  # waiting for its due time, in Redis: nothing was lost
+        if task_id is None:
+            task_id = new_task_id(run_id, step)
+            ctx.store.set_step(run_id, step, StepState.PENDING, task_id=task_id)
+        else:
+            # Touch the record so the next sweep waits another full period.
+            ctx.store.append_event(run_id, "redriven", step=step.value, task_id=task_id)
+            ctx.store.set_step(run_id, step, record.step(step).state, detail={"redriven_at": now})
+        dispatches.append(Dispatch(step, run_id, task_id))
+        log.warning("redriven_run", run_id=run_id, step=step.value, task_id=task_id)
+    return dispatches

@@ -1,0 +1,412 @@
+# Over 400 lines (about 410): the eight steps, one function each, plus the
+# collection of the job's logs that two of them share.
+"""The eight steps of a run, one function each: `(ctx, run_id) -> StepOutcome`.
+
+Step functions hold the logic and know nothing of Celery: they read the run
+record, call the gateway (idempotent, adopting), write what they learnt to the
+store, and say what should happen next:
+
+- Done(detail)      the step is finished; the chain moves to the next step
+- Wait(detail)      not yet (nodes preparing, job running); run this step again
+                    after the adaptive poll interval (poll_countdown).
+- Fail(reason, ..)  the run cannot succeed; its ending is decided and cleanup runs
+
+Classified gateway errors propagate: PermanentAzureError is turned into a Fail
+by the chain runner, TransientAzureError into a Celery retry by workers/policy.
+Bookkeeping shared by every step (status transitions, dedupe, cancel, step
+states) lives in orchestrator/chain/runner.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.artifacts import RunArtifacts
+from orchestrator.azure.errors import AzureGatewayError, PermanentAzureError
+from orchestrator.azure.files import md5_base64
+from orchestrator.azure.gateway import Gateway
+from orchestrator.azure.job_params import STDOUTERR_OUTPUT_ID
+from orchestrator.domain.naming import AzureNames, azure_names
+from orchestrator.domain.spec import ClusterPolicy
+from orchestrator.domain.status import FailureReason, RunStatus, Step, StepState
+from orchestrator.observability.logs import get_logger, redact_text
+from orchestrator.observability.training_metrics import parse_metrics
+from orchestrator.settings import Settings
+from orchestrator.store import RunRecord, RunStore
+
+
+@dataclass(frozen=True)
+class Done:
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Wait:
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fail:
+    reason: FailureReason
+    error: str
+
+
+StepOutcome = Done | Wait | Fail
+
+
+@dataclass
+class StepContext:
+    settings: Settings
+    store: RunStore
+    gateway: Gateway
+    clock: Callable[[], float] = time.time
+    # Called after a step's Azure work and before its outcome is recorded, the
+    # worst moment for a worker to die. Production installs nothing; the test
+    # worker (tests/support/held_worker.py) holds there so a test can SIGKILL it.
+    after_step_work: Callable[[StepContext, Step, str], None] | None = None
+
+    def names(self, record: RunRecord) -> AzureNames:
+        return azure_names(record.run_id, record.spec, self.settings)
+
+
+def safe_countdown(settings: Settings, seconds: float) -> float:
+    """`seconds`, but at most half the broker's visibility timeout: a message
+    waiting out a longer countdown would be redelivered to another worker while
+    still waiting. Every countdown the chain sends goes through this."""
+    return min(seconds, settings.visibility_timeout_seconds / 2)
+
+
+def poll_countdown(settings: Settings, polls: int) -> float:
+    """Short at first, growing by poll_backoff up to poll_max (and safe_countdown)."""
+    countdown = settings.poll_initial_seconds * settings.poll_backoff ** max(0, polls)
+    return safe_countdown(settings, min(countdown, settings.poll_max_seconds))
+
+
+# A failed job's error quotes the end of its stderr, bounded so the record and
+# a `status` line stay small: the last lines, then the last characters of those.
+STDERR_TAIL_LINES = 5
+STDERR_TAIL_CHARS = 1000
+# Bytes read from the end of stderr to find those lines.
+_STDERR_TAIL_READ = 16 * 1024
+
+
+def _waiting_since(ctx: StepContext, record: RunRecord, step: Step) -> float:
+    """When this step first started waiting, by ctx.clock (kept in the step's detail)."""
+    since = record.step(step).detail.get("since")
+    return float(since) if since is not None else ctx.clock()
+
+
+# ------------------------------------------------------------------ steps
+def ensure_resource_group(ctx: StepContext, run_id: str) -> StepOutcome:
+    record = ctx.store.get(run_id)
+    names = ctx.names(record)
+    ctx.gateway.ensure_resource_group(names.resource_group)
+    ready = ctx.gateway.ensure_workspace(names.resource_group, names.workspace)
+    ctx.store.update(
+        run_id,
+        lambda r: r.resources.update(
+            resource_group=names.resource_group, workspace=names.workspace
+        ),
+    )
+    if not ready:
+        return Wait()
+    return Done()
+
+
+def _input_files(local: Path) -> list[tuple[str, Path]]:
+    """(path relative to the input directory, local file) for a file or a tree."""
+    if local.is_file():
+        return [(local.name, local)]
+    found: list[tuple[str, Path]] = []
+    for root, _dirs, files in os.walk(local):
+        for name in sorted(files):
+            path = Path(root) / name
+            found.append((path.relative_to(local).as_posix(), path))
+    return sorted(found)
+
+
+def prepare_share(ctx: StepContext, run_id: str) -> StepOutcome:
+    record = ctx.store.get(run_id)
+    names = ctx.names(record)
+    plan: list[tuple[str, str, Path]] = []  # (share directory, file name, local path)
+    for input_id, local_text in record.spec.inputs.items():
+        local = Path(local_text)
+        if not local.exists():
+            return Fail(FailureReason.INVALID_SPEC, f"inputs.{input_id}: {local} does not exist")
+        for relative, path in _input_files(local):
+            directory, _, name = f"{names.input_dir(input_id)}/{relative}".rpartition("/")
+            plan.append((directory, name, path))
+    gateway = ctx.gateway
+    gateway.ensure_share(names.share)
+    for directory in sorted({d for d, _, _ in plan} | {names.output_prefix}):
+        gateway.ensure_directory(names.share, directory)
+    uploaded = skipped = uploaded_bytes = 0
+    for directory, name, path in plan:
+        md5 = md5_base64(path)
+        if gateway.file_md5(names.share, directory, name) == md5:
+            skipped += 1
+            continue
+        gateway.upload_file(names.share, directory, name, path, md5)
+        uploaded += 1
+        uploaded_bytes += path.stat().st_size
+    ctx.store.update(run_id, lambda r: r.resources.update(share=names.share))
+    return Done({"uploaded": uploaded, "skipped": skipped, "uploaded_bytes": uploaded_bytes})
+
+
+def create_cluster(ctx: StepContext, run_id: str) -> StepOutcome:
+    record = ctx.store.get(run_id)
+    names = ctx.names(record)
+    adopted = ctx.gateway.ensure_cluster(names, record.spec)
+    shared = record.spec.cluster.policy is ClusterPolicy.SHARED
+    ctx.store.update(run_id, lambda r: r.resources.update(cluster=names.cluster))
+    return Done({"adopted": adopted, "shared": shared})
+
+
+def wait_for_nodes(ctx: StepContext, run_id: str) -> StepOutcome:
+    record = ctx.store.get(run_id)
+    names = ctx.names(record)
+    needed = record.spec.cluster.node_count
+    nodes = ctx.gateway.get_cluster_nodes(names)
+    since = _waiting_since(ctx, record, Step.WAIT_FOR_NODES)
+    detail = {
+        "since": since,
+        "idle": nodes.idle,
+        "preparing": nodes.preparing,
+        "unusable": nodes.unusable,
+        "running": nodes.running,
+    }
+    if nodes.idle >= needed:
+        return Done(detail)
+    if nodes.errors:
+        return Fail(
+            FailureReason.ALLOCATION_FAILED,
+            f"cluster {names.cluster} could not allocate nodes: " + "; ".join(nodes.errors),
+        )
+    usable_possible = nodes.target - nodes.unusable
+    if nodes.target > 0 and nodes.unusable > 0 and usable_possible < needed:
+        return Fail(
+            FailureReason.ALLOCATION_FAILED,
+            f"cluster {names.cluster}: {nodes.unusable} of {nodes.target} nodes are unusable; "
+            f"the job needs {needed}",
+        )
+    if ctx.clock() - since > ctx.settings.node_wait_timeout_seconds:
+        return Fail(
+            FailureReason.TIMEOUT,
+            f"{needed} idle node(s) not available after "
+            f"{ctx.settings.node_wait_timeout_seconds:.0f}s ({nodes.idle} idle)",
+        )
+    return Wait(detail=detail)
+
+
+def submit_job(ctx: StepContext, run_id: str) -> StepOutcome:
+    record = ctx.store.get(run_id)
+    names = ctx.names(record)
+    if not ctx.gateway.ensure_experiment(names.resource_group, names.workspace, names.experiment):
+        return Wait()
+    adopted = ctx.gateway.create_job(names, record.spec)
+    ctx.store.update(
+        run_id, lambda r: r.resources.update(experiment=names.experiment, job=names.job)
+    )
+    return Done({"adopted": adopted})
+
+
+def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
+    record = ctx.store.get(run_id)
+    names = ctx.names(record)
+    job = ctx.gateway.get_job(names)
+    since = _waiting_since(ctx, record, Step.POLL_JOB)
+    previous = record.step(Step.POLL_JOB).detail
+    # running -> queued: a lowpriority node was preempted and Batch AI requeued
+    # the job; it will run again, so keep waiting (and count it, to be seen).
+    requeues = int(previous.get("requeues", 0))
+    if previous.get("execution_state") == "running" and job.execution_state == "queued":
+        requeues += 1
+    detail: dict[str, Any] = {
+        "execution_state": job.execution_state,
+        "since": since,
+        "requeues": requeues,
+    }
+    if job.runtime_seconds is not None:
+        detail["job_runtime_seconds"] = job.runtime_seconds
+    if job.execution_state == "succeeded":
+        return Done(detail)
+    if job.execution_state == "failed":
+        problems = "; ".join(job.errors)
+        message = f"job {names.job} failed with exit code {job.exit_code}" + (
+            f": {problems}" if problems else ""
+        )
+        return Fail(FailureReason.JOB_FAILED, _failed_job_error(ctx, record, message))
+    if ctx.clock() - since > ctx.settings.job_timeout_seconds:
+        ctx.gateway.terminate_job(names)
+        return Fail(
+            FailureReason.TIMEOUT,
+            f"job {names.job} still {job.execution_state} after "
+            f"{ctx.settings.job_timeout_seconds:.0f}s; terminated",
+        )
+    return Wait(detail=detail)
+
+
+def collect_job_logs(ctx: StepContext, record: RunRecord) -> tuple[list[str], int]:
+    """Download the job's stdout/stderr into the run's artifacts; idempotent
+    (a second call downloads the same files over themselves).
+
+    Returns the collected paths (relative to the artifacts) and the bytes downloaded.
+    """
+    names = ctx.names(record)
+    artifacts = RunArtifacts.of(ctx.settings.artifacts_dir, record.run_id)
+    collected: list[str] = []
+    downloaded_bytes = 0
+    for item in ctx.gateway.list_output_files(names, STDOUTERR_OUTPUT_ID):
+        if item.is_directory or not item.download_url:
+            continue
+        dest = artifacts.root / RunArtifacts.safe_relative(item.name)
+        downloaded_bytes += ctx.gateway.download(item.download_url, dest)
+        collected.append(dest.relative_to(artifacts.root).as_posix())
+    return collected, downloaded_bytes
+
+
+def _add_outputs(ctx: StepContext, run_id: str, paths: list[str]) -> None:
+    def add(r: RunRecord) -> None:
+        r.outputs = sorted(set(r.outputs) | set(paths))
+
+    ctx.store.update(run_id, add)
+
+
+def stderr_tail(path: Path) -> str:
+    """The last non-blank lines of a collected stderr, as one redacted line
+    ("" when the file is missing or blank)."""
+    if not path.is_file():
+        return ""
+    with path.open("rb") as log:
+        log.seek(max(0, path.stat().st_size - _STDERR_TAIL_READ))
+        text = log.read().decode("utf-8", errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    tail = " | ".join(lines[-STDERR_TAIL_LINES:])
+    if len(tail) > STDERR_TAIL_CHARS:
+        tail = "…" + tail[-(STDERR_TAIL_CHARS - 1) :]
+    return redact_text(tail)
+
+
+def _failed_job_error(ctx: StepContext, record: RunRecord, message: str) -> str:
+    """`message`, followed by the end of the job's stderr when it can be read.
+
+    The logs are collected here, while the job still exists: cleanup deletes
+    it, and the cause of a failure is usually the last thing on stderr. Best
+    effort: a failure to read the logs must not hide the job's own failure
+    (cleanup tries the collection again).
+    """
+    try:
+        collected, _ = collect_job_logs(ctx, record)
+    except AzureGatewayError as exc:
+        get_logger(run_id=record.run_id).warning("job_logs_not_collected", error=str(exc))
+        return message
+    _add_outputs(ctx, record.run_id, collected)
+    artifacts = RunArtifacts.of(ctx.settings.artifacts_dir, record.run_id)
+    tail = stderr_tail(artifacts.log("stderr"))
+    return f"{message}; stderr: {tail}" if tail else message
+
+
+def collect_outputs(ctx: StepContext, run_id: str) -> StepOutcome:
+    record = ctx.store.get(run_id)
+    names = ctx.names(record)
+    artifacts = RunArtifacts.of(ctx.settings.artifacts_dir, run_id)
+    collected, downloaded_bytes = collect_job_logs(ctx, record)
+    targets = [(output_id, artifacts.output_dir(output_id)) for output_id in record.spec.outputs]
+    for output_id, destination in targets:
+        for item in ctx.gateway.list_output_files(names, output_id):
+            if item.is_directory or not item.download_url:
+                continue
+            dest = destination / RunArtifacts.safe_relative(item.name)
+            downloaded_bytes += ctx.gateway.download(item.download_url, dest)
+            collected.append(dest.relative_to(artifacts.root).as_posix())
+    stdout = artifacts.log("stdout")
+    parsed = parse_metrics(stdout.read_text(errors="replace")) if stdout.exists() else None
+
+    def record_outputs(r: RunRecord) -> None:
+        r.outputs = sorted(set(collected))
+        if parsed is not None:
+            r.metrics = dict(parsed.values)
+            r.metric_series = {k: list(v) for k, v in parsed.series.items()}
+
+    ctx.store.update(run_id, record_outputs)
+    return Done({"files": len(collected), "downloaded_bytes": downloaded_bytes})
+
+
+def _logs_pending(record: RunRecord) -> bool:
+    """A job was created and its logs were not collected yet (the run was
+    cancelled or timed out, or the failed job's logs could not be read then)."""
+    if "job" not in record.resources:
+        return False
+    if {"stdout.txt", "stderr.txt"} & set(record.outputs):
+        return False  # collect_outputs, or poll_job on a failed job, has them
+    return not record.step(Step.CLEANUP).detail.get("logs_collected")
+
+
+def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
+    """Delete the job and a per-run cluster (never a shared one), then wait
+    until Azure no longer lists them; the chain then ends the run."""
+    record = ctx.store.get(run_id)
+    names = ctx.names(record)
+    gateway = ctx.gateway
+    detail = record.step(Step.CLEANUP).detail
+    requested: dict[str, bool] = dict(detail.get("delete_requested", {}))
+    since = _waiting_since(ctx, record, Step.CLEANUP)
+    if _logs_pending(record):
+        # Whatever the ending, the job's stdout/stderr outlive it: collected
+        # before the job (and its output listing) is deleted.
+        try:
+            collected, _ = collect_job_logs(ctx, record)
+        except PermanentAzureError as exc:
+            # Nothing to collect from (the job is already gone): cleanup goes on.
+            get_logger(run_id=run_id).warning("job_logs_not_collected", error=str(exc))
+            collected = []
+        _add_outputs(ctx, run_id, collected)
+        ctx.store.set_step(run_id, Step.CLEANUP, StepState.RUNNING, detail={"logs_collected": True})
+    # Delete first (tolerant of "already gone"), then check: when Azure
+    # deletes quickly this finishes in one pass.
+    if not requested.get("job"):
+        gateway.delete_job(names.resource_group, names.workspace, names.experiment, names.job)
+        requested["job"] = True
+    per_run = record.spec.cluster.policy is ClusterPolicy.PER_RUN
+    if per_run and not requested.get("cluster"):
+        gateway.delete_cluster(names.resource_group, names.workspace, names.cluster)
+        requested["cluster"] = True
+    remaining: list[str] = []
+    if gateway.job_exists(names):
+        remaining.append("job")
+    if per_run and gateway.cluster_exists(names):
+        remaining.append("cluster")
+    if remaining and ctx.clock() - since < ctx.settings.node_wait_timeout_seconds:
+        return Wait(detail={"delete_requested": requested, "remaining": remaining, "since": since})
+    # Past the deadline whatever remains is left to the reaper.
+    return Done({"delete_requested": requested, "remaining": remaining})
+
+
+STEP_FUNCTIONS: dict[Step, Callable[[StepContext, str], StepOutcome]] = {
+    Step.ENSURE_RESOURCE_GROUP: ensure_resource_group,
+    Step.PREPARE_SHARE: prepare_share,
+    Step.CREATE_CLUSTER: create_cluster,
+    Step.WAIT_FOR_NODES: wait_for_nodes,
+    Step.SUBMIT_JOB: submit_job,
+    Step.POLL_JOB: poll_job,
+    Step.COLLECT_OUTPUTS: collect_outputs,
+    Step.CLEANUP: cleanup,
+}
+
+
+def final_status(record: RunRecord) -> tuple[RunStatus, FailureReason | None, str | None]:
+    """The status a run ends with after cleanup: its decided ending, else success."""
+    if record.ending is not None:
+        return record.ending.status, record.ending.reason, record.ending.error
+    if record.status is RunStatus.COLLECTING:
+        return RunStatus.SUCCEEDED, None, None
+    return (
+        RunStatus.FAILED,
+        FailureReason.AZURE_ERROR,
+        f"run reached cleanup from {record.status} without a decided ending",
+    )

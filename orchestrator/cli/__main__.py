@@ -1,0 +1,5 @@
+"""`python -m orchestrator.cli`: the console script without an install."""
+
+from orchestrator.cli import main
+
+main()

@@ -1,0 +1,59 @@
+"""What every command module uses: CliError (one error line, a non-zero exit) and
+open_store (the run store, checked to be reachable)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestrator.store import RunStore
+
+
+# How long a command waits for Redis before one error line (`--connect-timeout`).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+connect_timeout_seconds = DEFAULT_CONNECT_TIMEOUT
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one `error: ...` line, exit status 1."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def open_store() -> RunStore:
+    """The run store at the configured REDIS_URL, checked to be reachable.
+
+    Commands print their result on stdout; log lines go to stderr, warnings
+    only, so a user sees the result rather than the chatter.
+    """
+    import redis
+
+    from orchestrator.observability.logs import (
+        configure_logging,
+        redact_text,
+        secrets_from_settings,
+    )
+    from orchestrator.settings import get_settings
+    from orchestrator.store import RunStore
+
+    settings = get_settings()
+    configure_logging("WARNING", secrets=secrets_from_settings(settings))
+    url = redact_text(settings.redis_url)
+    try:
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=connect_timeout_seconds,
+            socket_timeout=max(30.0, connect_timeout_seconds),
+        )
+    except ValueError as exc:
+        raise CliError(f"REDIS_URL {url} is not a Redis URL: {redact_text(str(exc))}") from None
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise CliError(
+            f"cannot reach Redis at {url} within {connect_timeout_seconds:g}s ({exc}); "
+            "start the stack with `orchestrator up`, or set REDIS_URL"
+        ) from None
+    return RunStore(client)

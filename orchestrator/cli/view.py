@@ -1,0 +1,170 @@
+"""`runs`, `watch`, `logs`, `outputs`: looking at runs from a terminal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from orchestrator.artifacts import RunArtifacts
+from orchestrator.cli.common import CliError, open_store
+from orchestrator.cli.follow import follow_run
+from orchestrator.cli.render import relative_to_artifacts, run_view, runs_table
+from orchestrator.domain.status import RunStatus
+from orchestrator.joblog import JobLogReader, LogTail
+from orchestrator.observability.logs import redact_text
+from orchestrator.settings import get_settings
+from orchestrator.store import RunRecord, RunStore
+
+LOG_TAIL_LINES = 12
+
+
+def runs_command(
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only runs of this spec name.")
+    ] = None,
+    tag: Annotated[
+        str | None, typer.Option(metavar="KEY=VALUE", help="Only runs with this tag, as key=value.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(metavar="N", min=1, max=500, help="At most this many runs.")
+    ] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+) -> None:
+    """List runs, newest first."""
+    tag_filter: tuple[str, str] | None = None
+    if tag is not None:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise CliError(f"--tag must be key=value, got {tag!r}")
+        tag_filter = (key, value)
+    store = open_store()
+    records, _ = store.list_runs(status=status, tag=tag_filter, name=name, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    if not records:
+        typer.echo(_no_runs_message(store, filtered=bool(status or name or tag)))
+        return
+    Console().print(runs_table(records))
+
+
+def _no_runs_message(store: RunStore, *, filtered: bool) -> str:
+    if store.redis.exists(store.keys.runs):
+        return "no run matches these filters" if filtered else "no runs yet"
+    url = redact_text(get_settings().redis_url)
+    return (
+        f"no runs: the Redis at {url} holds no orchestrator data "
+        "(`orchestrator context` shows which stack this folder uses)"
+    )
+
+
+def watch_run(run_id: str, console: Console | None = None) -> RunRecord:
+    """Show the live step view until the run ends; returns the final record."""
+    console = console or Console()
+    store = open_store()
+    tail = LogTail(JobLogReader(get_settings()), LOG_TAIL_LINES)
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+
+        def redraw(record: RunRecord) -> None:
+            outputs = record.spec.outputs
+            lines = [relative_to_artifacts(line, outputs) for line in tail.update(record)]
+            live.update(run_view(record, lines))
+
+        return follow_run(store, run_id, on_update=redraw, tick_seconds=0.5)
+
+
+def watch_command(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to watch.")],
+) -> None:
+    """A live view of the eight steps until the run ends (exit 0 only on success)."""
+    record = watch_run(run_id)
+    if record.status is not RunStatus.SUCCEEDED:
+        raise typer.Exit(1)
+
+
+def logs_command(
+    run_id: Annotated[
+        str, typer.Argument(metavar="RUN_ID", help="The run whose job output to print.")
+    ],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing while the job runs.")
+    ] = False,
+    stderr: Annotated[
+        bool, typer.Option("--stderr", help="Print stderr instead of stdout.")
+    ] = False,
+) -> None:
+    """The job's stdout (or stderr): live from the cluster while it runs, else as collected."""
+    store = open_store()
+    reader = JobLogReader(get_settings(), "stderr" if stderr else "stdout", min_live_interval=1.0)
+
+    def emit(record: RunRecord) -> None:
+        text = reader.read_new(record)
+        if text:
+            typer.echo(text, nl=False)
+
+    record = store.get(run_id)
+    if follow and not record.terminal:
+        record = follow_run(store, run_id, on_update=emit)
+    emit(record)
+    if reader.offset == 0 and not follow:
+        if record.terminal and reader.collected_path(run_id).is_file():
+            # An empty log of a finished job is an answer, not a failure.
+            typer.echo(_no_log_message(record, reader), err=True)
+            return
+        raise CliError(_no_log_message(record, reader))
+
+
+def _no_log_message(record: RunRecord, reader: JobLogReader) -> str:
+    """Why nothing was printed: "yet" only while the run may still produce a log."""
+    name, run_id, status = reader.file_name, record.run_id, record.status.value
+    if not record.terminal:
+        return f"no {name} for run {run_id} yet (status {status})"
+    if reader.collected_path(run_id).is_file():
+        return f"the job of run {run_id} wrote nothing to {reader.stream} (status {status})"
+    if "job" not in record.resources:
+        return f"run {run_id} ended {status} before its job started: it has no {name}"
+    return f"no {name} was collected for run {run_id} (status {status})"
+
+
+def outputs_command(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run whose outputs to list.")],
+    download: Annotated[
+        Path | None,
+        typer.Option(
+            "--download", metavar="FOLDER", help="Copy every output file into this folder."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List a run's collected outputs, or copy them to a folder."""
+    record = open_store().get(run_id)
+    artifacts = RunArtifacts.of(get_settings().artifacts_dir, run_id)
+    files = artifacts.files()  # the same listing as GET /v1/runs/{id}/outputs
+    if download is not None:
+        try:
+            for item in files:
+                target = download / item.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(artifacts.resolve(item.path), target)
+        except OSError as exc:
+            raise CliError(
+                f"cannot copy the outputs to {download}: {exc.strerror or exc}"
+            ) from None
+    if as_json:
+        rows = [{"path": item.path, "size": item.size} for item in files]
+        document = {"run_id": run_id, "root": str(artifacts.root), "files": rows}
+        typer.echo(json.dumps(document, indent=2))
+        return
+    if not files:
+        typer.echo(f"run {run_id} has no collected outputs (status {record.status.value})")
+    for item in files:
+        typer.echo(f"{item.size:>12}  {artifacts.root / item.path}")
+    if download is not None:
+        typer.echo(f"copied {len(files)} file(s) to {download}")

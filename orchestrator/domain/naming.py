@@ -1,0 +1,117 @@
+"""Azure names of a run, derived deterministically from its id and spec.
+
+Deterministic names are what make every step idempotent: a redelivered task
+finds the cluster or job it created before under the same name. The reaper goes
+the other way, from names it finds in Azure back to run ids, so the parsers
+recognise only names this module produces.
+
+- resource group, workspace, share: from Settings (shared by all runs)
+- experiment: spec.name, so runs of one name (a sweep) share an experiment
+- cluster: ``orch-<run_id>`` for a per-run cluster, spec.cluster.name for a shared one
+- job: ``<spec.name>-<run_id>``
+- inputs: ``inputs/<spec.name>/<INPUT_ID>`` on the share; stable across runs, so
+  files whose MD5 did not change are not uploaded again
+- outputs: ``outputs/<spec.name>/<run_id>`` on the share (job stdout/stderr and
+  output directories live under it)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from orchestrator.domain.ids import RUN_ID_PATTERN
+from orchestrator.domain.spec import ClusterPolicy, RunSpec
+from orchestrator.settings import Settings
+
+AZURE_NAME_PATTERN = r"^[-\w_]+$"
+AZURE_NAME_MAX_LENGTH = 64
+CLUSTER_PREFIX = "orch-"
+
+_AZURE_NAME = re.compile(AZURE_NAME_PATTERN)
+_RUN_ID = re.compile(RUN_ID_PATTERN)
+_GENERATED_RUN_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _check_azure_name(kind: str, value: str) -> None:
+    if len(value) > AZURE_NAME_MAX_LENGTH or not _AZURE_NAME.fullmatch(value):
+        raise ValueError(
+            f"{kind} name {value!r} is not a valid Batch AI name "
+            f"({AZURE_NAME_PATTERN}, at most {AZURE_NAME_MAX_LENGTH} characters)"
+        )
+
+
+@dataclass(frozen=True)
+class AzureNames:
+    resource_group: str
+    workspace: str
+    experiment: str
+    cluster: str
+    job: str
+    share: str
+    # Share-relative directory holding inputs/<spec.name>/<INPUT_ID>.
+    inputs_root: str
+    # Share-relative directory under which the job writes stdout/stderr and outputs.
+    output_prefix: str
+
+    def __post_init__(self) -> None:
+        for kind in ("resource_group", "workspace", "experiment", "cluster", "job", "share"):
+            _check_azure_name(kind, getattr(self, kind))
+
+    def input_dir(self, input_id: str) -> str:
+        """Share-relative directory of one input (no trailing slash)."""
+        return f"{self.inputs_root}/{input_id}"
+
+
+def cluster_name(run_id: str, spec: RunSpec) -> str:
+    if spec.cluster.policy is ClusterPolicy.SHARED:
+        assert spec.cluster.name is not None  # the spec validator guarantees it
+        return spec.cluster.name
+    return f"{CLUSTER_PREFIX}{run_id}"
+
+
+def job_name(run_id: str, spec: RunSpec) -> str:
+    return f"{spec.name}-{run_id}"
+
+
+def azure_names(run_id: str, spec: RunSpec, settings: Settings) -> AzureNames:
+    """All Azure names of one run; ValueError if any would be invalid."""
+    return AzureNames(
+        resource_group=settings.azure_resource_group,
+        workspace=settings.azure_workspace,
+        experiment=spec.name,
+        cluster=cluster_name(run_id, spec),
+        job=job_name(run_id, spec),
+        share=settings.azure_file_share,
+        inputs_root=f"inputs/{spec.name}",
+        output_prefix=f"outputs/{spec.name}/{run_id}",
+    )
+
+
+def parse_cluster_run_id(cluster: str) -> str | None:
+    """The run id of a per-run cluster this orchestrator created, else None.
+
+    Shared clusters are not recognised: no run owns them, so none may reap them.
+    """
+    if not cluster.startswith(CLUSTER_PREFIX):
+        return None
+    candidate = cluster[len(CLUSTER_PREFIX) :]
+    return candidate if _RUN_ID.fullmatch(candidate) else None
+
+
+def parse_job_run_id(job: str, experiment: str | None = None) -> str | None:
+    """The run id in a job name ``<spec.name>-<run_id>``, else None.
+
+    Both parts may contain '-', so the split is only certain when the caller
+    knows the experiment (= spec.name; jobs are always listed per experiment).
+    Without it, only a generated id (16 hex characters) after the last '-' is
+    recognised; caller-supplied ids with '-' need the experiment.
+    """
+    if experiment is not None:
+        prefix = f"{experiment}-"
+        if not job.startswith(prefix):
+            return None
+        candidate = job[len(prefix) :]
+        return candidate if _RUN_ID.fullmatch(candidate) else None
+    _, dash, candidate = job.rpartition("-")
+    return candidate if dash and _GENERATED_RUN_ID.fullmatch(candidate) else None

@@ -1,0 +1,121 @@
+"""Every Redis key this project writes, built here and nowhere else.
+
+Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
+
+- ``ns:run:<run_id>``            HASH  ``data`` (RunRecord as JSON), ``version`` (int,
+                                        +1 on every write), ``fingerprint`` (spec hash)
+- ``ns:runs``                    ZSET  run_id scored by created_at (all runs; newest first)
+- ``ns:idx:status:<status>``     ZSET  run_id by created_at, one per RunStatus
+- ``ns:idx:name:<spec.name>``    ZSET  run_id by created_at
+- ``ns:idx:tag:<sha1(k\\0v)>``    ZSET  run_id by created_at, one per tag key/value pair
+- ``ns:idem:<sha256(key)>``      STRING the run_id created under an idempotency key
+- ``ns:events:<run_id>``         STREAM fields ``kind``, ``ts``, ``data`` (JSON)
+- ``ns:lock:<run_id>``           STRING the task id holding the run's step lease (PX ttl)
+- ``ns:due``                     ZSET  task id by the time its message falls due
+- ``ns:due:messages``            HASH  task id -> {step, run_id, retries} (JSON)
+- ``ns:redrive:turn``            STRING (PX ttl) the worker whose turn it is to re-drive
+- ``ns:stats:azure_requests``    HASH  "<operation>|<outcome>" -> count, over all workers
+- ``ns:schedule:<name>``         HASH  ``definition`` (ScheduleSpec JSON), ``trigger`` (its JSON),
+                                        ``next_tick`` (epoch s, '' when none left), ``last_run_id``,
+                                        ``last_tick``, ``created_at``, ``updated_at``
+- ``ns:schedules``               ZSET  schedule name by created_at (all schedules)
+- ``ns:schedules:due``           ZSET  name by next tick (schedules not paused)
+- ``ns:schedule:<name>:tick:<tick ISO>`` STRING (PX ttl) the worker firing that tick
+- ``ns:schedule:<name>:history``  HASH tick ISO -> entry JSON; ``...:history:order`` ZSET by tick
+- ``ns:stats:schedule_ticks``    HASH  outcome -> count; ``ns:stats:schedule_latency`` HASH
+                                        histogram of tick -> enqueue seconds (bucket, sum, count)
+- ``ns:test:held:<run_id>``, ``ns:test:release:<run_id>``: the test worker's hold
+  (tests/support), never written by a production worker
+
+The Celery broker's own keys (the queue ``batchai``, kombu's ``unacked*``) are
+kombu's, in the same database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from orchestrator.domain.status import RunStatus
+
+DEFAULT_NAMESPACE = "orch"
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str = DEFAULT_NAMESPACE
+
+    def run(self, run_id: str) -> str:
+        return f"{self.namespace}:run:{run_id}"
+
+    def events(self, run_id: str) -> str:
+        return f"{self.namespace}:events:{run_id}"
+
+    @property
+    def runs(self) -> str:
+        return f"{self.namespace}:runs"
+
+    def status_index(self, status: RunStatus) -> str:
+        return f"{self.namespace}:idx:status:{status.value}"
+
+    def name_index(self, name: str) -> str:
+        return f"{self.namespace}:idx:name:{name}"
+
+    def tag_index(self, key: str, value: str) -> str:
+        digest = hashlib.sha1(f"{key}\0{value}".encode(), usedforsecurity=False).hexdigest()
+        return f"{self.namespace}:idx:tag:{digest}"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.namespace}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def lock(self, run_id: str) -> str:
+        return f"{self.namespace}:lock:{run_id}"
+
+    @property
+    def due(self) -> str:
+        return f"{self.namespace}:due"
+
+    @property
+    def due_messages(self) -> str:
+        return f"{self.namespace}:due:messages"
+
+    @property
+    def redrive_turn(self) -> str:
+        return f"{self.namespace}:redrive:turn"
+
+    @property
+    def azure_requests(self) -> str:
+        return f"{self.namespace}:stats:azure_requests"
+
+    def schedule(self, name: str) -> str:
+        return f"{self.namespace}:schedule:{name}"
+
+    @property
+    def schedules(self) -> str:
+        return f"{self.namespace}:schedules"
+
+    @property
+    def schedules_due(self) -> str:
+        return f"{self.namespace}:schedules:due"
+
+    def schedule_tick_claim(self, name: str, tick_iso: str) -> str:
+        return f"{self.namespace}:schedule:{name}:tick:{tick_iso}"
+
+    def schedule_history(self, name: str) -> tuple[str, str]:
+        """(hash tick -> entry, zset of ticks by time)."""
+        return (
+            f"{self.namespace}:schedule:{name}:history",
+            f"{self.namespace}:schedule:{name}:history:order",
+        )
+
+    @property
+    def schedule_tick_stats(self) -> str:
+        return f"{self.namespace}:stats:schedule_ticks"
+
+    @property
+    def schedule_latency_stats(self) -> str:
+        return f"{self.namespace}:stats:schedule_latency"
+
+    def test_hold(self, run_id: str) -> tuple[str, str]:
+        """(key set while a test worker holds the run, list it waits on to be released)."""
+        return f"{self.namespace}:test:held:{run_id}", f"{self.namespace}:test:release:{run_id}"

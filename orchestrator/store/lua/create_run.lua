@@ -1,0 +1,17 @@
+-- KEYS: run, idem (or a placeholder), events, runs index, status/name/tag indexes...
+-- ARGV: run_id, data, fingerprint, created_at, has_idem, event kind, event ts, event data
+if ARGV[5] == '1' then
+  local existing = redis.call('GET', KEYS[2])
+  if existing then return {'idem', existing} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'fingerprint') ~= ARGV[3] then return {'conflict'} end
+  if ARGV[5] == '1' then redis.call('SET', KEYS[2], ARGV[1], 'NX') end
+  return {'exists'}
+end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', 1, 'fingerprint', ARGV[3])
+if ARGV[5] == '1' then redis.call('SET', KEYS[2], ARGV[1]) end
+for i = 4, #KEYS do redis.call('ZADD', KEYS[i], ARGV[4], ARGV[1]) end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', __EVENTS_MAXLEN__, '*',
+           'kind', ARGV[6], 'ts', ARGV[7], 'data', ARGV[8])
+return {'created'}

@@ -1,0 +1,92 @@
+"""enqueue against a real Redis: the message is inspected in the broker's list."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+import redis
+
+from orchestrator.chain.enqueue import enqueue_run, enqueue_spec_dict
+from orchestrator.chain.queue import CHAIN_QUEUE, task_name
+from orchestrator.domain.spec import SpecError, parse_spec
+from orchestrator.domain.status import Step
+from orchestrator.store import IdempotencyConflict, RunStore
+
+SPEC = {"name": "mnist", "job": {"script": "train.py"}, "inputs": {"SAMPLE": "/data/sample"}}
+
+
+def queued_messages(client: redis.Redis) -> list[dict[str, Any]]:
+    """The kombu messages waiting in the chain queue (a Redis list), decoded."""
+    messages = []
+    for raw in client.lrange(CHAIN_QUEUE, 0, -1):
+        envelope = json.loads(raw)
+        assert envelope["content-type"] == "application/json"
+        body = json.loads(base64.b64decode(envelope["body"]))
+        messages.append({"task": envelope["headers"]["task"], "args": body[0], "raw": envelope})
+    return messages
+
+
+def test_task_names() -> None:
+    assert task_name(Step.ENSURE_RESOURCE_GROUP) == "batchai.ensure_resource_group"
+    assert task_name(Step.CLEANUP) == "batchai.cleanup"
+
+
+def test_enqueue_sends_first_step_once(redis_url: str, redis_client: redis.Redis) -> None:
+    store = RunStore(redis_client)
+    spec = parse_spec(SPEC)
+    record, created = enqueue_run(spec, store=store, broker_url=redis_url, idempotency_key="k1")
+    assert created and record.dispatched
+    assert store.get(record.run_id).dispatched
+    messages = queued_messages(redis_client)
+    assert [(m["task"], m["args"]) for m in messages] == [
+        ("batchai.ensure_resource_group", [record.run_id])
+    ]
+    assert messages[0]["raw"]["properties"]["delivery_info"]["routing_key"] == CHAIN_QUEUE
+
+    again, created_again = enqueue_run(
+        spec, store=store, broker_url=redis_url, idempotency_key="k1"
+    )
+    assert not created_again and again.run_id == record.run_id
+    assert redis_client.llen(CHAIN_QUEUE) == 1  # not sent again
+
+    with pytest.raises(IdempotencyConflict):
+        enqueue_run(
+            spec.with_parameters({"lr": 0.5}),
+            store=store,
+            broker_url=redis_url,
+            idempotency_key="k1",
+        )
+    assert redis_client.llen(CHAIN_QUEUE) == 1
+
+
+def test_undispatched_run_is_sent_on_reenqueue(redis_url: str, redis_client: redis.Redis) -> None:
+    store = RunStore(redis_client)
+    spec = parse_spec(SPEC)
+    # A producer that died after creating the run but before sending.
+    store.create_run(spec, run_id="half-done")
+    assert redis_client.llen(CHAIN_QUEUE) == 0
+    record, created = enqueue_run(spec, store=store, broker_url=redis_url, run_id="half-done")
+    assert not created and record.dispatched
+    assert [m["args"] for m in queued_messages(redis_client)] == [["half-done"]]
+
+
+def test_enqueue_spec_dict(redis_url: str, redis_client: redis.Redis) -> None:
+    record, created = enqueue_spec_dict(
+        SPEC, redis_url=redis_url, run_id="svc-1", parameters={"epochs": 3}
+    )
+    assert created and record.run_id == "svc-1"
+    stored = RunStore(redis_client).get("svc-1")
+    assert stored.spec.parameters == {"epochs": 3}
+    assert [m["args"] for m in queued_messages(redis_client)] == [["svc-1"]]
+    _, created_again = enqueue_spec_dict(
+        SPEC, redis_url=redis_url, run_id="svc-1", parameters={"epochs": 3}
+    )
+    assert not created_again and redis_client.llen(CHAIN_QUEUE) == 1
+    with pytest.raises(SpecError, match="job"):
+        enqueue_spec_dict({"name": "x"}, redis_url=redis_url)
+    with pytest.raises(ValueError, match="run_id"):
+        enqueue_spec_dict(SPEC, redis_url=redis_url, run_id="Bad Id")
+    assert redis_client.llen(CHAIN_QUEUE) == 1

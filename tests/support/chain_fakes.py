@@ -1,0 +1,170 @@
+"""An in-memory stand-in for AzureGateway, for step and chain unit tests."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.azure.errors import PermanentAzureError
+from orchestrator.azure.gateway import Gateway
+from orchestrator.azure.types import AzureResource, JobState, NodeCounts, OutputFile
+from orchestrator.domain.naming import AzureNames
+from orchestrator.domain.spec import RunSpec
+
+
+@dataclass
+class FakeGateway:
+    node_counts: list[NodeCounts] = field(default_factory=list)  # one per poll, last repeats
+    job_states: list[str] = field(default_factory=lambda: ["running", "succeeded"])
+    exit_code: int = 0
+    fail_on: dict[str, Exception] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+    share_md5: dict[str, str] = field(default_factory=dict)
+    clusters: set[str] = field(default_factory=set)
+    jobs: set[str] = field(default_factory=set)
+    last_request_id: str | None = "req-1"
+    # The job's stderr.txt; None lists no stderr at all (stdout.txt only).
+    stderr_text: bytes | None = None
+
+    def _call(self, name: str) -> None:
+        self.calls[name] += 1
+        if name in self.fail_on:
+            raise self.fail_on[name]
+
+    def ensure_resource_group(self, name: str) -> None:
+        self._call("ensure_resource_group")
+
+    def ensure_workspace(self, rg: str, ws: str) -> bool:
+        self._call("ensure_workspace")
+        return True
+
+    def ensure_experiment(self, rg: str, ws: str, ex: str) -> bool:
+        self._call("ensure_experiment")
+        return True
+
+    def ensure_share(self, share: str) -> None:
+        self._call("ensure_share")
+
+    def ensure_directory(self, share: str, path: str) -> None:
+        self._call("ensure_directory")
+
+    def file_md5(self, share: str, directory: str, name: str) -> str | None:
+        self._call("file_md5")
+        return self.share_md5.get(f"{directory}/{name}")
+
+    def upload_file(self, share: str, directory: str, name: str, local: Path, md5: str) -> None:
+        self._call("upload_file")
+        self.share_md5[f"{directory}/{name}"] = md5
+
+    def ensure_cluster(self, names: AzureNames, spec: RunSpec) -> bool:
+        self._call("ensure_cluster")
+        adopted = names.cluster in self.clusters
+        self.clusters.add(names.cluster)
+        return adopted
+
+    def get_cluster_nodes(self, names: AzureNames) -> NodeCounts:
+        self._call("get_cluster_nodes")
+        if not self.node_counts:
+            return NodeCounts(1, 0, 0, 0, 0, 1, "steady")
+        return self.node_counts.pop(0) if len(self.node_counts) > 1 else self.node_counts[0]
+
+    def create_job(self, names: AzureNames, spec: RunSpec) -> bool:
+        self._call("create_job")
+        adopted = names.job in self.jobs
+        self.jobs.add(names.job)
+        return adopted
+
+    def get_job(self, names: AzureNames) -> JobState:
+        self._call("get_job")
+        if names.job not in self.jobs:
+            raise PermanentAzureError(
+                "job disappeared",
+                reason=__import__(
+                    "orchestrator.domain.status", fromlist=["FailureReason"]
+                ).FailureReason.AZURE_ERROR,
+            )
+        state = self.job_states.pop(0) if len(self.job_states) > 1 else self.job_states[0]
+        return JobState(state, self.exit_code if state == "failed" else None, [], None, None)
+
+    def terminate_job(self, names: AzureNames) -> None:
+        self._call("terminate_job")
+
+    def job_exists(self, names: AzureNames) -> bool:
+        self._call("job_exists")
+        return names.job in self.jobs
+
+    def cluster_exists(self, names: AzureNames) -> bool:
+        self._call("cluster_exists")
+        return names.cluster in self.clusters
+
+    def delete_job(self, rg: str, ws: str, ex: str, job: str) -> None:
+        self._call("delete_job")
+        self.deleted.append(job)
+        self.jobs.discard(job)
+
+    def delete_cluster(self, rg: str, ws: str, cluster: str) -> None:
+        self._call("delete_cluster")
+        self.deleted.append(cluster)
+        self.clusters.discard(cluster)
+
+    def list_output_files(
+        self, names: AzureNames, output_id: str, directory: str = "."
+    ) -> list[OutputFile]:
+        self._call("list_output_files")
+        if output_id == "stdouterr":
+            logs = [OutputFile("stdout.txt", "https://x/stdout", False)]
+            if self.stderr_text is not None:
+                logs.append(OutputFile("stderr.txt", "https://x/stderr", False))
+            return logs
+        return [
+            OutputFile("sub", None, True),
+            OutputFile("sub/model.bin", "https://x/model", False),
+        ]
+
+    def download(self, url: str, dest: Path) -> int:
+        self._call("download")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        body = self._body(url)
+        dest.write_bytes(body)
+        return len(body)
+
+    def file_size(self, url: str) -> int:
+        self._call("file_size")
+        return len(self._body(url))
+
+    def read_range(self, url: str, start: int, end: int) -> bytes:
+        self._call("read_range")
+        return self._body(url)[start : end + 1]
+
+    def _body(self, url: str) -> bytes:
+        if url.endswith("stderr"):
+            return self.stderr_text or b""
+        return b"accuracy=0.5\n" if url.endswith("stdout") else b"weights"
+
+    # --------------------------------------------------------- reaper
+    listed_clusters: list[AzureResource] = field(default_factory=list)
+    listed_jobs: list[AzureResource] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    def list_clusters(self, rg: str, ws: str) -> list[AzureResource]:
+        self._call("list_clusters")
+        return self.listed_clusters
+
+    def list_job_resources(self, rg: str, ws: str) -> list[AzureResource]:
+        self._call("list_job_resources")
+        return self.listed_jobs
+
+
+class FakeClock:
+    """A StepContext clock the test moves by hand (ctx.clock.now += ...)."""
+
+    def __init__(self, now: float = 2_000_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# Checked by mypy (tests.support is in its packages): the fake is a Gateway.
+_FAKE_IS_A_GATEWAY: type[Gateway] = FakeGateway
