@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.domain.spec import format_validation_error
+from orchestrator.domain.spec import format_validation_error, parse_iso8601_duration
 
 PUBLIC_CLOUD_ARM_ENDPOINT = "https://management.azure.com"
 
@@ -106,6 +106,22 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", validation_alias="ORCH_LOG_LEVEL")
 
+    # --- Inputs and outputs ------------------------------------------------
+    # Folders of the workers' machines from which a spec may name input paths
+    # (separated by ":"). Empty by default: a caller's path is never read by a
+    # worker unless an operator allowed its folder.
+    input_roots_text: str = Field("", validation_alias="ORCH_INPUT_ROOTS")
+    # Largest upload the API accepts: one file, and all the files of one manifest.
+    input_max_bytes: Annotated[int, Field(gt=0)] = Field(
+        10 * 1024**3, validation_alias="ORCH_INPUT_MAX_BYTES"
+    )
+    # Uploaded files no live run references are deleted from the share this long
+    # after their last use (ISO 8601 duration, or seconds).
+    upload_retention: str = Field("P7D", validation_alias="ORCH_UPLOAD_RETENTION")
+    # A finished run's outputs on the share are deleted this long after it ended;
+    # "keep" (the default) never deletes them.
+    output_retention: str = Field("keep", validation_alias="ORCH_OUTPUT_RETENTION")
+
     # --- HTTP API ----------------------------------------------------------
     api_token: SecretStr | None = Field(None, validation_alias="ORCH_API_TOKEN")
     # Serving without a token must be asked for explicitly (dev only).
@@ -115,6 +131,9 @@ class Settings(BaseSettings):
     api_max_body_bytes: Annotated[int, Field(gt=0)] = Field(
         256 * 1024, validation_alias="ORCH_API_MAX_BODY_BYTES"
     )
+    # Where the CLI finds the API: with it set, `submit` and `outputs` go through
+    # the API (token: ORCH_API_TOKEN) rather than straight to Redis and the share.
+    api_url: str | None = Field(None, validation_alias="ORCH_API_URL")
 
     # --- The emulator and the API's event streams --------------------------
     # The local emulator's bearer token (its env file's AZURE_EMULATOR_TOKEN); it
@@ -136,6 +155,26 @@ class Settings(BaseSettings):
         # a worker started elsewhere and the API all name the same folder.
         return value.expanduser().absolute()
 
+    @field_validator("upload_retention", "output_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        retention_seconds(value)  # refused here, when the settings load
+        return value
+
+    @property
+    def input_roots(self) -> list[Path]:
+        return [Path(part) for part in self.input_roots_text.split(":") if part.strip()]
+
+    @property
+    def upload_retention_seconds(self) -> float | None:
+        """None: keep uploads forever."""
+        return retention_seconds(self.upload_retention)
+
+    @property
+    def output_retention_seconds(self) -> float | None:
+        """None: keep outputs forever."""
+        return retention_seconds(self.output_retention)
+
     @field_validator("azure_arm_endpoint")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
@@ -150,6 +189,21 @@ class Settings(BaseSettings):
     @property
     def has_service_principal(self) -> bool:
         return bool(self.azure_tenant_id and self.azure_client_id and self.azure_client_secret)
+
+
+def retention_seconds(text: str) -> float | None:
+    """Seconds in a retention setting: an ISO 8601 duration (P7D), a number of
+    seconds, or "keep" (None)."""
+    cleaned = text.strip()
+    if cleaned.lower() == "keep":
+        return None
+    try:
+        seconds = float(cleaned)
+    except ValueError:
+        return parse_iso8601_duration(cleaned)
+    if seconds <= 0:
+        raise ValueError("must be a positive duration, or keep")
+    return seconds
 
 
 class SettingsError(ValueError):

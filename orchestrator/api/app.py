@@ -12,8 +12,10 @@ from fastapi import FastAPI
 from orchestrator.api.auth import BearerTokenMiddleware
 from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
-from orchestrator.api.routes import runs, schedules, service
+from orchestrator.api.models import UPLOADS_PATH
+from orchestrator.api.routes import runs, schedules, service, uploads
 from orchestrator.api.sse import StreamSlots, stream_resources
+from orchestrator.azure.gateway import AzureGateway
 from orchestrator.chain.queue import CHAIN_QUEUE
 from orchestrator.observability.logs import (
     configure_logging,
@@ -34,6 +36,8 @@ UNAUTHENTICATED_WARNING = (
 # still outlast the event stream's blocking XREAD.
 CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 15.0
+# A manifest of MAX_MANIFEST_FILES entries, each a path of up to 1 KiB plus a digest.
+MANIFEST_MAX_BYTES = 16 * 1024 * 1024
 
 
 class ApiConfigError(RuntimeError):
@@ -101,6 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = store
+    # Uploads and outputs go through the share: the API and the workers share no disk.
+    app.state.gateway = AzureGateway(settings)
     app.state.broker = broker
     app.state.stream_store = RunStore(stream_client)
     app.state.stream_slots = StreamSlots(
@@ -108,7 +114,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.registry = build_registry(OrchestratorCollector(store, broker, CHAIN_QUEUE))
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.api_max_body_bytes,
+        by_prefix=[
+            (f"{UPLOADS_PATH}/content/", settings.input_max_bytes),
+            (UPLOADS_PATH, MANIFEST_MAX_BYTES),
+        ],
+    )
     token = configured_token(settings)
     if token is not None:
         # Added last, so it runs first: a caller without the token is answered before
@@ -116,5 +129,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(BearerTokenMiddleware, token=token)
     app.include_router(service.router)
     app.include_router(runs.router)
+    app.include_router(uploads.router)
     app.include_router(schedules.router)
     return app

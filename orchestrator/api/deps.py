@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from orchestrator.azure.gateway import Gateway
+from orchestrator.inputs.uploads import ShareUploads
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore
 
@@ -22,8 +24,25 @@ def get_store(request: Request) -> RunStore:
     return store
 
 
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def get_uploads(request: Request) -> ShareUploads:
+    settings = get_settings(request)
+    return ShareUploads(
+        gateway=get_gateway(request),
+        book=get_store(request).uploads,
+        share=settings.azure_file_share,
+        max_bytes=settings.input_max_bytes,
+    )
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[RunStore, Depends(get_store)]
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+UploadsDep = Annotated[ShareUploads, Depends(get_uploads)]
 
 # auto_error=False: a missing header is answered by require_token (401 with
 # WWW-Authenticate), not by HTTPBearer's own 403.

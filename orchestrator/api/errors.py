@@ -154,20 +154,31 @@ class BodyLimitMiddleware:
     """413 for bodies over `max_bytes`: by Content-Length before reading, and by
     counting the bytes actually received (chunked or lying clients)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, by_prefix: Sequence[tuple[str, int]] = ()
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        # (path prefix, limit): the first match wins (uploads carry data, not specs).
+        self.by_prefix = tuple(by_prefix)
+
+    def _limit(self, path: str) -> int:
+        for prefix, limit in self.by_prefix:
+            if path.startswith(prefix):
+                return limit
+        return self.default_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self._limit(scope["path"])
         declared = _content_length(scope)
         if declared == -1:
             await error_response(400, "Content-Length header is not a number")(scope, receive, send)
             return
-        if declared is not None and declared > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        if declared is not None and declared > max_bytes:
+            await self._too_large(scope, receive, send, max_bytes)
             return
 
         received = 0
@@ -178,8 +189,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -195,10 +206,10 @@ class BodyLimitMiddleware:
             # made outside a route (before the handlers are in the stack).
             if response_started:
                 raise
-            await self._too_large(scope, receive, send)
+            await self._too_large(scope, receive, send, max_bytes)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exc = BodyTooLarge(self.max_bytes)
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        exc = BodyTooLarge(limit)
         await error_response(413, str(exc.detail))(scope, receive, send)
 
 

@@ -12,6 +12,7 @@ from orchestrator.domain.status import RunStatus
 from orchestrator.store import RunRecord
 
 RUNS_PATH = "/v1/runs"
+UPLOADS_PATH = "/v1/uploads"
 
 
 class RunRequest(BaseModel):
@@ -98,3 +99,15 @@ class Health(BaseModel):
     status: str
     redis: str
     broker: str
+
+
+class UploadState(BaseModel):
+    upload_id: str = Field(description="Use as upload:<upload_id> in a spec's inputs.")
+    committed: bool = Field(description="True once every content is stored.")
+    missing: list[str] = Field(description="sha256 of each content still to PUT.")
+
+
+class ContentStored(BaseModel):
+    sha256: str
+    size: int
+    stored: bool = Field(description="False when the share already held this content.")

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.batchai import models as bai
@@ -107,7 +108,6 @@ class BatchAICalls(AzureClients):
                 names.resource_group, names.workspace, names.cluster, params, polling=False
             )
             return False
-
 
     def cluster_id(self, names: AzureNames) -> str:
         """ARM id of the run's cluster (built, not fetched: one request fewer)."""
@@ -270,8 +270,28 @@ class BatchAICalls(AzureClients):
                     is_dir = str(item.file_type or "").lower() == "directory"
                     if is_dir:
                         pending.append(relative)
-                    found.append(OutputFile(relative, item.download_url, is_dir))
+                    url = item.download_url
+                    share = self.settings.azure_file_share
+                    props = getattr(item, "properties", None)
+                    size = getattr(props, "content_length", None)
+                    found.append(
+                        OutputFile(
+                            relative,
+                            url,
+                            is_dir,
+                            size=int(size) if size is not None else None,
+                            share_path=_share_path_of_url(share, url) if url else None,
+                        )
+                    )
         return found
+
+
+def _share_path_of_url(share: str, url: str) -> str | None:
+    """The share-relative path a download URL of `share` names, else None."""
+    path = unquote(urlsplit(url).path)
+    marker = f"/{share}/"
+    at = path.find(marker)
+    return path[at + len(marker) :] if at >= 0 else None
 
 
 def _errors(items: list[bai.BatchAIError] | None) -> list[str]:

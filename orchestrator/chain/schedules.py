@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import redis
@@ -72,10 +73,16 @@ def idempotency_key(name: str, tick_iso: str) -> str:
     return f"schedule:{name}:{tick_iso}"
 
 
-def broker_enqueue(broker_url: str) -> Enqueue:
+def broker_enqueue(broker_url: str, input_roots: Sequence[Path] = ()) -> Enqueue:
     def enqueue(spec: RunSpec, store: RunStore, key: str) -> str:
         try:
-            record, _ = enqueue_run(spec, store=store, broker_url=broker_url, idempotency_key=key)
+            record, _ = enqueue_run(
+                spec,
+                store=store,
+                broker_url=broker_url,
+                idempotency_key=key,
+                input_roots=input_roots,
+            )
         except IdempotencyConflict:
             # The schedule was edited between a dead claimer's enqueue and this
             # retry: the tick already has its run, with the spec of that moment.
@@ -103,7 +110,7 @@ def fire_due_schedules(
 ) -> list[FiredTick]:
     """Process every schedule whose next tick is due at `now`; returns what was recorded."""
     book = ScheduleBook(ctx.store.redis, ctx.store.keys)
-    enqueue = enqueue or broker_enqueue(ctx.settings.redis_url)
+    enqueue = enqueue or broker_enqueue(ctx.settings.redis_url, ctx.settings.input_roots)
     fired: list[FiredTick] = []
     for name in book.due_names(now):
         try:
@@ -252,7 +259,7 @@ def trigger_now(
         book,
         state,
         tick,
-        enqueue or broker_enqueue(ctx.settings.redis_url),
+        enqueue or broker_enqueue(ctx.settings.redis_url, ctx.settings.input_roots),
         now=now,
         key=key or idempotency_key(name, iso(tick) + "-manual"),
         manual=True,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from orchestrator.client import OrchestratorClient
     from orchestrator.store import RunStore
 
 
@@ -57,3 +58,17 @@ def open_store() -> RunStore:
             "start the stack with `orchestrator up`, or set REDIS_URL"
         ) from None
     return RunStore(client)
+
+
+def api_client() -> OrchestratorClient | None:
+    """A client of the API at ORCH_API_URL (token ORCH_API_TOKEN), or None when unset."""
+    from orchestrator.client import OrchestratorClient
+    from orchestrator.settings import get_settings
+
+    settings = get_settings()
+    if not settings.api_url:
+        return None
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    return OrchestratorClient(
+        settings.api_url, token=token, timeout=max(30.0, connect_timeout_seconds)
+    )

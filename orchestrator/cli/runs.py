@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import redis
 import typer
 import yaml
 
-from orchestrator.cli.common import CliError, open_store
+from orchestrator.azure.errors import AzureGatewayError
+from orchestrator.cli.common import CliError, api_client, open_store
 from orchestrator.cli.follow import FollowTimeout, follow_run
 from orchestrator.cli.render import error_text, shown_step_state, status_text
 from orchestrator.domain.spec import RunSpec, SpecError, load_spec
 from orchestrator.domain.status import STEP_ORDER, RunStatus
 from orchestrator.settings import get_settings
 from orchestrator.store import RunEvent, RunNotFound, RunRecord, RunStore
+
+if TYPE_CHECKING:
+    from orchestrator.client import OrchestratorClient
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
@@ -91,8 +95,14 @@ def submit_command(
     ] = 24 * 3600.0,
 ) -> None:
     """Enqueue a training run and print its id (exit 0), or follow it with --wait
-    (exit 0 only if it succeeded)."""
-    from orchestrator.chain.enqueue import enqueue_run
+    (exit 0 only if it succeeded).
+
+    Local inputs are uploaded first (only files the share does not hold yet):
+    through the API when ORCH_API_URL is set, else straight to the share."""
+    from orchestrator.chain.enqueue import direct_uploads, enqueue_run
+    from orchestrator.inputs.checks import InputRejected
+    from orchestrator.inputs.local import LocalInputError
+    from orchestrator.inputs.submit import upload_local_inputs
     from orchestrator.store import IdempotencyConflict
 
     try:
@@ -102,18 +112,28 @@ def submit_command(
     except SpecError as exc:
         raise CliError(f"invalid spec: {exc}") from None
     check_local_inputs(spec)
+    client = api_client()
+    if client is not None:
+        _submit_through_api(client, spec, run_id, idempotency_key, wait, as_json, timeout)
+        return
     settings = get_settings()
     store = open_store()
     try:
+        spec, _ = upload_local_inputs(spec, direct_uploads(settings, store))
         record, _created = enqueue_run(
             spec,
             store=store,
             broker_url=settings.redis_url,
             run_id=run_id,
             idempotency_key=idempotency_key,
+            input_roots=settings.input_roots,
         )
-    except (IdempotencyConflict, ValueError) as exc:
+    except InputRejected as exc:
+        raise CliError(f"invalid spec: {exc.dotted}: {exc}") from None
+    except (IdempotencyConflict, LocalInputError, ValueError) as exc:
         raise CliError(str(exc)) from None
+    except AzureGatewayError as exc:
+        raise CliError(f"cannot upload the inputs: {exc}") from None
     except redis.RedisError as exc:
         raise CliError(f"cannot enqueue the run: {exc}") from None
     if not wait:
@@ -125,6 +145,44 @@ def submit_command(
     if as_json:
         print(_record_json(record))
     if record.status is not RunStatus.SUCCEEDED:
+        raise typer.Exit(1)
+
+
+def _submit_through_api(
+    client: OrchestratorClient,
+    spec: RunSpec,
+    run_id: str | None,
+    idempotency_key: str | None,
+    wait: bool,
+    as_json: bool,
+    timeout: float,
+) -> None:
+    from orchestrator.client import ApiError
+    from orchestrator.inputs.local import LocalInputError
+
+    with client:
+        try:
+            accepted = client.submit(spec, idempotency_key=idempotency_key, run_id=run_id)
+            if not wait:
+                print(
+                    json.dumps(client.get(accepted["run_id"]), indent=2)
+                    if as_json
+                    else accepted["run_id"]
+                )
+                return
+            if not as_json:
+                print(accepted["run_id"], flush=True)
+            final = client.wait(accepted["run_id"], timeout=timeout)
+        except (ApiError, LocalInputError) as exc:
+            raise CliError(str(exc)) from None
+        except TimeoutError as exc:
+            raise CliError(str(exc)) from None
+    if as_json:
+        print(json.dumps(final, indent=2))
+    else:
+        error = f"  error: {final['error']}" if final.get("error") else ""
+        print(f"{final['run_id']}  {final['status']}{error}")
+    if final["status"] != RunStatus.SUCCEEDED.value:
         raise typer.Exit(1)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from orchestrator.azure.errors import AzureGatewayError
 from orchestrator.cli.common import CliError, open_store
 
 app = typer.Typer(
@@ -51,16 +53,32 @@ def add_command(
     as_json: Json = False,
 ) -> None:
     """Add a schedule (an existing NAME is an error)."""
+    from orchestrator.chain.enqueue import direct_uploads
     from orchestrator.chain.schedules import schedule_view
     from orchestrator.domain.spec import SpecError, load_spec
+    from orchestrator.inputs.checks import InputRejected, check_inputs
+    from orchestrator.inputs.local import LocalInputError
+    from orchestrator.inputs.submit import upload_local_inputs
+    from orchestrator.settings import get_settings
     from orchestrator.store.schedules import require_no_eviction
 
     try:
-        definition = _definition(
-            name, load_spec(spec), cron, tz, every, param, concurrency, starting_deadline
-        )
+        run = load_spec(spec)
     except SpecError as exc:
         raise CliError(str(exc)) from None
+    store = open_store()
+    settings = get_settings()
+    try:
+        # Every tick's run names these uploads: no worker reads this machine's files.
+        run, _ = upload_local_inputs(run, direct_uploads(settings, store))
+        check_inputs(run, input_roots=settings.input_roots, book=store.uploads, now=time.time())
+        definition = _definition(name, run, cron, tz, every, param, concurrency, starting_deadline)
+    except InputRejected as exc:
+        raise CliError(f"invalid spec: {exc.dotted}: {exc}") from None
+    except (SpecError, LocalInputError) as exc:
+        raise CliError(str(exc)) from None
+    except AzureGatewayError as exc:
+        raise CliError(f"cannot upload the inputs: {exc}") from None
     book = _book()
     require_no_eviction(book.redis)
     _show(schedule_view(book, book.put(definition, mode="create")), as_json)

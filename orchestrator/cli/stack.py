@@ -177,10 +177,11 @@ def demo_command(
     ] = None,
 ) -> None:
     """Start the embedded stack, train the MNIST ConvNet through every step, show the result."""
-    from orchestrator.chain.enqueue import enqueue_run
+    from orchestrator.chain.enqueue import direct_uploads, enqueue_run
     from orchestrator.cli.view import watch_run
     from orchestrator.domain.spec import load_spec
     from orchestrator.domain.status import RunStatus
+    from orchestrator.inputs.submit import upload_local_inputs
     from orchestrator.settings import get_settings
 
     _stop_on_sigterm()
@@ -215,6 +216,8 @@ def demo_command(
             from orchestrator.cli.common import open_store
 
             store = open_store()
+            # As any submitter does: the data goes to the share first, by content.
+            spec, _ = upload_local_inputs(spec, direct_uploads(get_settings(), store))
             record, _ = enqueue_run(spec, store=store, broker_url=stack.env["REDIS_URL"])
             console.print(f"[bold]3/4[/] submitted run {record.run_id}; following its steps")
             console.print(f"     API: {stack.api_url}/docs (token in {stack.api_token_file})")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.live import Live
 
 from orchestrator.artifacts import RunArtifacts
-from orchestrator.cli.common import CliError, open_store
+from orchestrator.cli.common import CliError, api_client, open_store
 from orchestrator.cli.follow import follow_run
 from orchestrator.cli.render import relative_to_artifacts, run_view, runs_table
 from orchestrator.domain.status import RunStatus
@@ -20,6 +20,9 @@ from orchestrator.joblog import JobLogReader, LogTail
 from orchestrator.observability.logs import redact_text
 from orchestrator.settings import get_settings
 from orchestrator.store import RunRecord, RunStore
+
+if TYPE_CHECKING:
+    from orchestrator.client import OrchestratorClient
 
 LOG_TAIL_LINES = 12
 
@@ -133,6 +136,35 @@ def _no_log_message(record: RunRecord, reader: JobLogReader) -> str:
     return f"no {name} was collected for run {run_id} (status {status})"
 
 
+def _outputs_through_api(
+    client: OrchestratorClient, run_id: str, download: Path | None, as_json: bool
+) -> None:
+    from orchestrator.client import ApiError
+
+    with client:
+        try:
+            files = client.outputs(run_id)
+            for item in files if download is not None else []:
+                assert download is not None
+                target = download / RunArtifacts.safe_relative(item["path"])
+                client.download(run_id, item["path"], target)
+        except ApiError as exc:
+            raise CliError(str(exc)) from None
+        except OSError as exc:
+            raise CliError(
+                f"cannot write the outputs to {download}: {exc.strerror or exc}"
+            ) from None
+    if as_json:
+        typer.echo(json.dumps({"run_id": run_id, "files": files}, indent=2))
+        return
+    if not files:
+        typer.echo(f"run {run_id} has no collected outputs")
+    for item in files:
+        typer.echo(f"{item['size']:>12}  {item['path']}")
+    if download is not None:
+        typer.echo(f"downloaded {len(files)} file(s) to {download}")
+
+
 def outputs_command(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run whose outputs to list.")],
     download: Annotated[
@@ -143,7 +175,14 @@ def outputs_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List a run's collected outputs, or copy them to a folder."""
+    """List a run's collected outputs, or copy them to a folder.
+
+    With ORCH_API_URL set they come through the API, from the file share (any
+    machine); otherwise from this machine's ORCH_ARTIFACTS_DIR."""
+    client = api_client()
+    if client is not None:
+        _outputs_through_api(client, run_id, download, as_json)
+        return
     record = open_store().get(run_id)
     artifacts = RunArtifacts.of(get_settings().artifacts_dir, run_id)
     files = artifacts.files()  # the same listing as GET /v1/runs/{id}/outputs

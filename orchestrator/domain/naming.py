@@ -9,8 +9,12 @@ recognise only names this module produces.
 - experiment: spec.name, so runs of one name (a sweep) share an experiment
 - cluster: ``orch-<run_id>`` for a per-run cluster, spec.cluster.name for a shared one
 - job: ``<spec.name>-<run_id>``
-- inputs: ``inputs/<spec.name>/<INPUT_ID>`` on the share; stable across runs, so
-  files whose MD5 did not change are not uploaded again
+- inputs: ``inputs/<spec.name>/<run_id>/<INPUT_ID>`` on the share, one folder per
+  run (so two runs of one name never see each other's data), filled by
+  server-side copies of uploaded content and deleted at cleanup; a ``share:``
+  input is used where it lies instead
+- uploads: ``uploads/sha256/<digest>``, one file per distinct content, so an
+  unchanged file is never sent twice, whoever sends it
 - outputs: ``outputs/<spec.name>/<run_id>`` on the share (job stdout/stderr and
   output directories live under it)
 """
@@ -27,6 +31,7 @@ from orchestrator.settings import Settings
 AZURE_NAME_PATTERN = r"^[-\w_]+$"
 AZURE_NAME_MAX_LENGTH = 64
 CLUSTER_PREFIX = "orch-"
+UPLOAD_BLOBS = "uploads/sha256"
 
 _AZURE_NAME = re.compile(AZURE_NAME_PATTERN)
 _RUN_ID = re.compile(RUN_ID_PATTERN)
@@ -49,7 +54,7 @@ class AzureNames:
     cluster: str
     job: str
     share: str
-    # Share-relative directory holding inputs/<spec.name>/<INPUT_ID>.
+    # Share-relative directory holding the run's input folders (one per INPUT_ID).
     inputs_root: str
     # Share-relative directory under which the job writes stdout/stderr and outputs.
     output_prefix: str
@@ -61,6 +66,11 @@ class AzureNames:
     def input_dir(self, input_id: str) -> str:
         """Share-relative directory of one input (no trailing slash)."""
         return f"{self.inputs_root}/{input_id}"
+
+
+def upload_blob_path(digest: str) -> str:
+    """Share-relative path of the uploaded content whose SHA-256 is `digest`."""
+    return f"{UPLOAD_BLOBS}/{digest}"
 
 
 def cluster_name(run_id: str, spec: RunSpec) -> str:
@@ -83,7 +93,7 @@ def azure_names(run_id: str, spec: RunSpec, settings: Settings) -> AzureNames:
         cluster=cluster_name(run_id, spec),
         job=job_name(run_id, spec),
         share=settings.azure_file_share,
-        inputs_root=f"inputs/{spec.name}",
+        inputs_root=f"inputs/{spec.name}/{run_id}",
         output_prefix=f"outputs/{spec.name}/{run_id}",
     )
 

@@ -24,6 +24,9 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:schedule:<name>:history``  HASH tick ISO -> entry JSON; ``...:history:order`` ZSET by tick
 - ``ns:stats:schedule_ticks``    HASH  outcome -> count; ``ns:stats:schedule_latency`` HASH
                                         histogram of tick -> enqueue seconds (bucket, sum, count)
+- ``ns:upload:<upload_id>``      STRING an upload's manifest (canonical JSON), kept while used
+- ``ns:uploads``                 ZSET  upload id by its last use (commit, or a run naming it)
+- ``ns:uploads:blobs``           ZSET  content digest by its last use (written, or uploaded again)
 - ``ns:test:held:<run_id>``, ``ns:test:release:<run_id>``: the test worker's hold
   (tests/support), never written by a production worker
 
@@ -115,6 +118,17 @@ class Keys:
     @property
     def schedule_latency_stats(self) -> str:
         return f"{self.namespace}:stats:schedule_latency"
+
+    def upload(self, upload_id: str) -> str:
+        return f"{self.namespace}:upload:{upload_id}"
+
+    @property
+    def uploads(self) -> str:
+        return f"{self.namespace}:uploads"
+
+    @property
+    def upload_blobs(self) -> str:
+        return f"{self.namespace}:uploads:blobs"
 
     def test_hold(self, run_id: str) -> tuple[str, str]:
         """(key set while a test worker holds the run, list it waits on to be released)."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from orchestrator.domain.inputs import InputKind
 from orchestrator.domain.spec import RunSpec
 from orchestrator.domain.status import TERMINAL, FailureReason, RunStatus, Step, StepState
 
@@ -29,6 +30,27 @@ class Ending(BaseModel):
     decided_at: float
 
 
+class InputRecord(BaseModel):
+    """What one input gave the run, for provenance: which data trained which model."""
+
+    kind: InputKind
+    ref: str  # the spec's value: upload:<id>, share:<path>, or the worker path
+    # The upload id; for share: and worker inputs the SHA-256 of the listing seen
+    # (each file's path, size and MD5), so two runs can be compared.
+    digest: str
+    files: int
+    bytes: int
+    # share: inputs: the listing the run saw (at most LISTING_LIMIT entries).
+    listing: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class StoredOutput(BaseModel):
+    """An output file where the job wrote it, on the share: the copy of record."""
+
+    share_path: str
+    size: int
+
+
 class RunRecord(BaseModel):
     run_id: str
     spec: RunSpec
@@ -39,8 +61,12 @@ class RunRecord(BaseModel):
     steps: dict[Step, StepRecord] = Field(default_factory=dict)
     # Azure ids and names of what the run created or adopted.
     resources: dict[str, str] = Field(default_factory=dict)
+    # Input id -> what prepare_share placed (kind, digest, files, bytes).
+    inputs: dict[str, InputRecord] = Field(default_factory=dict)
     # Paths relative to the run's artifacts directory.
     outputs: list[str] = Field(default_factory=list)
+    # The same paths -> where each lies on the share (served by the API from there).
+    output_files: dict[str, StoredOutput] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     metric_series: dict[str, list[float]] = Field(default_factory=dict)
     ending: Ending | None = None

@@ -49,6 +49,7 @@ from orchestrator.store.keys import DEFAULT_NAMESPACE, Keys
 from orchestrator.store.listing import RunListing, text
 from orchestrator.store.lua import load_script
 from orchestrator.store.records import Ending, RunEvent, RunRecord, StepRecord
+from orchestrator.store.uploads import UploadBook
 
 # Attempts of one compare-and-set before giving up; a lost race costs one
 # re-read, so reaching this means something rewrites the run in a loop.
@@ -111,6 +112,7 @@ class RunStore(RunListing):
         self.namespace = namespace
         self.keys = Keys(namespace)
         self.due = DueIndex(redis, self.keys)
+        self.uploads = UploadBook(redis, self.keys)
         self._create = self.redis.register_script(load_script("create_run"))
         self._cas = self.redis.register_script(load_script("compare_and_set"))
         self._append = self.redis.register_script(load_script("append_event"))

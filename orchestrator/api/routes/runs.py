@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
-from orchestrator.api.deps import AuthDep, SettingsDep, StoreDep
+from orchestrator.api.deps import AuthDep, GatewayDep, SettingsDep, StoreDep
 from orchestrator.api.errors import ERROR_RESPONSES, field_error
 from orchestrator.api.models import (
     RUNS_PATH,
@@ -27,11 +28,11 @@ from orchestrator.api.sse import (
     run_event_stream,
     stream_limiter,
 )
-from orchestrator.artifacts import ArtifactNotFound, OutsideArtifacts, RunArtifacts
+from orchestrator.artifacts import OutsideArtifacts, RunArtifacts
 from orchestrator.chain import cancel
 from orchestrator.chain.enqueue import enqueue_run
-from orchestrator.domain.spec import RunSpec
 from orchestrator.domain.status import RunStatus
+from orchestrator.inputs.checks import InputRejected
 from orchestrator.store import IdempotencyConflict, InvalidCursor, RunRecord
 
 router = APIRouter(prefix=RUNS_PATH, tags=["runs"], dependencies=[AuthDep])
@@ -60,17 +61,6 @@ LastEventId = Annotated[
 ]
 
 
-def _require_absolute_inputs(spec: RunSpec) -> None:
-    # Relative paths resolve against a spec file's folder; an HTTP body has
-    # none, and the paths are read on the workers' machines.
-    for input_id, path in spec.inputs.items():
-        if not PurePosixPath(path).is_absolute():
-            raise field_error(
-                ("body", "spec", "inputs", input_id),
-                "must be an absolute path on the workers' machines",
-            )
-
-
 def _accepted(record: RunRecord) -> RunAccepted:
     return RunAccepted(
         run_id=record.run_id, status=record.status, links=RunLinks.for_run(record.run_id)
@@ -95,8 +85,10 @@ def submit_run(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> RunAccepted:
-    """Create a run and enqueue its first step; answers at once with the run id."""
-    _require_absolute_inputs(body.spec)
+    """Create a run and enqueue its first step; answers at once with the run id.
+
+    Inputs are `upload:<id>` (see /v1/uploads), `share:<path>`, or a path on the
+    workers' machines under ORCH_INPUT_ROOTS; anything else is a 422 naming it."""
     spec = body.spec.with_parameters(body.parameters) if body.parameters else body.spec
     try:
         record, created = enqueue_run(
@@ -105,9 +97,12 @@ def submit_run(
             broker_url=settings.redis_url,
             run_id=body.run_id,
             idempotency_key=idempotency_key,
+            input_roots=settings.input_roots,
         )
     except IdempotencyConflict as exc:
         raise HTTPException(409, f"{exc.field}: {exc}") from None
+    except InputRejected as exc:
+        raise field_error(("body", "spec", *exc.field), str(exc)) from None
     if not created:
         response.status_code = 200
     return _accepted(record)
@@ -210,30 +205,56 @@ async def stream_events(
 
 
 @router.get("/{run_id}/outputs", response_model=OutputList, responses={**_ERRORS, **_NOT_FOUND})
-def list_outputs(run_id: str, store: StoreDep, settings: SettingsDep) -> OutputList:
-    """Files collected for the run (empty until its outputs are collected)."""
-    store.get(run_id)  # 404 for unknown runs, before touching the filesystem
-    artifacts = RunArtifacts.of(settings.artifacts_dir, run_id)
-    files = [OutputFile(path=item.path, size=item.size) for item in artifacts.files()]
+def list_outputs(run_id: str, store: StoreDep) -> OutputList:
+    """The run's collected files (empty until its outputs are collected). They are
+    served from the file share, where the job wrote them: any API process can."""
+    record = store.get(run_id)
+    files = [
+        OutputFile(path=path, size=stored.size)
+        for path, stored in sorted(record.output_files.items())
+    ]
     return OutputList(run_id=run_id, files=files)
 
 
 @router.get(
     "/{run_id}/outputs/{path:path}",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         **_ERRORS,
         **_NOT_FOUND,
         200: {"content": {"application/octet-stream": {}}},
         400: {"description": "Path leaves the run's outputs"},
+        410: {"description": "Deleted from the share by output retention"},
     },
 )
-def download_output(run_id: str, path: str, store: StoreDep, settings: SettingsDep) -> FileResponse:
-    store.get(run_id)
+def download_output(
+    run_id: str, path: str, store: StoreDep, settings: SettingsDep, gateway: GatewayDep
+) -> StreamingResponse:
+    """Stream one output file from the share, in ranges of at most 4 MiB."""
+    record = store.get(run_id)
     try:
-        target = RunArtifacts.of(settings.artifacts_dir, run_id).resolve(path)
+        RunArtifacts.check_relative(path)
     except OutsideArtifacts:
         raise HTTPException(400, "path: must be a relative path inside the run's outputs") from None
-    except ArtifactNotFound:
-        raise HTTPException(404, f"path: no output file {path!r} in this run") from None
-    return FileResponse(target, filename=target.name)
+    stored = record.output_files.get(path)
+    if stored is None or not stored.share_path:
+        raise HTTPException(404, f"path: no output file {path!r} in this run")
+    share = settings.azure_file_share
+    found = gateway.share_file(share, stored.share_path)
+    if found is None:
+        raise HTTPException(410, f"path: {path!r} is no longer on the share (output retention)")
+    name = PurePosixPath(path).name
+    return StreamingResponse(
+        gateway.iter_file(share, stored.share_path, found.size),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(found.size),
+            "Content-Disposition": _attachment(name),
+        },
+    )
+
+
+def _attachment(name: str) -> str:
+    """A Content-Disposition naming the file, safe for any name (RFC 6266 / 5987)."""
+    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"

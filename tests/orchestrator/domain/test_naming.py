@@ -8,6 +8,7 @@ from orchestrator.domain.naming import (
     azure_names,
     parse_cluster_run_id,
     parse_job_run_id,
+    upload_blob_path,
 )
 from orchestrator.domain.spec import RunSpec, parse_spec
 from orchestrator.settings import Settings
@@ -33,17 +34,19 @@ def test_per_run_names() -> None:
         cluster="orch-abc123",
         job="mnist-convnet-abc123",
         share="share",
-        inputs_root="inputs/mnist-convnet",
+        inputs_root="inputs/mnist-convnet/abc123",
         output_prefix="outputs/mnist-convnet/abc123",
     )
-    assert names.input_dir("SAMPLE") == "inputs/mnist-convnet/SAMPLE"
+    assert names.input_dir("SAMPLE") == "inputs/mnist-convnet/abc123/SAMPLE"
+    assert upload_blob_path("ab" * 32) == "uploads/sha256/" + "ab" * 32
 
 
-def test_names_are_deterministic_and_inputs_stable_across_runs() -> None:
+def test_names_are_deterministic_and_every_run_has_its_own_input_folders() -> None:
     first, again = azure_names("r1", spec(), SETTINGS), azure_names("r1", spec(), SETTINGS)
     other = azure_names("r2", spec(), SETTINGS)
     assert first == again
-    assert first.input_dir("SAMPLE") == other.input_dir("SAMPLE")
+    # Two runs of one name never read (or overwrite) each other's inputs.
+    assert first.input_dir("SAMPLE") != other.input_dir("SAMPLE")
     assert first.experiment == other.experiment
     assert first.job != other.job and first.output_prefix != other.output_prefix
 
