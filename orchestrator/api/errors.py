@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrator.azure.errors import AzureGatewayError, TransientAzureError
 from orchestrator.domain.spec import SpecError
 from orchestrator.store import RunNotFound, StoreContention
 
@@ -29,7 +30,8 @@ logger = logging.getLogger("orchestrator.api")
 # The answers every authenticated route may give, for the OpenAPI document.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong bearer token"},
-    503: {"description": "Redis unreachable; retry after Retry-After seconds"},
+    502: {"description": "The file share (Azure Files) refused the request"},
+    503: {"description": "Redis or the file share unreachable; retry after Retry-After seconds"},
 }
 
 # Seconds a client should wait before retrying while Redis is unreachable.
@@ -114,6 +116,18 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _share_error(request: Request, exc: Exception) -> JSONResponse:
+    # Gateway errors are already redacted (orchestrator/azure/errors.py).
+    logger.warning("file share error during %s %s: %s", request.method, request.url.path, exc)
+    if isinstance(exc, TransientAzureError):
+        return error_response(
+            503,
+            f"file share unavailable, retry later: {exc}",
+            headers={"Retry-After": str(max(1, round(exc.retry_after or 5)))},
+        )
+    return error_response(502, f"the file share refused the request: {exc}")
+
+
 async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # The run may be created but not yet dispatched: the same request again (same
     # Idempotency-Key) dispatches it, and the reaper does if nobody retries.
@@ -137,6 +151,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RunNotFound, _run_not_found)
     app.add_exception_handler(StoreContention, _contention)
     app.add_exception_handler(BrokerUnavailable, _broker_unavailable)
+    app.add_exception_handler(AzureGatewayError, _share_error)
     app.add_exception_handler(redis.exceptions.ConnectionError, _redis_unavailable)
     app.add_exception_handler(redis.exceptions.TimeoutError, _redis_unavailable)
     app.add_exception_handler(redis.exceptions.BusyLoadingError, _redis_unavailable)

@@ -28,7 +28,7 @@ def run_request(**spec_changes: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": "mnist-convnet",
         "job": {"script": "ConvNet_MNIST.py", "args": ["$AZ_BATCHAI_INPUT_SAMPLE"]},
-        "inputs": {"SAMPLE": "/data/mnist"},
+        "inputs": {"SAMPLE": "share:data/mnist"},
         "outputs": ["MODEL"],
         "tags": {"team": "vision"},
     }

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.azure.errors import PermanentAzureError
-from orchestrator.azure.gateway import Gateway
 from orchestrator.azure.files import ShareNotFound
+from orchestrator.azure.gateway import Gateway
 from orchestrator.azure.types import AzureResource, JobState, NodeCounts, OutputFile, ShareFile
 from orchestrator.domain.naming import AzureNames
 from orchestrator.domain.spec import RunSpec

@@ -13,10 +13,12 @@ import pytest
 import redis
 
 from emulator.testing import EmulatorProcess
-from orchestrator.chain.enqueue import enqueue_run
+from orchestrator.chain.enqueue import direct_uploads, enqueue_run
 from orchestrator.devstack.processes import ChildProcess, cli_argv
 from orchestrator.domain.spec import RunSpec, parse_spec
 from orchestrator.domain.status import Step
+from orchestrator.inputs.submit import upload_local_inputs
+from orchestrator.settings import Settings
 from orchestrator.store import RunRecord, RunStore
 
 T = TypeVar("T")
@@ -144,10 +146,18 @@ class Stack:
             }
         )
 
+    def settings(self, **extra: Any) -> Settings:
+        """Settings of a process of this stack (the emulator's Azure names, this Redis)."""
+        values: dict[str, Any] = {**self.emulator.env, "REDIS_URL": self.redis_url}
+        values["ORCH_ARTIFACTS_DIR"] = str(self.artifacts)
+        return Settings(_env_file=None, **{**values, **extra})
+
     def submit(self, spec: RunSpec | None = None) -> str:
-        record, created = enqueue_run(
-            spec or self.spec(), store=self.store, broker_url=self.redis_url
+        """Enqueue as a submitter on this machine does: local inputs uploaded first."""
+        uploaded, _ = upload_local_inputs(
+            spec or self.spec(), direct_uploads(self.settings(), self.store)
         )
+        record, created = enqueue_run(uploaded, store=self.store, broker_url=self.redis_url)
         assert created
         return record.run_id
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Header, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 
 from orchestrator.api.deps import AuthDep, UploadsDep
 from orchestrator.api.errors import ERROR_RESPONSES, field_error
@@ -55,6 +55,7 @@ def post_manifest(manifest: Manifest, uploads: UploadsDep) -> UploadState:
     response_model=ContentStored,
     responses={
         **ERROR_RESPONSES,
+        400: {"description": "Content-Length is not a number"},
         411: {"description": "No Content-Length"},
         413: {"description": "Over ORCH_INPUT_MAX_BYTES"},
     },
@@ -63,12 +64,15 @@ async def put_content(
     digest: Digest,
     request: Request,
     uploads: UploadsDep,
-    content_length: Annotated[int | None, Header(ge=0)] = None,
 ) -> ContentStored:
-    """Stream one content to the share; 422 (and nothing kept) when the bytes
-    received are not the sha256 or the length announced."""
-    if content_length is None:
+    """Stream one content to the share (the body, with its Content-Length); 422 (and
+    nothing kept) when the bytes received are not the sha256 or the length announced."""
+    declared = request.headers.get("content-length")
+    if declared is None:
         raise HTTPException(411, "Content-Length: required (the share file is created at its size)")
+    if not declared.isdigit():  # (the body limit answers this first)
+        raise HTTPException(400, "Content-Length: is not a number")
+    content_length = int(declared)
     try:
         writer = await anyio.to_thread.run_sync(uploads.open_blob, digest, content_length)
     except UploadTooLarge as exc:

@@ -122,7 +122,7 @@ def test_a_worker_path_outside_the_allowed_roots_is_refused_and_nothing_is_writt
             broker_url=redis_url,
         )
     assert redis_client.llen(CHAIN_QUEUE) == 0 and store.list_runs()[0] == []
-    record, created = enqueue_run(
+    _, created = enqueue_run(
         parse_spec({**SPEC, "inputs": {"SAMPLE": str(allowed / "data")}}),
         store=store,
         broker_url=redis_url,
