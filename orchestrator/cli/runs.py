@@ -55,15 +55,20 @@ def _summary(record: RunRecord) -> str:
 
 
 def check_local_inputs(spec: RunSpec) -> None:
-    """What prepare_share would find missing, said before anything is enqueued:
-    every input exists here, and job.script is in the first input."""
-    for input_id, local in spec.inputs.items():
-        if not Path(local).exists():
-            raise CliError(f"invalid spec: inputs.{input_id}: {local} does not exist")
-    if spec.job.script is None or not spec.inputs:
+    """What prepare_share would find missing, said before anything is uploaded:
+    every local input exists here, and job.script is in the first input."""
+    from orchestrator.domain.inputs import InputKind
+
+    refs = spec.input_refs()
+    for input_id, ref in refs.items():
+        if ref.kind is InputKind.PATH and not Path(ref.value).exists():
+            raise CliError(f"invalid spec: inputs.{input_id}: {ref.value} does not exist")
+    if spec.job.script is None or not refs:
         return
-    first_id, first = next(iter(spec.inputs.items()))
-    folder = Path(first)
+    first_id, first = next(iter(refs.items()))
+    if first.kind is not InputKind.PATH:
+        return  # an upload is checked by enqueue_run; a share: folder by prepare_share
+    folder = Path(first.value)
     # A single-file input is uploaded as that one file, under its own name.
     found = (
         folder.name == spec.job.script if folder.is_file() else (folder / spec.job.script).is_file()
@@ -71,7 +76,7 @@ def check_local_inputs(spec: RunSpec) -> None:
     if not found:
         raise CliError(
             f"invalid spec: job.script: {spec.job.script} is not in the first input "
-            f"(inputs.{first_id}: {first})"
+            f"(inputs.{first_id}: {first.value})"
         )
 
 

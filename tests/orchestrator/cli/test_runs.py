@@ -38,10 +38,10 @@ def _error_line(err: str) -> str:
 
 @pytest.fixture
 def spec_file(tmp_path: Path) -> Path:
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "train.py").write_text("print(1)\n")
+    # A share: input: nothing to upload, so no Azure call (uploads from the CLI
+    # are tested against the emulator in tests/integration/test_inputs_e2e.py).
     path = tmp_path / "run.yaml"
-    path.write_text("name: cli\njob:\n  script: train.py\ninputs:\n  CODE: code\n")
+    path.write_text("name: cli\njob:\n  script: train.py\ninputs:\n  CODE: share:code\n")
     return path
 
 
