@@ -67,6 +67,8 @@ class RunRecord(BaseModel):
     outputs: list[str] = Field(default_factory=list)
     # The same paths -> where each lies on the share (served by the API from there).
     output_files: dict[str, StoredOutput] = Field(default_factory=dict)
+    # True once output retention deleted the share's copy (ORCH_OUTPUT_RETENTION).
+    outputs_expired: bool = False
     metrics: dict[str, float] = Field(default_factory=dict)
     metric_series: dict[str, list[float]] = Field(default_factory=dict)
     ending: Ending | None = None

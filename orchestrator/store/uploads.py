@@ -65,6 +65,11 @@ class UploadBook:
         pipe.zrem(self.keys.uploads, upload_id)
         pipe.execute()
 
+    def unused_since_check(self, digest: str, before: float) -> bool:
+        """True while a content's last use is still before `before`."""
+        score = self.redis.zscore(self.keys.upload_blobs, digest)
+        return score is None or score < before
+
     def forget_blob(self, digest: str, before: float) -> bool:
         """Drop a content's entry unless it was used again since `before` (then
         it must stay on the share): True when dropped."""
