@@ -6,8 +6,8 @@
 - a path:   a folder of the worker's machine, only under ORCH_INPUT_ROOTS (checked
             again here, with symlinks resolved), uploaded into the run's folder
 
-Every action is idempotent: a redelivered step copies or uploads again over
-the same names, and skips files whose Content-MD5 already matches.
+Every action is idempotent: a redelivered step copies again over the same
+names, and skips uploading a worker file whose Content-MD5 already matches.
 """
 
 from __future__ import annotations
@@ -97,9 +97,8 @@ class InputPlacer:
             if stored is None or stored.md5 is None:
                 raise InputProblem(f"the content of {entry.path} is no longer on the share")
             directory, _, name = f"{folder}/{entry.path}".rpartition("/")
-            if self.gateway.file_md5(self.share, directory, name) == stored.md5:
-                self.skipped += 1
-                continue
+            # Copied even when a redelivered step did it before: a server-side copy
+            # costs one request, as a check whether it is needed would.
             self.gateway.copy_file(self.share, upload_blob_path(entry.sha256), directory, name)
             self.copied += 1
         return InputRecord(
