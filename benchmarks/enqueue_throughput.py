@@ -45,7 +45,7 @@ TOKEN = "benchmark-token"
 SPEC = {
     "name": "mnist-convnet",
     "job": {"script": "ConvNet_MNIST.py", "args": ["$AZ_BATCHAI_INPUT_SAMPLE"]},
-    "inputs": {"SAMPLE": "/data/mnist"},
+    "inputs": {"SAMPLE": "share:data/mnist"},
     "outputs": ["MODEL"],
     "tags": {"source": "benchmark"},
 }

@@ -20,8 +20,9 @@ class RunRequest(BaseModel):
 
     Sweeps and schedules post one spec many times with different `parameters`;
     they are merged over `spec.parameters` before the run is created, so the
-    stored spec is the one that actually runs. Input paths are paths on the
-    workers' machines and must be absolute.
+    stored spec is the one that actually runs. Each input is `upload:<id>` (see
+    /v1/uploads), `share:<path>`, or a path of the workers' machines under
+    ORCH_INPUT_ROOTS.
     """
 
     model_config = ConfigDict(
@@ -32,7 +33,7 @@ class RunRequest(BaseModel):
                     "spec": {
                         "name": "mnist-convnet",
                         "job": {"script": "ConvNet_MNIST.py", "args": ["$AZ_BATCHAI_INPUT_SAMPLE"]},
-                        "inputs": {"SAMPLE": "/data/mnist"},
+                        "inputs": {"SAMPLE": "share:datasets/mnist"},
                         "outputs": ["MODEL"],
                     },
                     "parameters": {"epochs": 3},

@@ -143,3 +143,19 @@ def test_chain_overhead_concurrent() -> None:
         absolute=0.0005,
         relative=0.0006 / total + 0.0016 / k_times_single,
     )
+
+
+def test_upload_throughput_measures_the_api_and_the_sdk() -> None:
+    summary = run_benchmark("upload_throughput.py", "--files", "2", "--mib", "1", "--rounds", "1")
+    assert (summary["files"], summary["mib_per_file"], summary["rounds"]) == (2, 1.0, 1)
+    direct, api = summary["direct_mib_per_second"], summary["api_mib_per_second"]
+    assert direct > 0 and api > 0
+    # The API adds a hop; ten times faster than the SDK alone would be a broken measurement.
+    assert 0 < summary["ratio_api_to_direct"] <= 10
+    assert_close(
+        summary["ratio_api_to_direct"],
+        api / direct,
+        absolute=0.001,
+        relative=0.06 / api + 0.06 / direct,
+    )
+    assert summary["client_hash_seconds"] >= 0 and summary["resubmit_seconds"] > 0

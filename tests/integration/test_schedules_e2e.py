@@ -30,7 +30,7 @@ def _scheduled_runs(stack: Stack, name: str) -> list[tuple[float, str]]:
 def test_every_tick_runs_once_with_two_workers_and_one_sigkilled(stack: Stack) -> None:
     first, _second = stack.start_worker(), stack.start_worker()
     book = ScheduleBook(stack.client, stack.store.keys)
-    run = stack.spec(seconds=0).model_dump(mode="json")
+    run = stack.uploaded_spec(seconds=0).model_dump(mode="json")
     schedule = {
         "name": "every2",
         "trigger": {"every": f"{EVERY_SECONDS}s"},
@@ -69,7 +69,7 @@ def _schedule(stack: Stack, name: str, every: int, policy: str) -> ScheduleBook:
     schedule = {
         "name": name,
         "trigger": {"every": f"{every}s"},
-        "run": stack.spec(seconds=8).model_dump(mode="json"),
+        "run": stack.uploaded_spec(seconds=8).model_dump(mode="json"),
         "concurrency_policy": policy,
         "history_limit": 100,
     }

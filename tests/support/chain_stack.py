@@ -152,6 +152,13 @@ class Stack:
         values["ORCH_ARTIFACTS_DIR"] = str(self.artifacts)
         return Settings(_env_file=None, **{**values, **extra})
 
+    def uploaded_spec(self, name: str = "mnist", **parameters: Any) -> RunSpec:
+        """spec(), its local inputs uploaded: what a schedule or an HTTP body carries."""
+        spec, _ = upload_local_inputs(
+            self.spec(name, **parameters), direct_uploads(self.settings(), self.store)
+        )
+        return spec
+
     def submit(self, spec: RunSpec | None = None) -> str:
         """Enqueue as a submitter on this machine does: local inputs uploaded first."""
         uploaded, _ = upload_local_inputs(

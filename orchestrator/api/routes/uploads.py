@@ -24,11 +24,44 @@ from orchestrator.api.errors import ERROR_RESPONSES, field_error
 from orchestrator.api.models import UPLOADS_PATH, ContentStored, UploadState
 from orchestrator.azure.files import RANGE_BYTES
 from orchestrator.domain.inputs import SHA256_PATTERN, Manifest
-from orchestrator.inputs.uploads import UploadIncomplete, UploadRejected, UploadTooLarge
+from orchestrator.inputs.uploads import (
+    BlobWriter,
+    UploadIncomplete,
+    UploadRejected,
+    UploadTooLarge,
+)
 
 router = APIRouter(prefix=UPLOADS_PATH, tags=["uploads"], dependencies=[AuthDep])
 
 Digest = Annotated[str, Path(pattern=SHA256_PATTERN, description="SHA-256 of the content (hex)")]
+
+
+async def _stream_into(writer: BlobWriter, request: Request) -> None:
+    """The body to the share in 4 MiB ranges, receiving the next range while the
+    last one is written (one range in flight: memory stays at about 8 MiB)."""
+    send, receive = anyio.create_memory_object_stream[bytes](1)
+
+    async def write_ranges() -> None:
+        async with receive:
+            async for piece in receive:
+                await anyio.to_thread.run_sync(writer.write, piece)
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(write_ranges)
+            async with send:
+                pending = bytearray()
+                async for chunk in request.stream():
+                    pending += chunk
+                    while len(pending) >= RANGE_BYTES:
+                        await send.send(bytes(pending[:RANGE_BYTES]))
+                        del pending[:RANGE_BYTES]
+                if pending:
+                    await send.send(bytes(pending))
+    except BaseExceptionGroup as failed:
+        # The writer's error (a length mismatch, the share) or the body's (a client
+        # gone, the body limit), as itself: the caller answers it.
+        raise failed.exceptions[0] from None
 
 
 @router.post(
@@ -79,16 +112,8 @@ async def put_content(
         raise HTTPException(413, f"{exc.field}: {exc}") from None
     if writer is None:
         return ContentStored(sha256=digest, size=content_length, stored=False)
-    pending = bytearray()
     try:
-        async for chunk in request.stream():
-            pending += chunk
-            while len(pending) >= RANGE_BYTES:
-                piece = bytes(pending[:RANGE_BYTES])
-                del pending[:RANGE_BYTES]
-                await anyio.to_thread.run_sync(writer.write, piece)
-        if pending:
-            await anyio.to_thread.run_sync(writer.write, bytes(pending))
+        await _stream_into(writer, request)
         await anyio.to_thread.run_sync(writer.finish)
     except UploadRejected as exc:
         await anyio.to_thread.run_sync(writer.abort)
