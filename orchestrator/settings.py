@@ -118,6 +118,14 @@ class Settings(BaseSettings):
     # Uploaded files no live run references are deleted from the share this long
     # after their last use (ISO 8601 duration, or seconds).
     upload_retention: str = Field("P7D", validation_alias="ORCH_UPLOAD_RETENTION")
+    # Collected outputs per run (the record and the worker's copy): past either
+    # bound the run keeps what fits and records outputs_truncated.
+    output_max_files: Annotated[int, Field(gt=0)] = Field(
+        10_000, validation_alias="ORCH_OUTPUT_MAX_FILES"
+    )
+    output_max_bytes: Annotated[int, Field(gt=0)] = Field(
+        10 * 1024**3, validation_alias="ORCH_OUTPUT_MAX_BYTES"
+    )
     # A finished run's outputs on the share are deleted this long after it ended;
     # "keep" (the default) never deletes them.
     output_retention: str = Field("keep", validation_alias="ORCH_OUTPUT_RETENTION")

@@ -238,13 +238,29 @@ def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
 
 @dataclass
 class Collected:
-    """Files collected from the job: artifact path -> where it lies on the share."""
+    """Files collected from the job: artifact path -> where it lies on the share.
 
+    Bounded per run (ORCH_OUTPUT_MAX_FILES, ORCH_OUTPUT_MAX_BYTES by the apparent
+    size the listing gives, so a sparse file counts in full): past either, what
+    fits is kept and `truncated` is set, so no job can fill the worker's disk or
+    grow the record without bound."""
+
+    max_files: int
+    max_bytes: int
     files: dict[str, StoredOutput] = field(default_factory=dict)
     downloaded_bytes: int = 0
+    truncated: bool = False
+
+    @classmethod
+    def bounded_by(cls, settings: Settings) -> Collected:
+        return cls(max_files=settings.output_max_files, max_bytes=settings.output_max_bytes)
 
     def add(self, ctx: StepContext, item: OutputFile, dest: Path, root: Path) -> None:
         assert item.download_url is not None
+        announced = item.size or 0
+        if len(self.files) >= self.max_files or self.downloaded_bytes + announced > self.max_bytes:
+            self.truncated = True
+            return
         size = ctx.gateway.download(item.download_url, dest)
         self.downloaded_bytes += size
         relative = dest.relative_to(root).as_posix()
@@ -259,7 +275,7 @@ def collect_job_logs(ctx: StepContext, record: RunRecord) -> Collected:
     (a second call downloads the same files over themselves)."""
     names = ctx.names(record)
     artifacts = RunArtifacts.of(ctx.settings.artifacts_dir, record.run_id)
-    collected = Collected()
+    collected = Collected.bounded_by(ctx.settings)
     for item in ctx.gateway.list_output_files(names, STDOUTERR_OUTPUT_ID):
         if item.is_directory or not item.download_url:
             continue
@@ -328,12 +344,14 @@ def collect_outputs(ctx: StepContext, run_id: str) -> StepOutcome:
     def record_outputs(r: RunRecord) -> None:
         r.outputs = sorted(collected.files)
         r.output_files = dict(collected.files)
+        r.outputs_truncated = collected.truncated
         if parsed is not None:
             r.metrics = dict(parsed.values)
             r.metric_series = {k: list(v) for k, v in parsed.series.items()}
 
     ctx.store.update(run_id, record_outputs)
-    return Done({"files": len(collected.files), "downloaded_bytes": collected.downloaded_bytes})
+    detail = {"files": len(collected.files), "downloaded_bytes": collected.downloaded_bytes}
+    return Done({**detail, "truncated": collected.truncated})
 
 
 def _logs_pending(record: RunRecord) -> bool:
@@ -363,7 +381,7 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
         except PermanentAzureError as exc:
             # Nothing to collect from (the job is already gone): cleanup goes on.
             get_logger(run_id=run_id).warning("job_logs_not_collected", error=str(exc))
-            collected = Collected()
+            collected = Collected.bounded_by(ctx.settings)
         _add_outputs(ctx, run_id, collected)
         ctx.store.set_step(run_id, Step.CLEANUP, StepState.RUNNING, detail={"logs_collected": True})
     # Delete first (tolerant of "already gone"), then check: when Azure

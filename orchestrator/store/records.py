@@ -67,6 +67,8 @@ class RunRecord(BaseModel):
     outputs: list[str] = Field(default_factory=list)
     # The same paths -> where each lies on the share (served by the API from there).
     output_files: dict[str, StoredOutput] = Field(default_factory=dict)
+    # True when collection stopped at ORCH_OUTPUT_MAX_FILES or ORCH_OUTPUT_MAX_BYTES.
+    outputs_truncated: bool = False
     # True once output retention deleted the share's copy (ORCH_OUTPUT_RETENTION).
     outputs_expired: bool = False
     metrics: dict[str, float] = Field(default_factory=dict)

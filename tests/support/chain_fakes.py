@@ -28,6 +28,8 @@ class FakeGateway:
     last_request_id: str | None = "req-1"
     # The job's stderr.txt; None lists no stderr at all (stdout.txt only).
     stderr_text: bytes | None = None
+    # More files of every output directory (after sub/model.bin).
+    extra_outputs: list[OutputFile] = field(default_factory=list)
 
     def _call(self, name: str) -> None:
         self.calls[name] += 1
@@ -193,6 +195,7 @@ class FakeGateway:
         return [
             OutputFile("sub", None, True),
             OutputFile("sub/model.bin", "https://x/model", False),
+            *self.extra_outputs,
         ]
 
     def download(self, url: str, dest: Path) -> int:
