@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
 from orchestrator.domain.spec import parse_spec
 from orchestrator.domain.status import FailureReason, RunStatus
 from orchestrator.settings import get_settings
 from orchestrator.store import RunStore
+from tests.support.cli import run_cli
 
 
 @pytest.fixture
@@ -24,13 +24,6 @@ def store(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     get_settings.cache_clear()
     yield RunStore.from_url(redis_url)
     get_settings.cache_clear()
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
 
 
 def make_run(store: RunStore, name: str, tags: dict[str, str] | None = None) -> str:
