@@ -167,6 +167,8 @@ def status_command(
         print("  outputs: " + one_line(", ".join(record.outputs)))
     if record.metrics:
         print("  metrics: " + json.dumps(record.metrics, sort_keys=True))
+    if record.metrics_truncated:
+        print("  metrics truncated: the job printed more than is kept (see `logs` for all)")
 
 
 def cancel_command(

@@ -13,7 +13,7 @@ import pytest
 from orchestrator.domain.spec import parse_spec
 from orchestrator.domain.status import FailureReason, RunStatus
 from orchestrator.settings import get_settings
-from orchestrator.store import RunStore
+from orchestrator.store import RunRecord, RunStore
 from tests.support.cli import run_cli
 
 
@@ -190,6 +190,21 @@ def test_status_shows_a_job_quoting_error_without_its_escapes(
     assert out.splitlines()[0] == (
         f"{run_id}  failed (job_failed)  error: job exited with code 1; stderr: ValueError next"
     )
-    assert "\x1b" not in out
+    assert "\x1b" not in out and "truncated" not in out
     code, out, _ = run_cli(["status", run_id, "--json"], capsys)
     assert json.loads(out)["error"] == error  # the record itself is kept as written
+
+
+def test_status_says_when_metrics_were_truncated(
+    store: RunStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = make_run(store, "chatty")
+
+    def parsed(record: RunRecord) -> None:
+        record.metrics = {"loss": 0.1}
+        record.metrics_truncated = True
+
+    store.update(run_id, parsed)
+    code, out, _ = run_cli(["status", run_id], capsys)
+    assert code == 0
+    assert "  metrics truncated: the job printed more than is kept" in out
