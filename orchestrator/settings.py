@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from orchestrator.domain.spec import format_validation_error, parse_iso8601_duration
 
 PUBLIC_CLOUD_ARM_ENDPOINT = "https://management.azure.com"
+# Long enough to look back over a month of runs (and to debug a failure found
+# weeks later), short enough that Redis holds a bounded number of them.
+DEFAULT_RUN_RETENTION_SECONDS = 30 * 86400.0
 
 
 class Settings(BaseSettings):
@@ -104,6 +107,12 @@ class Settings(BaseSettings):
     reaper_grace_seconds: Annotated[float, Field(ge=0)] = Field(
         900.0, validation_alias="ORCH_REAPER_GRACE_SECONDS"
     )
+    # Ended runs (succeeded, failed, cancelled) are deleted from Redis this long
+    # after they finished, with their events and index entries; None (`never`)
+    # keeps them forever. Seconds, or an ISO 8601 duration such as P30D.
+    run_retention_seconds: float | None = Field(
+        DEFAULT_RUN_RETENTION_SECONDS, validation_alias="ORCH_RUN_RETENTION"
+    )
     log_level: str = Field("INFO", validation_alias="ORCH_LOG_LEVEL")
 
     # --- Inputs and outputs ------------------------------------------------
@@ -183,6 +192,33 @@ class Settings(BaseSettings):
         """None: keep outputs forever."""
         return retention_seconds(self.output_retention)
 
+    @field_validator("run_retention_seconds", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: object) -> object:
+        """`never`, seconds (`2592000`) or an ISO 8601 duration (`P30D`, `PT12H`)."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.lower() == "never":
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            return parse_iso8601_duration(text)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not `never`, a number of seconds or an ISO 8601 duration such as P30D"
+            ) from None
+
+    @field_validator("run_retention_seconds")
+    @classmethod
+    def _positive_retention(cls, value: float | None) -> float | None:
+        if value is not None and not (0 < value < float("inf")):
+            raise ValueError("must be a positive duration (or `never`)")
+        return value
+
     @field_validator("azure_arm_endpoint")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
@@ -203,7 +239,7 @@ def retention_seconds(text: str) -> float | None:
     """Seconds in a retention setting: an ISO 8601 duration (P7D), a number of
     seconds, or "keep" (None)."""
     cleaned = text.strip()
-    if cleaned.lower() == "keep":
+    if cleaned.lower() in ("keep", "never"):  # never delete (ORCH_RUN_RETENTION says never)
         return None
     try:
         seconds = float(cleaned)

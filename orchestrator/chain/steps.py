@@ -346,6 +346,7 @@ def collect_outputs(ctx: StepContext, run_id: str) -> StepOutcome:
         r.output_files = dict(collected.files)
         r.outputs_truncated = collected.truncated
         if parsed is not None:
+            r.metrics_truncated = parsed.truncated
             r.metrics = dict(parsed.values)
             r.metric_series = {k: list(v) for k, v in parsed.series.items()}
 

@@ -14,6 +14,7 @@ from orchestrator.azure.errors import AzureGatewayError
 from orchestrator.cli.common import CliError, api_client, open_store
 from orchestrator.cli.follow import FollowTimeout, follow_run
 from orchestrator.cli.render import error_text, shown_step_state, status_text
+from orchestrator.cli.terminal import one_line
 from orchestrator.domain.spec import RunSpec, SpecError, load_spec
 from orchestrator.domain.status import STEP_ORDER, RunStatus
 from orchestrator.settings import get_settings
@@ -197,7 +198,7 @@ def _follow(store: RunStore, run_id: str, timeout: float, *, quiet: bool) -> Run
     def echo(event: RunEvent) -> None:
         if not quiet and event.kind in ("status", "step"):
             detail = " ".join(f"{k}={v}" for k, v in event.data.items() if v is not None)
-            typer.echo(f"{event.kind}: {detail}", err=True)
+            typer.echo(f"{event.kind}: {one_line(detail)}", err=True)
 
     try:
         record = follow_run(store, run_id, timeout=timeout, on_event=echo, tick_seconds=2.0)
@@ -226,9 +227,11 @@ def status_command(
         state = shown_step_state(record, step)
         print(f"  {step.value:<22} {state.value:<8} attempts={record.step(step).attempts}")
     if record.outputs:
-        print("  outputs: " + ", ".join(record.outputs))
+        print("  outputs: " + one_line(", ".join(record.outputs)))
     if record.metrics:
         print("  metrics: " + json.dumps(record.metrics, sort_keys=True))
+    if record.metrics_truncated:
+        print("  metrics truncated: the job printed more than is kept (see `logs` for all)")
 
 
 def cancel_command(

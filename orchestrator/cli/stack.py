@@ -25,7 +25,7 @@ from orchestrator.cli.context import (
     read_context,
     write_context,
 )
-from orchestrator.cli.render import status_text
+from orchestrator.cli.render import error_text, status_text
 from orchestrator.devstack.redis_server import free_port
 from orchestrator.devstack.stack import Stack, StackConfig, StackError
 from orchestrator.observability.logs import redact_text
@@ -240,7 +240,9 @@ def demo_command(
     lines.append(f"  wall time:  {elapsed:.1f}s")
     typer.echo("\n".join(lines))
     if final.status is not RunStatus.SUCCEEDED:
-        raise CliError(f"the demo run ended {final.status.value}: {final.error or final.reason}")
+        raise CliError(
+            f"the demo run ended {final.status.value}: {error_text(final) or final.reason}"
+        )
     typer.echo("\n".join(["", "Next steps:", *next_steps(folder)]))
 
 

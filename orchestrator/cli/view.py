@@ -15,6 +15,7 @@ from orchestrator.artifacts import RunArtifacts
 from orchestrator.cli.common import CliError, api_client, open_store
 from orchestrator.cli.follow import follow_run
 from orchestrator.cli.render import relative_to_artifacts, run_view, runs_table
+from orchestrator.cli.terminal import TerminalSanitizer, one_line
 from orchestrator.domain.status import RunStatus
 from orchestrator.joblog import JobLogReader, LogTail
 from orchestrator.observability.logs import redact_text
@@ -77,7 +78,7 @@ def watch_run(run_id: str, console: Console | None = None) -> RunRecord:
 
         def redraw(record: RunRecord) -> None:
             outputs = record.spec.outputs
-            lines = [relative_to_artifacts(line, outputs) for line in tail.update(record)]
+            lines = [relative_to_artifacts(one_line(line), outputs) for line in tail.update(record)]
             live.update(run_view(record, lines))
 
         return follow_run(store, run_id, on_update=redraw, tick_seconds=0.5)
@@ -102,13 +103,29 @@ def logs_command(
     stderr: Annotated[
         bool, typer.Option("--stderr", help="Print stderr instead of stdout.")
     ] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw", help="Print the job's bytes as they are, terminal escape sequences included."
+        ),
+    ] = False,
 ) -> None:
-    """The job's stdout (or stderr): live from the cluster while it runs, else as collected."""
+    """The job's stdout (or stderr): live from the cluster while it runs, else as collected.
+
+    Terminal control sequences the job wrote (colours, titles, clears) are removed
+    unless --raw: a job must not drive the user's terminal.
+    """
     store = open_store()
     reader = JobLogReader(get_settings(), "stderr" if stderr else "stdout", min_live_interval=1.0)
+    sanitizer = TerminalSanitizer()
 
     def emit(record: RunRecord) -> None:
-        text = reader.read_new(record)
+        if raw:
+            data = reader.read_new_bytes(record)
+            if data:
+                typer.echo(data, nl=False)  # bytes: written to the binary stream as they are
+            return
+        text = sanitizer.feed(reader.read_new(record))
         if text:
             typer.echo(text, nl=False)
 
@@ -116,6 +133,8 @@ def logs_command(
     if follow and not record.terminal:
         record = follow_run(store, run_id, on_update=emit)
     emit(record)
+    if rest := sanitizer.flush():
+        typer.echo(rest, nl=False)
     if reader.offset == 0 and not follow:
         if record.terminal and reader.collected_path(run_id).is_file():
             # An empty log of a finished job is an answer, not a failure.
@@ -204,6 +223,6 @@ def outputs_command(
     if not files:
         typer.echo(f"run {run_id} has no collected outputs (status {record.status.value})")
     for item in files:
-        typer.echo(f"{item.size:>12}  {artifacts.root / item.path}")
+        typer.echo(f"{item.size:>12}  {one_line(str(artifacts.root / item.path))}")
     if download is not None:
         typer.echo(f"copied {len(files)} file(s) to {download}")

@@ -14,6 +14,7 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:due``                     ZSET  task id by the time its message falls due
 - ``ns:due:messages``            HASH  task id -> {step, run_id, retries} (JSON)
 - ``ns:redrive:turn``            STRING (PX ttl) the worker whose turn it is to re-drive
+- ``ns:retention:turn``          STRING (PX ttl) the worker whose turn it is to delete expired runs
 - ``ns:stats:azure_requests``    HASH  "<operation>|<outcome>" -> count, over all workers
 - ``ns:schedule:<name>``         HASH  ``definition`` (ScheduleSpec JSON), ``trigger`` (its JSON),
                                         ``next_tick`` (epoch s, '' when none left), ``last_run_id``,
@@ -37,6 +38,7 @@ kombu's, in the same database.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator.domain.status import RunStatus
@@ -68,6 +70,11 @@ class Keys:
         digest = hashlib.sha1(f"{key}\0{value}".encode(), usedforsecurity=False).hexdigest()
         return f"{self.namespace}:idx:tag:{digest}"
 
+    def run_indexes(self, name: str, tags: Mapping[str, str]) -> list[str]:
+        """Every index a run is in besides its status index: written together
+        when the run is created, cleaned together when it is deleted."""
+        return [self.runs, self.name_index(name), *(self.tag_index(k, v) for k, v in tags.items())]
+
     def idempotency(self, key: str) -> str:
         return f"{self.namespace}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
 
@@ -85,6 +92,10 @@ class Keys:
     @property
     def redrive_turn(self) -> str:
         return f"{self.namespace}:redrive:turn"
+
+    @property
+    def retention_turn(self) -> str:
+        return f"{self.namespace}:retention:turn"
 
     @property
     def azure_requests(self) -> str:

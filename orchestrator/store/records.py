@@ -73,6 +73,8 @@ class RunRecord(BaseModel):
     outputs_expired: bool = False
     metrics: dict[str, float] = Field(default_factory=dict)
     metric_series: dict[str, list[float]] = Field(default_factory=dict)
+    # The job printed more metrics than kept (training_metrics' bounds): some were cut.
+    metrics_truncated: bool = False
     ending: Ending | None = None
     cancel_requested: bool = False
     idempotency_key: str | None = None

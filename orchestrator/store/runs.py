@@ -49,6 +49,7 @@ from orchestrator.store.keys import DEFAULT_NAMESPACE, Keys
 from orchestrator.store.listing import RunListing, text
 from orchestrator.store.lua import load_script
 from orchestrator.store.records import Ending, RunEvent, RunRecord, StepRecord
+from orchestrator.store.retention import RunRetention
 from orchestrator.store.uploads import UploadBook
 
 # Attempts of one compare-and-set before giving up; a lost race costs one
@@ -103,9 +104,10 @@ def _change_events(before: RunRecord, after: RunRecord) -> list[_Event]:
     return events
 
 
-class RunStore(RunListing):
+class RunStore(RunListing, RunRetention):
     """Writes (all through _compare_and_set) and events; the read-side queries
-    are RunListing's (store/listing.py)."""
+    are RunListing's (store/listing.py), the deletion of expired runs
+    RunRetention's (store/retention.py)."""
 
     def __init__(self, redis: redis.Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.redis = redis
@@ -154,10 +156,8 @@ class RunStore(RunListing):
             # Unused placeholder when there is no key (the script checks ARGV[5]).
             self.keys.idempotency(idempotency_key) if idempotency_key is not None else "-",
             self.keys.events(run_id),
-            self.keys.runs,
             self.keys.status_index(RunStatus.QUEUED),
-            self.keys.name_index(spec.name),
-            *(self.keys.tag_index(k, v) for k, v in spec.tags.items()),
+            *self.keys.run_indexes(spec.name, spec.tags),
         ]
         event = {"status": RunStatus.QUEUED.value, "previous": None, "reason": None, "error": None}
         result = cast(

@@ -13,15 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.cli import main
 from orchestrator.settings import get_settings
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
+from tests.support.cli import run_cli
 
 
 def cli_process(
