@@ -9,28 +9,28 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-
 from orchestrator.chain.queue import send_step, task_name
 from orchestrator.domain.spec import RunSpec, parse_spec
 from orchestrator.domain.status import STEP_ORDER
 from orchestrator.observability.logs import get_logger
 from orchestrator.store import RunRecord, RunStore
+from orchestrator.store.connection import RedisTarget, redis_client
 
 
 def enqueue_run(
     spec: RunSpec,
     *,
     store: RunStore,
-    broker_url: str,
+    broker_url: RedisTarget | str,
     run_id: str | None = None,
     idempotency_key: str | None = None,
 ) -> tuple[RunRecord, bool]:
     """Create the run (idempotently) and dispatch its first step unless already done.
 
-    Returns (record, created). A run that exists but was never dispatched (the
-    producer died between the two writes) is dispatched now; that can send the
-    first task twice in a race, which is safe because every step is idempotent.
+    `broker_url` is Settings.redis_target (or a plain REDIS_URL). Returns
+    (record, created). A run that exists but was never dispatched (the producer
+    died between the two writes) is dispatched now; that can send the first
+    task twice in a race, which is safe because every step is idempotent.
     """
     record, created = store.create_run(spec, run_id=run_id, idempotency_key=idempotency_key)
     log = get_logger(run_id=record.run_id)
@@ -47,7 +47,7 @@ def enqueue_run(
 def enqueue_spec_dict(
     data: dict[str, Any],
     *,
-    redis_url: str,
+    redis_url: RedisTarget | str,
     run_id: str | None = None,
     idempotency_key: str | None = None,
     parameters: dict[str, Any] | None = None,
@@ -61,7 +61,7 @@ def enqueue_spec_dict(
     spec = parse_spec(data)
     if parameters:
         spec = spec.with_parameters(parameters)
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     try:
         return enqueue_run(
             spec,

@@ -31,6 +31,7 @@ from orchestrator.domain.spec import RunSpec
 from orchestrator.observability.logs import get_logger
 from orchestrator.settings import Settings
 from orchestrator.store import IdempotencyConflict, RunNotFound, RunStore
+from orchestrator.store.connection import RedisTarget
 from orchestrator.store.schedules import ScheduleBook, ScheduleNotFound, ScheduleState, TickEntry
 
 # How long a claimer owns a tick. A claimer that died mid-tick delays the tick
@@ -72,7 +73,7 @@ def idempotency_key(name: str, tick_iso: str) -> str:
     return f"schedule:{name}:{tick_iso}"
 
 
-def broker_enqueue(broker_url: str) -> Enqueue:
+def broker_enqueue(broker_url: RedisTarget | str) -> Enqueue:
     def enqueue(spec: RunSpec, store: RunStore, key: str) -> str:
         try:
             record, _ = enqueue_run(spec, store=store, broker_url=broker_url, idempotency_key=key)
@@ -103,7 +104,7 @@ def fire_due_schedules(
 ) -> list[FiredTick]:
     """Process every schedule whose next tick is due at `now`; returns what was recorded."""
     book = ScheduleBook(ctx.store.redis, ctx.store.keys)
-    enqueue = enqueue or broker_enqueue(ctx.settings.redis_url)
+    enqueue = enqueue or broker_enqueue(ctx.settings.redis_target)
     fired: list[FiredTick] = []
     for name in book.due_names(now):
         try:
@@ -252,7 +253,7 @@ def trigger_now(
         book,
         state,
         tick,
-        enqueue or broker_enqueue(ctx.settings.redis_url),
+        enqueue or broker_enqueue(ctx.settings.redis_target),
         now=now,
         key=key or idempotency_key(name, iso(tick) + "-manual"),
         manual=True,

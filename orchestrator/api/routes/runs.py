@@ -102,7 +102,7 @@ def submit_run(
         record, created = enqueue_run(
             spec,
             store=store,
-            broker_url=settings.redis_url,
+            broker_url=settings.redis_target,
             run_id=body.run_id,
             idempotency_key=idempotency_key,
         )
