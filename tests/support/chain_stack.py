@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import redis
 
 from emulator.testing import EmulatorProcess
 from orchestrator.chain.enqueue import enqueue_run
@@ -18,6 +17,7 @@ from orchestrator.devstack.processes import ChildProcess, cli_argv
 from orchestrator.domain.spec import RunSpec, parse_spec
 from orchestrator.domain.status import Step
 from orchestrator.store import RunRecord, RunStore
+from orchestrator.store.connection import RedisTarget, redis_client
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -93,12 +93,16 @@ def start_worker_process(
 class Stack:
     """Everything a chain test touches: store, emulator, workers, job inputs."""
 
-    def __init__(self, emulator: EmulatorProcess, redis_url: str, tmp_path: Path) -> None:
+    def __init__(
+        self, emulator: EmulatorProcess, redis_url: RedisTarget | str, tmp_path: Path
+    ) -> None:
         self.emulator = emulator
-        self.redis_url = redis_url
+        # A plain REDIS_URL, or a sentinel:// one with its master name and password.
+        self.target = RedisTarget.of(redis_url)
+        self.redis_url = self.target.url
         self.tmp_path = tmp_path
         self.artifacts = tmp_path / "artifacts"
-        self.client = redis.Redis.from_url(redis_url)
+        self.client = redis_client(self.target)
         self.store = RunStore(self.client)
         self.workers: list[ChildProcess] = []
         self.code_dir = tmp_path / "code"
@@ -115,6 +119,9 @@ class Stack:
         if not defaults:
             env.update(WORKER_SETTINGS)
         env.update(REDIS_URL=self.redis_url, ORCH_ARTIFACTS_DIR=str(self.artifacts))
+        env.update(ORCH_REDIS_SENTINEL_MASTER=self.target.sentinel_master)
+        if self.target.sentinel_password:
+            env.update(ORCH_REDIS_SENTINEL_PASSWORD=self.target.sentinel_password)
         env.update(extra)
         return env
 
@@ -145,9 +152,7 @@ class Stack:
         )
 
     def submit(self, spec: RunSpec | None = None) -> str:
-        record, created = enqueue_run(
-            spec or self.spec(), store=self.store, broker_url=self.redis_url
-        )
+        record, created = enqueue_run(spec or self.spec(), store=self.store, broker_url=self.target)
         assert created
         return record.run_id
 

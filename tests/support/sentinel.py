@@ -21,6 +21,9 @@ from orchestrator.devstack.redis_server import RedisServer
 MASTER_NAME = "orchmaster"
 WAIT_SECONDS = 30.0
 POLL_SECONDS = 0.05
+# Longer than a failover with a live master takes (the old master becomes a
+# replica about 10 s after the switch); released as soon as it has.
+PAUSE_MS = 25_000
 
 T = TypeVar("T")
 
@@ -150,16 +153,27 @@ class SentinelDeployment:
 
         poll_until("the Sentinel sees a synced replica", replica_known)
 
-    def failover(self) -> RedisServer:
+    def failover(self, *, pause_writes: bool = False) -> RedisServer:
         """SENTINEL FAILOVER with the master alive; returns the new master once
         the Sentinel has switched to it and the old master has been turned into
-        its replica (about 10 s later: until then, a client still connected to
-        the old master may write there, Sentinel's split-brain window)."""
+        its replica (about 10 s later). Until then a client still connected to
+        the old master writes there, and those writes are dropped when it
+        resyncs from the new master: Sentinel's split-brain window.
+
+        `pause_writes`: the zero-loss way to do a planned failover: CLIENT PAUSE
+        WRITE on the old master first, so writes wait instead of landing there;
+        once it is a replica they are released and fail over (READONLY) to the
+        new master."""
         old, new = self._servers_by_role()
-        with self.sentinel_client() as client:
-            client.execute_command("SENTINEL", "FAILOVER", self.master_name)
-        self._wait_for_switch(new)
-        poll_until(f"the old master ({old.port}) is a replica", lambda: _role(old) == "slave")
+        with _client(old) as paused:
+            if pause_writes:
+                paused.execute_command("CLIENT", "PAUSE", str(PAUSE_MS), "WRITE")
+            with self.sentinel_client() as client:
+                client.execute_command("SENTINEL", "FAILOVER", self.master_name)
+            self._wait_for_switch(new)
+            poll_until(f"the old master ({old.port}) is a replica", lambda: _role(old) == "slave")
+            if pause_writes:
+                paused.execute_command("CLIENT", "UNPAUSE")
         return new
 
     def kill_master(self) -> RedisServer:
@@ -185,8 +199,12 @@ class SentinelDeployment:
         poll_until(f"the Sentinel switches to {new.port}", switched)
 
 
+def _client(server: RedisServer) -> redis.Redis:
+    return redis.Redis(port=server.port, password=server.password, socket_timeout=5)
+
+
 def _role(server: RedisServer) -> str:
-    with redis.Redis(port=server.port, password=server.password, socket_timeout=5) as client:
+    with _client(server) as client:
         role: bytes = client.execute_command("ROLE")[0]
     return role.decode()
 
