@@ -21,9 +21,9 @@ from orchestrator.devstack.redis_server import RedisServer
 MASTER_NAME = "orchmaster"
 WAIT_SECONDS = 30.0
 POLL_SECONDS = 0.05
-# Longer than a failover with a live master takes (the old master becomes a
-# replica about 10 s after the switch); released as soon as it has.
-PAUSE_MS = 25_000
+# An upper bound on a planned failover's write pause; released as soon as
+# the old master is a replica (about 1 s).
+PAUSE_MS = 10_000
 
 T = TypeVar("T")
 
@@ -155,15 +155,19 @@ class SentinelDeployment:
 
     def failover(self, *, pause_writes: bool = False) -> RedisServer:
         """SENTINEL FAILOVER with the master alive; returns the new master once
-        the Sentinel has switched to it and the old master has been turned into
-        its replica (about 10 s later). Until then a client still connected to
-        the old master writes there, and those writes are dropped when it
-        resyncs from the new master: Sentinel's split-brain window.
+        the Sentinel has switched to it and the old master is a replica.
 
-        `pause_writes`: the zero-loss way to do a planned failover: CLIENT PAUSE
-        WRITE on the old master first, so writes wait instead of landing there;
-        once it is a replica they are released and fail over (READONLY) to the
-        new master."""
+        Without `pause_writes`, the Sentinel turns the old master into a replica
+        about 10 s after the switch; until then a client still connected to it
+        writes there, and those writes are dropped when it resyncs from the new
+        master (Sentinel's split-brain window).
+
+        `pause_writes` is the README's planned failover, which loses no
+        acknowledged write: CLIENT PAUSE WRITE on the old master, SENTINEL
+        FAILOVER, and as soon as the Sentinel has switched: REPLICAOF the new
+        master and CLIENT KILL TYPE normal on the old one, CLIENT UNPAUSE. The
+        paused writes lose their connection unexecuted, and the clients
+        reconnect to the new master."""
         old, new = self._servers_by_role()
         with _client(old) as paused:
             if pause_writes:
@@ -171,9 +175,14 @@ class SentinelDeployment:
             with self.sentinel_client() as client:
                 client.execute_command("SENTINEL", "FAILOVER", self.master_name)
             self._wait_for_switch(new)
-            poll_until(f"the old master ({old.port}) is a replica", lambda: _role(old) == "slave")
             if pause_writes:
+                paused.execute_command("REPLICAOF", "127.0.0.1", str(new.port))
+                # As the Sentinel does when it demotes a master: a pooled
+                # connection would otherwise stay on the replica (kombu's
+                # pipelines get READONLY there forever instead of reconnecting).
+                paused.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
                 paused.execute_command("CLIENT", "UNPAUSE")
+        poll_until(f"the old master ({old.port}) is a replica", lambda: _role(old) == "slave")
         return new
 
     def kill_master(self) -> RedisServer:
