@@ -20,12 +20,14 @@ caller like a Redis restart: a few failed commands, then the new master.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 SENTINEL_SCHEME = "sentinel"
 DEFAULT_SENTINEL_PORT = 26379
@@ -33,6 +35,9 @@ DEFAULT_SENTINEL_PORT = 26379
 # examples and the common Helm charts give the monitored master: a stock
 # Sentinel deployment works without setting ORCH_REDIS_SENTINEL_MASTER.
 DEFAULT_SENTINEL_MASTER = "mymaster"
+# How often, at most, a client re-asks the Sentinels which node is the master
+# when it takes a connection (see FollowingSentinelConnectionPool).
+MASTER_CHECK_SECONDS = 0.5
 
 
 class RedisUrlError(ValueError):
@@ -191,7 +196,7 @@ def redis_client(
         password=parsed.password,
         **connection_kwargs,
     )
-    pool_class = BlockingSentinelConnectionPool if blocking else SentinelConnectionPool
+    pool_class = BlockingSentinelConnectionPool if blocking else FollowingSentinelConnectionPool
     client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         target.sentinel_master,
         redis_class=redis.Redis,
@@ -212,9 +217,41 @@ def _sentinel_node_kwargs(
     return {**sockets, **own}
 
 
-class BlockingSentinelConnectionPool(SentinelConnectionPool, redis.BlockingConnectionPool):
-    """SentinelConnectionPool with BlockingConnectionPool's cap: a caller waits
-    for a free connection rather than opening one more (the API's event streams).
+class FollowingSentinelConnectionPool(SentinelConnectionPool):
+    """A Sentinel pool that notices a switch of master while its connections live.
+
+    redis-py asks the Sentinels for the master only when it opens a connection,
+    so pooled connections stay on a demoted master that is still alive: after a
+    `SENTINEL FAILOVER`, the Sentinel turns the old master into a replica only
+    about 10 s after the switch, and writes sent there meanwhile are dropped
+    when it resyncs. This pool re-asks, at most every MASTER_CHECK_SECONDS, as
+    it hands out a connection; on a change redis-py closes the idle connections,
+    so writes reach the new master within about that long after the switch.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._next_master_check = 0.0
+        self._check_lock = threading.Lock()
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now >= self._next_master_check and self._check_lock.acquire(blocking=False):
+            try:
+                self._next_master_check = now + MASTER_CHECK_SECONDS
+                # Closes the idle connections when the master moved.
+                self.get_master_address()  # type: ignore[no-untyped-call]
+            except (MasterNotFoundError, redis.ConnectionError, redis.TimeoutError):
+                pass  # no answer now: the connection attempt below says so
+            finally:
+                self._check_lock.release()
+        return super().get_connection(*args, **kwargs)
+
+
+class BlockingSentinelConnectionPool(FollowingSentinelConnectionPool, redis.BlockingConnectionPool):
+    """FollowingSentinelConnectionPool with BlockingConnectionPool's cap: a caller
+    waits for a free connection rather than opening one more (the API's event
+    streams).
 
     SentinelConnectionPool.__init__ passes max_connections and timeout on to
     BlockingConnectionPool.__init__ (next in the MRO), and takes connections

@@ -97,3 +97,18 @@ def test_a_run_survives_a_planned_failover_with_writes_paused(
     assert record.status is RunStatus.SUCCEEDED, record.error
     assert created_and_deleted(sentinel_stack) == (1, 1, 1, 1)
     assert sentinel_deployment.master_port() != sentinel_deployment.master.port
+
+
+def test_a_run_survives_a_bare_sentinel_failover_of_a_live_master(
+    sentinel_stack: Stack, sentinel_deployment: SentinelDeployment
+) -> None:
+    """No write pause: the old master accepts writes until the Sentinel demotes it,
+    about 10 s after the switch. The store's clients re-ask the Sentinels every
+    0.5 s (FollowingSentinelConnectionPool), so the run's progress reaches the new
+    master; without that the run failed 3 times out of 3 ('job ... disappeared':
+    its record went back to poll_job after the job had been deleted)."""
+    record = run_through(sentinel_stack, sentinel_deployment.failover)
+
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    assert created_and_deleted(sentinel_stack) == (1, 1, 1, 1)
+    assert sentinel_deployment.master_port() != sentinel_deployment.master.port

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import redis
-from redis.sentinel import SentinelConnectionPool
 
 from orchestrator.chain.queue import base_config, worker_config
 from orchestrator.observability.logs import secrets_from_settings
@@ -18,6 +17,7 @@ from orchestrator.settings import Settings
 from orchestrator.store.connection import (
     DEFAULT_SENTINEL_MASTER,
     BlockingSentinelConnectionPool,
+    FollowingSentinelConnectionPool,
     RedisTarget,
     RedisUrlError,
     SentinelUrl,
@@ -166,7 +166,7 @@ def test_a_capped_plain_client_blocks_for_a_connection() -> None:
 def test_a_sentinel_url_gives_a_client_of_the_named_master() -> None:
     target = RedisTarget(TWO_SENTINELS, sentinel_master="orch")
     pool = redis_client(target, socket_timeout=3).connection_pool
-    assert type(pool) is SentinelConnectionPool
+    assert isinstance(pool, FollowingSentinelConnectionPool)
     assert pool.service_name == "orch" and pool.is_master
     # The data nodes get the URL's database and password ...
     kwargs = pool.connection_kwargs
