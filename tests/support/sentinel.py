@@ -174,7 +174,7 @@ class SentinelDeployment:
                 paused.execute_command("CLIENT", "PAUSE", str(PAUSE_MS), "WRITE")
             with self.sentinel_client() as client:
                 client.execute_command("SENTINEL", "FAILOVER", self.master_name)
-            self._wait_for_switch(new)
+            self.wait_for_switch(new)
             if pause_writes:
                 paused.execute_command("REPLICAOF", "127.0.0.1", str(new.port))
                 # As the Sentinel does when it demotes a master: a pooled
@@ -190,7 +190,7 @@ class SentinelDeployment:
         Sentinel has promoted it (down-after 1 s, quorum 1)."""
         old, new = self._servers_by_role()
         old.stop()
-        self._wait_for_switch(new)
+        self.wait_for_switch(new)
         return new
 
     def _servers_by_role(self) -> tuple[RedisServer, RedisServer]:
@@ -199,7 +199,7 @@ class SentinelDeployment:
             return self.master, self.replica
         return self.replica, self.master
 
-    def _wait_for_switch(self, new: RedisServer) -> None:
+    def wait_for_switch(self, new: RedisServer) -> None:
         def switched() -> bool:
             with self.sentinel_client() as client:
                 state = client.sentinel_master(self.master_name)

@@ -53,6 +53,10 @@ def test_the_store_works_on_the_sentinels_master(sentinel_deployment: SentinelDe
     with direct(sentinel_deployment.master.port, sentinel_deployment) as master:
         assert master.exists(store.keys.run(record.run_id))
     assert sentinel_deployment.master_port() == sentinel_deployment.master.port
+    # The capped pool (the API's event streams) reaches the same master.
+    capped = redis_client(target(sentinel_deployment), max_connections=2, pool_timeout=1)
+    assert RunStore(capped).get(record.run_id).run_id == record.run_id
+    capped.close()
 
 
 def test_a_wrong_master_name_or_sentinel_password_is_an_error_not_a_hang(
