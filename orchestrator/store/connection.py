@@ -13,9 +13,12 @@ reads them. The master's name (SENTINEL MONITOR <name> ...) is not in the URL,
 as kombu does not read it from there: it is ORCH_REDIS_SENTINEL_MASTER, and a
 password of the Sentinels themselves (their requirepass) is
 ORCH_REDIS_SENTINEL_PASSWORD. A Sentinel client asks the Sentinels for the
-current master whenever it opens a connection, and drops its connections when
-the master it talks to turned into a replica, so a failover looks to the
-caller like a Redis restart: a few failed commands, then the new master.
+current master whenever it opens a connection, and at most every
+MASTER_CHECK_SECONDS as it hands one out (FollowingSentinelConnectionPool), and
+drops its connections when the master moved or turned into a replica, so a
+failover looks to the caller like a Redis restart: a few failed commands, then
+the new master. (Celery's broker connections are kombu's, given the master name
+through broker_transport_options; see orchestrator/chain/queue.py.)
 """
 
 from __future__ import annotations
