@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.cli.common import CliError
-from orchestrator.cli.serve import check_redis_url, wait_for_redis
+from orchestrator.cli.serve import check_redis_url
 from orchestrator.devstack.redis_server import free_port
 from orchestrator.store.connection import RedisTarget
 
@@ -25,10 +25,3 @@ def test_a_malformed_url_is_one_line_without_its_password(url: str) -> None:
     message = str(caught.value)
     assert "is not a Redis URL" in message and "\n" not in message
     assert "s3cret" not in message
-
-
-def test_unreachable_sentinels_are_one_line_after_the_wait() -> None:
-    target = RedisTarget(f"sentinel://:s3cret@127.0.0.1:{free_port()}/0", "orch")
-    with pytest.raises(CliError, match="cannot reach Redis") as caught:
-        wait_for_redis(target, 0)
-    assert "s3cret" not in str(caught.value)
