@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.domain.spec import format_validation_error, parse_iso8601_duration
+
+if TYPE_CHECKING:  # the store package imports this module (through observability)
+    from orchestrator.store.connection import RedisTarget
 
 PUBLIC_CLOUD_ARM_ENDPOINT = "https://management.azure.com"
 # Long enough to look back over a month of runs (and to debug a failure found
@@ -56,7 +59,22 @@ class Settings(BaseSettings):
     requests_ca_bundle: str | None = Field(None, validation_alias="REQUESTS_CA_BUNDLE")
 
     # --- Redis (broker, result backend and run store) ----------------------
+    # One server (redis://, rediss://, unix://) or a Sentinel deployment:
+    # sentinel://[:PASSWORD@]HOST:PORT;sentinel://[:PASSWORD@]HOST:PORT/DB, the form
+    # kombu reads (the password and database are the data nodes'; see
+    # orchestrator/store/connection.py). Broker and run store follow the master.
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    # The master's name in the Sentinels' `sentinel monitor <name> ...` (only with
+    # sentinel://). "mymaster" is the name Redis' sample sentinel.conf, kombu's and
+    # Celery's docs and the common Helm charts use, so a stock setup needs no value.
+    redis_sentinel_master: str = Field(
+        "mymaster", min_length=1, validation_alias="ORCH_REDIS_SENTINEL_MASTER"
+    )
+    # The Sentinels' own password (their requirepass), when they have one; the
+    # master's and replicas' password goes in REDIS_URL.
+    redis_sentinel_password: SecretStr | None = Field(
+        None, validation_alias="ORCH_REDIS_SENTINEL_PASSWORD"
+    )
 
     # --- Orchestrator knobs (ORCH_*) ---------------------------------------
     artifacts_dir: Path = Field(Path("artifacts"), validation_alias="ORCH_ARTIFACTS_DIR")
@@ -229,6 +247,19 @@ class Settings(BaseSettings):
         """True when ARM is not a public Azure cloud endpoint (the local emulator)."""
         host = self.azure_arm_endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
         return host in {"127.0.0.1", "localhost", "::1"} or host.startswith("emulator")
+
+    @property
+    def redis_target(self) -> RedisTarget:
+        """REDIS_URL with the Sentinel settings: what every Redis client and the
+        Celery broker are built from (orchestrator.store.connection)."""
+        from orchestrator.store.connection import RedisTarget
+
+        password = self.redis_sentinel_password
+        return RedisTarget(
+            self.redis_url,
+            sentinel_master=self.redis_sentinel_master,
+            sentinel_password=password.get_secret_value() if password else None,
+        )
 
     @property
     def has_service_principal(self) -> bool:

@@ -25,6 +25,7 @@ from orchestrator.observability.logs import (
 from orchestrator.observability.prometheus import OrchestratorCollector, build_registry
 from orchestrator.settings import Settings, get_settings
 from orchestrator.store import RunStore
+from orchestrator.store.connection import RedisTarget, redis_client
 
 logger = logging.getLogger("orchestrator.api")
 
@@ -44,23 +45,24 @@ class ApiConfigError(RuntimeError):
     """The API refuses to start with these settings."""
 
 
-def _redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=SOCKET_TIMEOUT_SECONDS
-    )
-
-
-def _stream_redis_client(url: str, max_streams: int) -> redis.Redis:
-    """The event streams' own client: a bounded pool (a stream waits for a connection
-    rather than opening one more), apart from the pool every other route uses."""
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=stream_resources(max_streams),
-        timeout=CONNECT_TIMEOUT_SECONDS,
+def _redis_client(target: RedisTarget) -> redis.Redis:
+    return redis_client(
+        target,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
     )
-    return redis.Redis(connection_pool=pool)
+
+
+def _stream_redis_client(target: RedisTarget, max_streams: int) -> redis.Redis:
+    """The event streams' own client: a bounded pool (a stream waits for a connection
+    rather than opening one more), apart from the pool every other route uses."""
+    return redis_client(
+        target,
+        max_connections=stream_resources(max_streams),
+        pool_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -72,9 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "ORCH_API_ALLOW_UNAUTHENTICATED=true to serve without authentication "
             "(local development only)"
         )
-    client = _redis_client(settings.redis_url)
+    client = _redis_client(settings.redis_target)
     store = RunStore(client)
-    stream_client = _stream_redis_client(settings.redis_url, settings.api_max_streams)
+    stream_client = _stream_redis_client(settings.redis_target, settings.api_max_streams)
     # The Celery broker is the same Redis today; pinged and measured on its own
     # so /healthz and queue depth stay right if it ever moves.
     broker = client

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from orchestrator.azure.gateway import AzureGateway
 from orchestrator.chain.queue import send_step, task_name
 from orchestrator.domain.spec import RunSpec, parse_spec
@@ -24,13 +22,14 @@ from orchestrator.inputs.uploads import ShareUploads
 from orchestrator.observability.logs import get_logger
 from orchestrator.settings import Settings, get_settings
 from orchestrator.store import RunRecord, RunStore
+from orchestrator.store.connection import RedisTarget, redis_client
 
 
 def enqueue_run(
     spec: RunSpec,
     *,
     store: RunStore,
-    broker_url: str,
+    broker_url: RedisTarget | str,
     run_id: str | None = None,
     idempotency_key: str | None = None,
     input_roots: Sequence[Path] = (),
@@ -40,7 +39,8 @@ def enqueue_run(
     The spec's inputs are checked first (InputRejected names the field, and
     nothing is written): a path must lie under `input_roots` (ORCH_INPUT_ROOTS),
     an upload must be committed. Local paths of a submitter are uploaded before
-    this (orchestrator/inputs/submit.py). Returns (record, created).
+    this (orchestrator/inputs/submit.py). `broker_url` is Settings.redis_target (or
+    a plain REDIS_URL). Returns (record, created).
 
     A run that exists but was never dispatched (the producer died between the
     two writes) is dispatched now; that can send the
@@ -72,7 +72,7 @@ def direct_uploads(settings: Settings, store: RunStore) -> ShareUploads:
 def enqueue_spec_dict(
     data: dict[str, Any],
     *,
-    redis_url: str,
+    redis_url: RedisTarget | str,
     run_id: str | None = None,
     idempotency_key: str | None = None,
     parameters: dict[str, Any] | None = None,
@@ -91,7 +91,7 @@ def enqueue_spec_dict(
     if parameters:
         spec = spec.with_parameters(parameters)
     settings = settings or get_settings()
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     try:
         store = RunStore(client)
         spec, _ = upload_local_inputs(spec, direct_uploads(settings, store))

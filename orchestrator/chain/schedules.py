@@ -32,6 +32,7 @@ from orchestrator.domain.spec import RunSpec
 from orchestrator.observability.logs import get_logger
 from orchestrator.settings import Settings
 from orchestrator.store import IdempotencyConflict, RunNotFound, RunStore
+from orchestrator.store.connection import RedisTarget
 from orchestrator.store.schedules import ScheduleBook, ScheduleNotFound, ScheduleState, TickEntry
 
 # How long a claimer owns a tick. A claimer that died mid-tick delays the tick
@@ -73,7 +74,7 @@ def idempotency_key(name: str, tick_iso: str) -> str:
     return f"schedule:{name}:{tick_iso}"
 
 
-def broker_enqueue(broker_url: str, input_roots: Sequence[Path] = ()) -> Enqueue:
+def broker_enqueue(broker_url: RedisTarget | str, input_roots: Sequence[Path] = ()) -> Enqueue:
     def enqueue(spec: RunSpec, store: RunStore, key: str) -> str:
         try:
             record, _ = enqueue_run(
@@ -110,7 +111,7 @@ def fire_due_schedules(
 ) -> list[FiredTick]:
     """Process every schedule whose next tick is due at `now`; returns what was recorded."""
     book = ScheduleBook(ctx.store.redis, ctx.store.keys)
-    enqueue = enqueue or broker_enqueue(ctx.settings.redis_url, ctx.settings.input_roots)
+    enqueue = enqueue or broker_enqueue(ctx.settings.redis_target, ctx.settings.input_roots)
     fired: list[FiredTick] = []
     for name in book.due_names(now):
         try:
@@ -259,7 +260,7 @@ def trigger_now(
         book,
         state,
         tick,
-        enqueue or broker_enqueue(ctx.settings.redis_url, ctx.settings.input_roots),
+        enqueue or broker_enqueue(ctx.settings.redis_target, ctx.settings.input_roots),
         now=now,
         key=key or idempotency_key(name, iso(tick) + "-manual"),
         manual=True,

@@ -38,13 +38,14 @@ def open_store() -> RunStore:
     )
     from orchestrator.settings import get_settings
     from orchestrator.store import RunStore
+    from orchestrator.store.connection import redis_client
 
     settings = get_settings()
     configure_logging("WARNING", secrets=secrets_from_settings(settings))
     url = redact_text(settings.redis_url)
     try:
-        client = redis.Redis.from_url(
-            settings.redis_url,
+        client = redis_client(
+            settings.redis_target,
             socket_connect_timeout=connect_timeout_seconds,
             socket_timeout=max(30.0, connect_timeout_seconds),
         )

@@ -129,7 +129,7 @@ def submit_command(
         record, _created = enqueue_run(
             spec,
             store=store,
-            broker_url=settings.redis_url,
+            broker_url=settings.redis_target,
             run_id=run_id,
             idempotency_key=idempotency_key,
             input_roots=settings.input_roots,

@@ -101,6 +101,7 @@ def secrets_from_settings(settings: Settings) -> list[str]:
         settings.azure_storage_connection_string,
         settings.api_token,
         settings.azure_emulator_token,
+        settings.redis_sentinel_password,
     ):
         if secret is not None and secret.get_secret_value():
             values.append(secret.get_secret_value())

@@ -38,6 +38,7 @@ from orchestrator.domain.status import (
     can_transition,
 )
 from orchestrator.observability.logs import redact_text
+from orchestrator.store.connection import RedisTarget, redis_client
 from orchestrator.store.due import DueIndex
 from orchestrator.store.errors import (
     IdempotencyConflict,
@@ -120,9 +121,9 @@ class RunStore(RunListing, RunRetention):
         self._append = self.redis.register_script(load_script("append_event"))
 
     @classmethod
-    def from_url(cls, redis_url: str, namespace: str = DEFAULT_NAMESPACE) -> RunStore:
-        """A store on its own client of `redis_url`."""
-        return cls(redis.Redis.from_url(redis_url), namespace=namespace)
+    def from_url(cls, redis_url: RedisTarget | str, namespace: str = DEFAULT_NAMESPACE) -> RunStore:
+        """A store on its own client of `redis_url` (a URL or Settings.redis_target)."""
+        return cls(redis_client(redis_url), namespace=namespace)
 
     # --------------------------------------------------------------- create/read
     def create_run(

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import redis
 
 from emulator.testing import EmulatorProcess
 from orchestrator.chain.enqueue import direct_uploads, enqueue_run
@@ -20,6 +19,7 @@ from orchestrator.domain.status import Step
 from orchestrator.inputs.submit import upload_local_inputs
 from orchestrator.settings import Settings
 from orchestrator.store import RunRecord, RunStore
+from orchestrator.store.connection import RedisTarget, redis_client
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -95,12 +95,16 @@ def start_worker_process(
 class Stack:
     """Everything a chain test touches: store, emulator, workers, job inputs."""
 
-    def __init__(self, emulator: EmulatorProcess, redis_url: str, tmp_path: Path) -> None:
+    def __init__(
+        self, emulator: EmulatorProcess, redis_url: RedisTarget | str, tmp_path: Path
+    ) -> None:
         self.emulator = emulator
-        self.redis_url = redis_url
+        # A plain REDIS_URL, or a sentinel:// one with its master name and password.
+        self.target = RedisTarget.of(redis_url)
+        self.redis_url = self.target.url
         self.tmp_path = tmp_path
         self.artifacts = tmp_path / "artifacts"
-        self.client = redis.Redis.from_url(redis_url)
+        self.client = redis_client(self.target)
         self.store = RunStore(self.client)
         self.workers: list[ChildProcess] = []
         self.code_dir = tmp_path / "code"
@@ -117,6 +121,9 @@ class Stack:
         if not defaults:
             env.update(WORKER_SETTINGS)
         env.update(REDIS_URL=self.redis_url, ORCH_ARTIFACTS_DIR=str(self.artifacts))
+        env.update(ORCH_REDIS_SENTINEL_MASTER=self.target.sentinel_master)
+        if self.target.sentinel_password:
+            env.update(ORCH_REDIS_SENTINEL_PASSWORD=self.target.sentinel_password)
         env.update(extra)
         return env
 
@@ -164,7 +171,7 @@ class Stack:
         uploaded, _ = upload_local_inputs(
             spec or self.spec(), direct_uploads(self.settings(), self.store)
         )
-        record, created = enqueue_run(uploaded, store=self.store, broker_url=self.redis_url)
+        record, created = enqueue_run(uploaded, store=self.store, broker_url=self.target)
         assert created
         return record.run_id
 

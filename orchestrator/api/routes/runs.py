@@ -94,7 +94,7 @@ def submit_run(
         record, created = enqueue_run(
             spec,
             store=store,
-            broker_url=settings.redis_url,
+            broker_url=settings.redis_target,
             run_id=body.run_id,
             idempotency_key=idempotency_key,
             input_roots=settings.input_roots,
