@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 
-from orchestrator.api.auth import BearerTokenMiddleware
+from orchestrator.api.auth import ApiKeyMiddleware
 from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
-from orchestrator.api.routes import runs, schedules, service
+from orchestrator.api.ratelimit import KeyRateLimiter
+from orchestrator.api.routes import audit, keys, runs, schedules, service
 from orchestrator.api.sse import StreamSlots, stream_resources
 from orchestrator.chain.queue import CHAIN_QUEUE
 from orchestrator.observability.logs import (
@@ -23,6 +24,7 @@ from orchestrator.observability.logs import (
 from orchestrator.observability.prometheus import OrchestratorCollector, build_registry
 from orchestrator.settings import Settings, get_settings
 from orchestrator.store import RunStore
+from orchestrator.store.apikeys import KeyRing
 
 logger = logging.getLogger("orchestrator.api")
 
@@ -94,13 +96,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=(
             "Submit a run and get its id at once; follow it with GET /v1/runs/{id} or its "
             "Server-Sent Events; fetch its outputs when it has succeeded. Every route except "
-            "/healthz, /docs and /openapi.json needs `Authorization: Bearer <ORCH_API_TOKEN>`. "
+            "/healthz, /docs and /openapi.json needs `Authorization: Bearer <ORCH_API_TOKEN>` "
+            "or `Bearer <an API key>` whose scopes include the route's (403 names the one "
+            "lacking); a key over its rate gets 429 with Retry-After. "
             'Errors are `{"message": "<field>: <problem>", "detail": ...}`.'
         ),
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.store = store
+    keyring = KeyRing(client, store.keys)
+    app.state.keyring = keyring
     app.state.broker = broker
     app.state.stream_store = RunStore(stream_client)
     app.state.stream_slots = StreamSlots(
@@ -109,12 +115,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = build_registry(OrchestratorCollector(store, broker, CHAIN_QUEUE))
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
-    token = configured_token(settings)
-    if token is not None:
-        # Added last, so it runs first: a caller without the token is answered before
-        # the body limit, the body parser or any route sees the request.
-        app.add_middleware(BearerTokenMiddleware, token=token)
+    # Added last, so it runs first: a caller without a credential, the scope or
+    # rate left is answered before the body limit, the body parser or any route
+    # sees the request.
+    app.add_middleware(
+        ApiKeyMiddleware,
+        token=configured_token(settings),
+        keyring=keyring,
+        limiter=KeyRateLimiter(settings.redis_url, client, store.keys.rate_limit_prefix),
+    )
     app.include_router(service.router)
     app.include_router(runs.router)
     app.include_router(schedules.router)
+    app.include_router(keys.router)
+    app.include_router(audit.router)
     return app

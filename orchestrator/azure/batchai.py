@@ -108,7 +108,6 @@ class BatchAICalls(AzureClients):
             )
             return False
 
-
     def cluster_id(self, names: AzureNames) -> str:
         """ARM id of the run's cluster (built, not fetched: one request fewer)."""
         return (

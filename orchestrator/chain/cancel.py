@@ -22,13 +22,13 @@ class RunAlreadyEnded(StoreError):
         self.status = status
 
 
-def cancel_run(store: RunStore, run_id: str) -> RunRecord:
+def cancel_run(store: RunStore, run_id: str, by: str | None = None) -> RunRecord:
     """Request cancellation; returns the record afterwards.
 
     Raises RunNotFound for an unknown run and RunAlreadyEnded for one that
     ended before this call (request_cancel never ends a run itself).
     """
-    record = store.request_cancel(run_id)
+    record = store.request_cancel(run_id, by=by)
     if record.terminal:
         raise RunAlreadyEnded(run_id, record.status)
     if record.status is RunStatus.QUEUED:

@@ -25,6 +25,7 @@ def enqueue_run(
     broker_url: str,
     run_id: str | None = None,
     idempotency_key: str | None = None,
+    submitted_by: str | None = None,
 ) -> tuple[RunRecord, bool]:
     """Create the run (idempotently) and dispatch its first step unless already done.
 
@@ -32,7 +33,9 @@ def enqueue_run(
     producer died between the two writes) is dispatched now; that can send the
     first task twice in a race, which is safe because every step is idempotent.
     """
-    record, created = store.create_run(spec, run_id=run_id, idempotency_key=idempotency_key)
+    record, created = store.create_run(
+        spec, run_id=run_id, idempotency_key=idempotency_key, submitted_by=submitted_by
+    )
     log = get_logger(run_id=record.run_id)
     if record.dispatched or record.terminal:
         log.info("run already dispatched", created=created, status=record.status.value)

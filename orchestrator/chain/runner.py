@@ -52,6 +52,7 @@ LOCK_BUSY_COUNTDOWN = 1.0
 # Steps after which a Batch AI job may exist (a cancel must terminate it).
 _JOB_MAY_EXIST = frozenset({Step.POLL_JOB, Step.COLLECT_OUTPUTS})
 
+
 @dataclass(frozen=True)
 class Dispatch:
     """A task message to send: step `step` of the run, with id `task_id`."""

@@ -72,10 +72,22 @@ def idempotency_key(name: str, tick_iso: str) -> str:
     return f"schedule:{name}:{tick_iso}"
 
 
+def submitter(spec: RunSpec) -> str | None:
+    """`schedule:<name>` for a run a schedule fired (run_spec_for tags it so)."""
+    name = spec.tags.get("schedule")
+    return f"schedule:{name}" if name else None
+
+
 def broker_enqueue(broker_url: str) -> Enqueue:
     def enqueue(spec: RunSpec, store: RunStore, key: str) -> str:
         try:
-            record, _ = enqueue_run(spec, store=store, broker_url=broker_url, idempotency_key=key)
+            record, _ = enqueue_run(
+                spec,
+                store=store,
+                broker_url=broker_url,
+                idempotency_key=key,
+                submitted_by=submitter(spec),
+            )
         except IdempotencyConflict:
             # The schedule was edited between a dead claimer's enqueue and this
             # retry: the tick already has its run, with the spec of that moment.
@@ -184,7 +196,7 @@ def fire_tick(
             )
         if spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
             with contextlib.suppress(RunAlreadyEnded, RunNotFound):
-                cancel_run(ctx.store, previous)
+                cancel_run(ctx.store, previous, by=f"schedule:{spec.name}")
             outcome = TickOutcome.REPLACED
     run_id = enqueue(spec.run_spec_for(tick), ctx.store, key)
     book.set_last_run(spec.name, tick, run_id)
@@ -272,5 +284,7 @@ def schedule_view(book: ScheduleBook, state: ScheduleState) -> dict[str, Any]:
         "suspended": spec.suspend,
         "next_fire_times": [moment.isoformat() for moment in upcoming],
         "last_run_id": state.last_run_id,
+        "submitted_by": state.submitted_by,
+        "updated_by": state.updated_by,
         "history": [entry.to_json() for entry in book.history(spec.name)],
     }

@@ -24,6 +24,14 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:schedule:<name>:history``  HASH tick ISO -> entry JSON; ``...:history:order`` ZSET by tick
 - ``ns:stats:schedule_ticks``    HASH  outcome -> count; ``ns:stats:schedule_latency`` HASH
                                         histogram of tick -> enqueue seconds (bucket, sum, count)
+- ``ns:idx:submitter:<name>``   ZSET  run_id by created_at, per submitted_by (a key's name)
+- ``ns:apikey:<sha256(key)>``    HASH  ``name``, ``scopes`` (comma-separated), ``rate`` ('' = none),
+                                        ``created_at``, ``last_used_at``, ``signing_secret``; the
+                                        key itself is never stored, only its digest
+- ``ns:apikey:name:<name>``      STRING the digest of the key named so
+- ``ns:apikeys``                 ZSET  key name by created_at (all live keys)
+- ``ns:audit``                   STREAM fields ``kind``, ``ts``, ``data`` (JSON): key changes
+- ``ns:ratelimit:...``           the ``limits`` library's moving windows, one per key name
 - ``ns:test:held:<run_id>``, ``ns:test:release:<run_id>``: the test worker's hold
   (tests/support), never written by a production worker
 
@@ -64,6 +72,9 @@ class Keys:
     def tag_index(self, key: str, value: str) -> str:
         digest = hashlib.sha1(f"{key}\0{value}".encode(), usedforsecurity=False).hexdigest()
         return f"{self.namespace}:idx:tag:{digest}"
+
+    def submitter_index(self, name: str) -> str:
+        return f"{self.namespace}:idx:submitter:{name}"
 
     def idempotency(self, key: str) -> str:
         return f"{self.namespace}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
@@ -115,6 +126,26 @@ class Keys:
     @property
     def schedule_latency_stats(self) -> str:
         return f"{self.namespace}:stats:schedule_latency"
+
+    def api_key(self, digest: str) -> str:
+        """The hash of the key whose SHA-256 hex digest is `digest`."""
+        return f"{self.namespace}:apikey:{digest}"
+
+    def api_key_name(self, name: str) -> str:
+        return f"{self.namespace}:apikey:name:{name}"
+
+    @property
+    def api_keys(self) -> str:
+        return f"{self.namespace}:apikeys"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.namespace}:audit"
+
+    @property
+    def rate_limit_prefix(self) -> str:
+        """The prefix of the rate limiter's keys (the limits library builds the rest)."""
+        return f"{self.namespace}:ratelimit"
 
     def test_hold(self, run_id: str) -> tuple[str, str]:
         """(key set while a test worker holds the run, list it waits on to be released)."""

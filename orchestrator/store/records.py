@@ -46,6 +46,9 @@ class RunRecord(BaseModel):
     ending: Ending | None = None
     cancel_requested: bool = False
     idempotency_key: str | None = None
+    # Who submitted the run: an API key's name, "admin" for ORCH_API_TOKEN, "cli",
+    # "schedule:<name>"; None for runs recorded before keys existed.
+    submitted_by: str | None = None
     spec_fingerprint: str
     dispatched: bool = False
     created_at: float

@@ -127,6 +127,7 @@ class RunStore(RunListing):
         *,
         run_id: str | None = None,
         idempotency_key: str | None = None,
+        submitted_by: str | None = None,
     ) -> tuple[RunRecord, bool]:
         """Create a queued run atomically; (record, created).
 
@@ -143,6 +144,7 @@ class RunStore(RunListing):
             spec=spec,
             steps={step: StepRecord() for step in STEP_ORDER},
             idempotency_key=idempotency_key,
+            submitted_by=submitted_by,
             spec_fingerprint=fingerprint,
             created_at=now,
             updated_at=now,
@@ -156,6 +158,7 @@ class RunStore(RunListing):
             self.keys.status_index(RunStatus.QUEUED),
             self.keys.name_index(spec.name),
             *(self.keys.tag_index(k, v) for k, v in spec.tags.items()),
+            *([self.keys.submitter_index(submitted_by)] if submitted_by else []),
         ]
         event = {"status": RunStatus.QUEUED.value, "previous": None, "reason": None, "error": None}
         result = cast(
@@ -363,14 +366,16 @@ class RunStore(RunListing):
 
         return self._compare_and_set(run_id, change)
 
-    def request_cancel(self, run_id: str) -> RunRecord:
-        """Flag the run for cancellation (the chain acts on it); no-op once terminal."""
+    def request_cancel(self, run_id: str, by: str | None = None) -> RunRecord:
+        """Flag the run for cancellation (the chain acts on it); no-op once terminal.
+
+        The `cancel_requested` event carries `by`, the name of who asked."""
 
         def change(record: RunRecord) -> list[_Event] | None:
             if record.cancel_requested or record.terminal:
                 return None
             record.cancel_requested = True
-            return [("cancel_requested", {})]
+            return [("cancel_requested", {"by": by} if by else {})]
 
         return self._compare_and_set(run_id, change)
 

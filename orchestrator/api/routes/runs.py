@@ -9,7 +9,14 @@ import anyio
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
-from orchestrator.api.deps import AuthDep, SettingsDep, StoreDep
+from orchestrator.api.auth import Caller
+from orchestrator.api.deps import (
+    CancelAccess,
+    ReadAccess,
+    SettingsDep,
+    StoreDep,
+    SubmitAccess,
+)
 from orchestrator.api.errors import ERROR_RESPONSES, field_error
 from orchestrator.api.models import (
     RUNS_PATH,
@@ -34,7 +41,9 @@ from orchestrator.domain.spec import RunSpec
 from orchestrator.domain.status import RunStatus
 from orchestrator.store import IdempotencyConflict, InvalidCursor, RunRecord
 
-router = APIRouter(prefix=RUNS_PATH, tags=["runs"], dependencies=[AuthDep])
+# Each route declares the scope it needs (deps.py); the middleware enforces it
+# before the body is read (auth.py).
+router = APIRouter(prefix=RUNS_PATH, tags=["runs"])
 
 _ERRORS = ERROR_RESPONSES
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such run"}}
@@ -90,6 +99,7 @@ def _accepted(record: RunRecord) -> RunAccepted:
 )
 def submit_run(
     body: RunRequest,
+    caller: Annotated[Caller, SubmitAccess],
     store: StoreDep,
     settings: SettingsDep,
     response: Response,
@@ -105,6 +115,7 @@ def submit_run(
             broker_url=settings.redis_url,
             run_id=body.run_id,
             idempotency_key=idempotency_key,
+            submitted_by=caller.name,
         )
     except IdempotencyConflict as exc:
         raise HTTPException(409, f"{exc.field}: {exc}") from None
@@ -113,7 +124,7 @@ def submit_run(
     return _accepted(record)
 
 
-@router.get("", response_model=RunPage, responses=_ERRORS)
+@router.get("", response_model=RunPage, responses=_ERRORS, dependencies=[ReadAccess])
 def list_runs(
     store: StoreDep,
     status: RunStatus | None = None,
@@ -121,16 +132,20 @@ def list_runs(
         str | None, Query(pattern=r"^[^=]+=.*$", description="key=value of spec.tags")
     ] = None,
     name: Annotated[str | None, Query(max_length=64)] = None,
+    submitted_by: Annotated[
+        str | None, Query(max_length=200, description="Name of the key that submitted the run")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> RunPage:
-    """Runs, newest first, filtered by status, tag and name; page with `cursor`."""
+    """Runs, newest first, filtered by status, tag, name and submitter; page with `cursor`."""
     tag_pair = tuple(tag.split("=", 1)) if tag is not None else None
     try:
         records, next_cursor = store.list_runs(
             status=status,
             tag=(tag_pair[0], tag_pair[1]) if tag_pair else None,
             name=name,
+            submitted_by=submitted_by,
             limit=limit,
             cursor=cursor,
         )
@@ -139,7 +154,12 @@ def list_runs(
     return RunPage(items=[RunView.of(record) for record in records], next_cursor=next_cursor)
 
 
-@router.get("/{run_id}", response_model=RunView, responses={**_ERRORS, **_NOT_FOUND})
+@router.get(
+    "/{run_id}",
+    response_model=RunView,
+    responses={**_ERRORS, **_NOT_FOUND},
+    dependencies=[ReadAccess],
+)
 def get_run(run_id: str, store: StoreDep) -> RunView:
     return RunView.of(store.get(run_id))
 
@@ -150,17 +170,18 @@ def get_run(run_id: str, store: StoreDep) -> RunView:
     response_model=RunView,
     responses={**_ERRORS, **_NOT_FOUND, 409: {"description": "The run has already ended"}},
 )
-def cancel_run(run_id: str, store: StoreDep) -> RunView:
+def cancel_run(run_id: str, caller: Annotated[Caller, CancelAccess], store: StoreDep) -> RunView:
     """Cancel the run: a queued run ends at once; a started one is flagged, and the
     chain terminates its job and cleans up before it ends cancelled."""
     try:
-        return RunView.of(cancel.cancel_run(store, run_id))
+        return RunView.of(cancel.cancel_run(store, run_id, by=caller.name))
     except cancel.RunAlreadyEnded as exc:
         raise HTTPException(409, f"run_id: {exc}") from None
 
 
 @router.get(
     "/{run_id}/events",
+    dependencies=[ReadAccess],
     response_class=StreamingResponse,
     responses={
         **_ERRORS,
@@ -209,7 +230,12 @@ async def stream_events(
     )
 
 
-@router.get("/{run_id}/outputs", response_model=OutputList, responses={**_ERRORS, **_NOT_FOUND})
+@router.get(
+    "/{run_id}/outputs",
+    response_model=OutputList,
+    responses={**_ERRORS, **_NOT_FOUND},
+    dependencies=[ReadAccess],
+)
 def list_outputs(run_id: str, store: StoreDep, settings: SettingsDep) -> OutputList:
     """Files collected for the run (empty until its outputs are collected)."""
     store.get(run_id)  # 404 for unknown runs, before touching the filesystem
@@ -220,6 +246,7 @@ def list_outputs(run_id: str, store: StoreDep, settings: SettingsDep) -> OutputL
 
 @router.get(
     "/{run_id}/outputs/{path:path}",
+    dependencies=[ReadAccess],
     response_class=FileResponse,
     responses={
         **_ERRORS,
