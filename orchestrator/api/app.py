@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 
-from orchestrator.api.auth import ApiKeyMiddleware
+from orchestrator.api.auth import ApiKeyMiddleware, ScopeTable
 from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
 from orchestrator.api.ratelimit import KeyRateLimiter
@@ -36,6 +36,10 @@ UNAUTHENTICATED_WARNING = (
 # still outlast the event stream's blocking XREAD.
 CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 15.0
+
+
+# Every router the app serves, in this order; the middleware reads their scopes.
+ROUTERS = (service.router, runs.router, schedules.router, keys.router, audit.router)
 
 
 class ApiConfigError(RuntimeError):
@@ -123,10 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         token=configured_token(settings),
         keyring=keyring,
         limiter=KeyRateLimiter(settings.redis_url, client, store.keys.rate_limit_prefix),
+        scopes=ScopeTable(ROUTERS),
     )
-    app.include_router(service.router)
-    app.include_router(runs.router)
-    app.include_router(schedules.router)
-    app.include_router(keys.router)
-    app.include_router(audit.router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app

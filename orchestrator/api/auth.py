@@ -7,21 +7,23 @@ A caller is the bootstrap admin (ORCH_API_TOKEN) or a named key (store/apikeys.p
 looked up by its digest in Redis on every request -- no per-process cache, so a
 revoke holds at once on every API process. The scope a route needs is declared
 on the route itself (deps.requires); the middleware finds the route the request
-will reach and reads that declaration, and the route's dependency checks it again
-(which is also what documents the bearer scheme in OpenAPI).
+will reach (ScopeTable) and reads that declaration, and the route's dependency
+checks it again (which is also what documents the bearer scheme in OpenAPI).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import redis
+from fastapi import APIRouter
 from fastapi.dependencies.models import Dependant
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrator.api.errors import REDIS_RETRY_AFTER_SECONDS, error_response
@@ -93,15 +95,27 @@ def _declared_scope(dependant: Dependant) -> AccessScope | None:
     return None
 
 
-def required_scope(scope: Scope) -> AccessScope | None:
-    """The scope declared by the route this request reaches; None when it reaches none
-    (the router then answers 404 or 405, which need no scope)."""
-    for route in scope["app"].router.routes:
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            dependant = getattr(route, "dependant", None)
-            return _declared_scope(dependant) if dependant is not None else None
-    return None
+class ScopeTable:
+    """Each route of the given routers with the scope it declares, matched the way
+    the router will match the request (the routers' own routes, so no reliance on
+    how an app flattens the routers it includes)."""
+
+    def __init__(self, routers: Sequence[APIRouter]) -> None:
+        self.routes: list[tuple[BaseRoute, AccessScope | None]] = []
+        for router in routers:
+            for route in router.routes:
+                dependant = getattr(route, "dependant", None)
+                declared = _declared_scope(dependant) if dependant is not None else None
+                self.routes.append((route, declared))
+
+    def required(self, scope: Scope) -> AccessScope | None:
+        """The scope declared by the route this request reaches; None when it reaches
+        none (the router then answers 404 or 405, which need no scope)."""
+        for route, declared in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return declared
+        return None
 
 
 class ApiKeyMiddleware:
@@ -113,10 +127,16 @@ class ApiKeyMiddleware:
     without a known key is the anonymous caller, with every scope."""
 
     def __init__(
-        self, app: ASGIApp, token: str | None, keyring: KeyRing, limiter: KeyRateLimiter
+        self,
+        app: ASGIApp,
+        token: str | None,
+        keyring: KeyRing,
+        limiter: KeyRateLimiter,
+        scopes: ScopeTable,
     ) -> None:
         self.app = app
         self.token = token
+        self.scopes = scopes
         self.keyring = keyring
         self.limiter = limiter
 
@@ -165,7 +185,7 @@ class ApiKeyMiddleware:
         caller = await anyio.to_thread.run_sync(self.identify, authorization)
         if caller is None:
             return error_response(401, UNAUTHORIZED_MESSAGE, headers={"WWW-Authenticate": "Bearer"})
-        needed = required_scope(scope)
+        needed = self.scopes.required(scope)
         if needed is not None and not caller.may(needed):
             return error_response(403, lacks_scope_message(caller, needed))
         if caller.rate is not None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import common, context, emulator, runs, schedule, serve, stack, view
+from orchestrator.cli import common, context, emulator, keys, runs, schedule, serve, stack, view
 from orchestrator.cli.common import CliError
 from orchestrator.settings import SettingsError
 from orchestrator.store import StoreError
@@ -48,6 +48,8 @@ for command_name, command, one_line in COMMANDS:
     app.command(command_name, short_help=one_line)(command)
 # `orchestrator schedule add|ls|show|pause|resume|trigger|rm`: a group of its own.
 app.add_typer(schedule.app, name="schedule")
+# `orchestrator keys create|ls|revoke`: the API's keys, straight on Redis.
+app.add_typer(keys.app, name="keys")
 
 # Commands that start a stack of their own: a context found here must not
 # point them at another stack's Redis.

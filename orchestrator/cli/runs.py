@@ -13,6 +13,7 @@ import yaml
 from orchestrator.cli.common import CliError, open_store
 from orchestrator.cli.follow import FollowTimeout, follow_run
 from orchestrator.cli.render import error_text, shown_step_state, status_text
+from orchestrator.domain.access import CLI_NAME
 from orchestrator.domain.spec import RunSpec, SpecError, load_spec
 from orchestrator.domain.status import STEP_ORDER, RunStatus
 from orchestrator.settings import get_settings
@@ -111,6 +112,7 @@ def submit_command(
             broker_url=settings.redis_url,
             run_id=run_id,
             idempotency_key=idempotency_key,
+            submitted_by=CLI_NAME,
         )
     except (IdempotencyConflict, ValueError) as exc:
         raise CliError(str(exc)) from None
@@ -177,7 +179,7 @@ def cancel_command(
 
     store = open_store()
     try:
-        record = cancel_run(store, run_id)
+        record = cancel_run(store, run_id, by=CLI_NAME)
     except RunNotFound:
         raise CliError(f"run {run_id!r} not found") from None
     if as_json:

@@ -95,8 +95,10 @@ def test_sigkill_mid_job_at_default_settings_recovers_within_90_seconds(stack: S
     doomed = stack.start_worker(defaults=True)
     run_id = stack.submit(stack.spec(seconds=8))
     wait_for(
-        lambda: stack.store.get(run_id).status is RunStatus.RUNNING
-        and stack.store.get(run_id).step(Step.POLL_JOB).state is not StepState.PENDING,
+        lambda: (
+            stack.store.get(run_id).status is RunStatus.RUNNING
+            and stack.store.get(run_id).step(Step.POLL_JOB).state is not StepState.PENDING
+        ),
         120,
         "the job to run",
     )

@@ -23,8 +23,7 @@ def _scheduled_runs(stack: Stack, name: str) -> list[tuple[float, str]]:
     """(trigger time, run id) of every run the schedule created, oldest first."""
     records, _ = stack.store.list_runs(tag=("schedule", name), limit=500)
     return sorted(
-        (datetime.fromisoformat(r.spec.tags["trigger_time"]).timestamp(), r.run_id)
-        for r in records
+        (datetime.fromisoformat(r.spec.tags["trigger_time"]).timestamp(), r.run_id) for r in records
     )
 
 
