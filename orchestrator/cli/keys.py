@@ -43,7 +43,7 @@ def create_command(
     ] = None,
     as_json: Json = False,
 ) -> None:
-    """Create a key and print it, once: only its SHA-256 digest is kept."""
+    """Create a key and print it, once (only its digest is kept)."""
     from orchestrator.domain.access import AccessError, parse_rate, parse_scopes, validate_key_name
     from orchestrator.store.apikeys import KeyExists
 
@@ -82,7 +82,7 @@ def create_command(
 
 @app.command("ls")
 def ls_command(as_json: Json = False) -> None:
-    """List the keys: name, scopes, rate, created and last used (never the key)."""
+    """List the keys: name, scopes, rate, created, last used."""
     keys = [key.to_json() for key in _keyring().all()]
     if as_json:
         print(json.dumps(keys, indent=2))
@@ -96,7 +96,7 @@ def ls_command(as_json: Json = False) -> None:
 
 @app.command("revoke")
 def revoke_command(name: Name) -> None:
-    """Revoke a key: every API process refuses it from its next request."""
+    """Revoke a key: refused at once by every API process."""
     from orchestrator.store.apikeys import KeyNotFound
 
     try:
