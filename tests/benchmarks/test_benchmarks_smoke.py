@@ -143,3 +143,21 @@ def test_chain_overhead_concurrent() -> None:
         absolute=0.0005,
         relative=0.0006 / total + 0.0016 / k_times_single,
     )
+
+
+def test_rate_limit_burst_counts_refusals_and_paces_to_the_rate() -> None:
+    # A 5 s window, so that the 8 requests of the burst surely land in one window.
+    summary = run_benchmark(
+        "rate_limit_burst.py", "--requests", "8", "--rate", "4/5s", "--window-seconds", "5"
+    )
+    assert (summary["requests"], summary["rate"], summary["api_processes"]) == (8, "4/5s", 2)
+    burst = summary["burst"]
+    # 8 at once against 4 per window shared by both processes: 4 through, 4 refused,
+    # all with a Retry-After within the window.
+    assert burst["statuses"] == {"202": 4, "429": 4}
+    assert burst["refused_with_retry_after"] == 4
+    assert all(1 <= value <= 5 for value in burst["retry_after_values"])
+    paced = summary["paced"]
+    assert paced["accepted"] == 8
+    assert paced["seconds"] > 0 and paced["accepted_per_second"] > 0
+    assert summary["runs_in_redis"] == 4 + 8
