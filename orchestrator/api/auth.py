@@ -140,14 +140,15 @@ class ApiKeyMiddleware:
         self.keyring = keyring
         self.limiter = limiter
 
-    def identify(self, authorization: str) -> Caller | None:
+    async def identify(self, authorization: str) -> Caller | None:
         given = bearer_token(authorization)
         if given is None:
             return ANONYMOUS if self.token is None else None
         # Constant-time comparison, so response timing does not leak the token.
         if self.token is not None and hmac.compare_digest(given.encode(), self.token.encode()):
-            return BOOTSTRAP
-        key = self.keyring.authenticate(given)
+            return BOOTSTRAP  # no Redis round trip for the bootstrap token
+        # The lookup blocks on Redis: in a thread, as the sync routes run.
+        key = await anyio.to_thread.run_sync(self.keyring.authenticate, given)
         if key is not None:
             return Caller(key.name, key.scopes, key.rate)
         return ANONYMOUS if self.token is None else None
@@ -182,7 +183,7 @@ class ApiKeyMiddleware:
 
     async def _check(self, scope: Scope, authorization: str) -> Any:
         """None when the request may go on (the caller is then in scope["state"])."""
-        caller = await anyio.to_thread.run_sync(self.identify, authorization)
+        caller = await self.identify(authorization)
         if caller is None:
             return error_response(401, UNAUTHORIZED_MESSAGE, headers={"WWW-Authenticate": "Bearer"})
         needed = self.scopes.required(scope)
