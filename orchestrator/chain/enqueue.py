@@ -12,6 +12,7 @@ from typing import Any
 import redis
 
 from orchestrator.chain.queue import send_step, task_name
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.domain.spec import RunSpec, parse_spec
 from orchestrator.domain.status import STEP_ORDER
 from orchestrator.observability.logs import get_logger
@@ -26,6 +27,7 @@ def enqueue_run(
     run_id: str | None = None,
     idempotency_key: str | None = None,
     submitted_by: str | None = None,
+    notify: NotifySpec | None = None,
 ) -> tuple[RunRecord, bool]:
     """Create the run (idempotently) and dispatch its first step unless already done.
 
@@ -34,7 +36,11 @@ def enqueue_run(
     first task twice in a race, which is safe because every step is idempotent.
     """
     record, created = store.create_run(
-        spec, run_id=run_id, idempotency_key=idempotency_key, submitted_by=submitted_by
+        spec,
+        run_id=run_id,
+        idempotency_key=idempotency_key,
+        submitted_by=submitted_by,
+        notify=notify,
     )
     log = get_logger(run_id=record.run_id)
     if record.dispatched or record.terminal:

@@ -196,7 +196,12 @@ def fire_tick(
             )
         if spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
             with contextlib.suppress(RunAlreadyEnded, RunNotFound):
-                cancel_run(ctx.store, previous, by=f"schedule:{spec.name}")
+                cancel_run(
+                    ctx.store,
+                    previous,
+                    by=f"schedule:{spec.name}",
+                    broker_url=ctx.settings.redis_url,
+                )
             outcome = TickOutcome.REPLACED
     run_id = enqueue(spec.run_spec_for(tick), ctx.store, key)
     book.set_last_run(spec.name, tick, run_id)

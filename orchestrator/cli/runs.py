@@ -179,7 +179,7 @@ def cancel_command(
 
     store = open_store()
     try:
-        record = cancel_run(store, run_id, by=CLI_NAME)
+        record = cancel_run(store, run_id, by=CLI_NAME, broker_url=get_settings().redis_url)
     except RunNotFound:
         raise CliError(f"run {run_id!r} not found") from None
     if as_json:

@@ -31,6 +31,12 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:apikey:name:<name>``      STRING the digest of the key named so
 - ``ns:apikeys``                 ZSET  key name by created_at (all live keys)
 - ``ns:audit``                   STREAM fields ``kind``, ``ts``, ``data`` (JSON): key changes
+- ``ns:webhook:sent:<run_id>:<event>`` STRING the webhook id, set once when the run's
+                                        ending is announced (so it is delivered once)
+- ``ns:deliveries:<run_id>``     LIST  delivery attempts (JSON: id, attempt, status code,
+                                        latency, error type; never a body)
+- ``ns:webhook:failures:<sha256(url)>`` STRING failed deliveries in a row to that URL;
+  ``ns:webhook:disabled:<sha256(url)>`` STRING set when it passed the threshold
 - ``ns:ratelimit:...``           the ``limits`` library's moving windows, one per key name
 - ``ns:test:held:<run_id>``, ``ns:test:release:<run_id>``: the test worker's hold
   (tests/support), never written by a production worker
@@ -141,6 +147,20 @@ class Keys:
     @property
     def audit(self) -> str:
         return f"{self.namespace}:audit"
+
+    def webhook_sent(self, run_id: str, event: str) -> str:
+        return f"{self.namespace}:webhook:sent:{run_id}:{event}"
+
+    def deliveries(self, run_id: str) -> str:
+        return f"{self.namespace}:deliveries:{run_id}"
+
+    def webhook_receiver(self, url: str) -> tuple[str, str]:
+        """(failures in a row, disabled flag) of the receiver at `url`."""
+        digest = hashlib.sha256(url.encode()).hexdigest()
+        return (
+            f"{self.namespace}:webhook:failures:{digest}",
+            f"{self.namespace}:webhook:disabled:{digest}",
+        )
 
     @property
     def rate_limit_prefix(self) -> str:

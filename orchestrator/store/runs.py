@@ -27,6 +27,7 @@ from typing import Any, cast
 import redis
 
 from orchestrator.domain.ids import new_run_id, validate_run_id
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.domain.spec import RunSpec
 from orchestrator.domain.status import (
     STEP_ORDER,
@@ -128,6 +129,7 @@ class RunStore(RunListing):
         run_id: str | None = None,
         idempotency_key: str | None = None,
         submitted_by: str | None = None,
+        notify: NotifySpec | None = None,
     ) -> tuple[RunRecord, bool]:
         """Create a queued run atomically; (record, created).
 
@@ -145,6 +147,7 @@ class RunStore(RunListing):
             steps={step: StepRecord() for step in STEP_ORDER},
             idempotency_key=idempotency_key,
             submitted_by=submitted_by,
+            notify=notify,
             spec_fingerprint=fingerprint,
             created_at=now,
             updated_at=now,

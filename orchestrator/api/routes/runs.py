@@ -35,10 +35,13 @@ from orchestrator.api.sse import (
     stream_limiter,
 )
 from orchestrator.artifacts import ArtifactNotFound, OutsideArtifacts, RunArtifacts
-from orchestrator.chain import cancel
+from orchestrator.chain import cancel, webhooks
 from orchestrator.chain.enqueue import enqueue_run
+from orchestrator.domain.access import ANONYMOUS_NAME, BOOTSTRAP_NAME
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.domain.spec import RunSpec
 from orchestrator.domain.status import RunStatus
+from orchestrator.settings import Settings
 from orchestrator.store import IdempotencyConflict, InvalidCursor, RunRecord
 
 # Each route declares the scope it needs (deps.py); the middleware enforces it
@@ -80,6 +83,18 @@ def _require_absolute_inputs(spec: RunSpec) -> None:
             )
 
 
+def _check_notify(notify: NotifySpec, caller: Caller, settings: Settings) -> None:
+    if caller.name in (BOOTSTRAP_NAME, ANONYMOUS_NAME):
+        raise field_error(
+            ("body", "notify"),
+            "needs a named API key: deliveries are signed with its signing secret",
+        )
+    try:
+        webhooks.check_destination(notify.url, allow_private=settings.webhook_allow_private)
+    except webhooks.WebhookRefused as exc:
+        raise field_error(("body", "notify", "url"), str(exc)) from None
+
+
 def _accepted(record: RunRecord) -> RunAccepted:
     return RunAccepted(
         run_id=record.run_id, status=record.status, links=RunLinks.for_run(record.run_id)
@@ -107,6 +122,8 @@ def submit_run(
 ) -> RunAccepted:
     """Create a run and enqueue its first step; answers at once with the run id."""
     _require_absolute_inputs(body.spec)
+    if body.notify is not None:
+        _check_notify(body.notify, caller, settings)
     spec = body.spec.with_parameters(body.parameters) if body.parameters else body.spec
     try:
         record, created = enqueue_run(
@@ -116,6 +133,7 @@ def submit_run(
             run_id=body.run_id,
             idempotency_key=idempotency_key,
             submitted_by=caller.name,
+            notify=body.notify,
         )
     except IdempotencyConflict as exc:
         raise HTTPException(409, f"{exc.field}: {exc}") from None
@@ -170,11 +188,15 @@ def get_run(run_id: str, store: StoreDep) -> RunView:
     response_model=RunView,
     responses={**_ERRORS, **_NOT_FOUND, 409: {"description": "The run has already ended"}},
 )
-def cancel_run(run_id: str, caller: Annotated[Caller, CancelAccess], store: StoreDep) -> RunView:
+def cancel_run(
+    run_id: str, caller: Annotated[Caller, CancelAccess], store: StoreDep, settings: SettingsDep
+) -> RunView:
     """Cancel the run: a queued run ends at once; a started one is flagged, and the
     chain terminates its job and cleans up before it ends cancelled."""
     try:
-        return RunView.of(cancel.cancel_run(store, run_id, by=caller.name))
+        return RunView.of(
+            cancel.cancel_run(store, run_id, by=caller.name, broker_url=settings.redis_url)
+        )
     except cancel.RunAlreadyEnded as exc:
         raise HTTPException(409, f"run_id: {exc}") from None
 
@@ -264,3 +286,15 @@ def download_output(run_id: str, path: str, store: StoreDep, settings: SettingsD
     except ArtifactNotFound:
         raise HTTPException(404, f"path: no output file {path!r} in this run") from None
     return FileResponse(target, filename=target.name)
+
+
+@router.get(
+    "/{run_id}/deliveries",
+    responses={**_ERRORS, **_NOT_FOUND},
+    dependencies=[ReadAccess],
+)
+def list_deliveries(run_id: str, store: StoreDep) -> dict[str, Any]:
+    """The run's webhook delivery attempts, oldest first: webhook id, attempt, status
+    code, latency and outcome (never a body)."""
+    store.get(run_id)
+    return {"run_id": run_id, "items": webhooks.deliveries(store, run_id)}
