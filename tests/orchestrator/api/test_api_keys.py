@@ -40,6 +40,7 @@ ROUTES: list[tuple[str, str, str, Any]] = [
     ("GET", "/v1/runs/r1/events", "read", None),
     ("GET", "/v1/runs/r1/outputs", "read", None),
     ("GET", "/v1/runs/r1/outputs/model.bin", "read", None),
+    ("GET", "/v1/runs/r1/deliveries", "read", None),
     ("GET", "/metrics", "read", None),
     ("GET", "/v1/schedules", "read", None),
     ("GET", "/v1/schedules/nightly", "read", None),
