@@ -161,3 +161,13 @@ def test_rate_limit_burst_counts_refusals_and_paces_to_the_rate() -> None:
     assert paced["accepted"] == 8
     assert paced["seconds"] > 0 and paced["accepted_per_second"] > 0
     assert summary["runs_in_redis"] == 4 + 8
+
+
+def test_webhook_latency_delivers_one_verified_webhook_per_run() -> None:
+    summary = run_benchmark("webhook_latency.py", "--runs", "3", "--wave", "3", "--workers", "1")
+    assert (summary["runs"], summary["workers"], summary["wave"]) == (3, 1, 3)
+    assert summary["statuses"] == {"succeeded": 3}
+    assert summary["deliveries"] == 3
+    latency = summary["latency_seconds"]
+    assert 0 <= latency["p50"] <= latency["p95"] <= latency["max"]
+    assert summary["elapsed_seconds"] > 0
