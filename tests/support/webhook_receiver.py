@@ -1,7 +1,8 @@
 """A real HTTPS webhook receiver on 127.0.0.1, in a thread: it answers with scripted
 status codes (the last one repeats) and records each delivery with the time it
-arrived. Its certificate comes from a throwaway CA (the emulator's TLS helper);
-give the orchestrator `ca_bundle` as ORCH_WEBHOOK_CA_BUNDLE."""
+arrived; with `hang`, it holds every request until `release` is set. Its
+certificate comes from a throwaway CA (the emulator's TLS helper); give the
+orchestrator `ca_bundle` as ORCH_WEBHOOK_CA_BUNDLE."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class Receiver:
     codes: list[int]
     deliveries: list[Delivery] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    hang: bool = False
+    release: threading.Event = field(default_factory=threading.Event)
+    answered: int = 0
 
     def answer(self) -> int:
         with self.lock:
@@ -38,7 +42,7 @@ class Receiver:
 
 
 @contextmanager
-def https_receiver(tmp_path: Path, *codes: int) -> Iterator[Receiver]:
+def https_receiver(tmp_path: Path, *codes: int, hang: bool = False) -> Iterator[Receiver]:
     files = ensure_certificates(tmp_path / "receiver-tls")
     holder: dict[str, Receiver] = {}
 
@@ -51,9 +55,13 @@ def https_receiver(tmp_path: Path, *codes: int) -> Iterator[Receiver]:
                 receiver.deliveries.append(
                     Delivery({k.lower(): v for k, v in self.headers.items()}, body, time.time())
                 )
+            if receiver.hang:
+                receiver.release.wait()
             self.send_response(receiver.answer())
             self.send_header("content-length", "0")
             self.end_headers()
+            with receiver.lock:
+                receiver.answered += 1
 
         def log_message(self, format: str, *args: object) -> None:
             return
@@ -64,13 +72,14 @@ def https_receiver(tmp_path: Path, *codes: int) -> Iterator[Receiver]:
     server.socket = context.wrap_socket(server.socket, server_side=True)
     port = server.server_address[1]
     holder["receiver"] = Receiver(
-        f"https://127.0.0.1:{port}/hooks/training", files.ca_cert, list(codes or (200,))
+        f"https://127.0.0.1:{port}/hooks/training", files.ca_cert, list(codes or (200,)), hang=hang
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield holder["receiver"]
     finally:
+        holder["receiver"].release.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
