@@ -36,6 +36,7 @@ from orchestrator.domain.access import (
     grants,
 )
 from orchestrator.domain.access import Scope as AccessScope
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.store.apikeys import KeyRing
 
 logger = logging.getLogger("orchestrator.api")
@@ -54,6 +55,7 @@ class Caller:
     name: str
     scopes: frozenset[AccessScope]
     rate: RateLimit | None = None
+    notify: NotifySpec | None = None  # the key's default webhook subscription
 
     def may(self, scope: AccessScope) -> bool:
         return grants(self.scopes, scope)
@@ -150,7 +152,7 @@ class ApiKeyMiddleware:
         # The lookup blocks on Redis: in a thread, as the sync routes run.
         key = await anyio.to_thread.run_sync(self.keyring.authenticate, given)
         if key is not None:
-            return Caller(key.name, key.scopes, key.rate)
+            return Caller(key.name, key.scopes, key.rate, key.notify)
         return ANONYMOUS if self.token is None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

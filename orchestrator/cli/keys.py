@@ -41,6 +41,20 @@ def create_command(
     rate: Annotated[
         str | None, typer.Option("--rate", help="Requests per window, e.g. 10/s, 100/minute.")
     ] = None,
+    notify_url: Annotated[
+        str | None,
+        typer.Option(
+            "--notify-url", metavar="URL", help="Default webhook (https) for the key's runs."
+        ),
+    ] = None,
+    notify_events: Annotated[
+        str | None,
+        typer.Option(
+            "--notify-events",
+            metavar="EVENTS",
+            help="Comma-separated: run.succeeded, run.failed, run.cancelled (default: all).",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Create a key and print it, once (only its digest is kept)."""
@@ -53,8 +67,9 @@ def create_command(
         limit = parse_rate(rate) if rate is not None else None
     except AccessError as exc:
         raise CliError(str(exc)) from None
+    notify = _notify(notify_url, notify_events)
     try:
-        created = _keyring().create(name, scope_set, limit, by=CLI_NAME)
+        created = _keyring().create(name, scope_set, limit, by=CLI_NAME, notify=notify)
     except KeyExists as exc:
         raise CliError(str(exc)) from None
     view = created.key.to_json()
@@ -78,6 +93,34 @@ def create_command(
         "store both now: neither is shown again",
         err=True,
     )
+
+
+def _notify(url: str | None, events: str | None) -> Any:
+    """The key's default subscription, checked as the API checks it (CliError naming the flag)."""
+    from pydantic import ValidationError
+
+    from orchestrator.chain.webhooks import WebhookRefused, check_destination
+    from orchestrator.domain.notify import NotifySpec
+    from orchestrator.settings import get_settings
+
+    if url is None:
+        if events is not None:
+            raise CliError("--notify-events: needs --notify-url")
+        return None
+    data: dict[str, Any] = {"url": url}
+    if events is not None:
+        data["events"] = [item.strip() for item in events.split(",") if item.strip()]
+    try:
+        notify = NotifySpec.model_validate(data)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        flag = "--notify-url" if problem["loc"][:1] == ("url",) else "--notify-events"
+        raise CliError(f"{flag}: {str(problem['msg']).removeprefix('Value error, ')}") from None
+    try:
+        check_destination(notify.url, allow_private=get_settings().webhook_allow_private)
+    except WebhookRefused as exc:
+        raise CliError(f"--notify-url: {exc}") from None
+    return notify
 
 
 @app.command("ls")

@@ -30,6 +30,7 @@ from orchestrator.domain.access import (
     parse_scopes,
     validate_key_name,
 )
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.store.errors import StoreError
 from orchestrator.store.keys import Keys
 from orchestrator.store.listing import text
@@ -76,6 +77,8 @@ class ApiKey:
     rate: RateLimit | None = None
     created_at: float = 0.0
     last_used_at: float | None = None
+    # The webhook its runs get when a submission carries no `notify` of its own.
+    notify: NotifySpec | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +87,7 @@ class ApiKey:
             "rate": str(self.rate) if self.rate else None,
             "created_at": self.created_at,
             "last_used_at": self.last_used_at,
+            "notify": self.notify.model_dump(mode="json") if self.notify else None,
         }
 
 
@@ -127,13 +131,14 @@ class KeyRing:
         *,
         by: str,
         now: float | None = None,
+        notify: NotifySpec | None = None,
     ) -> NewKey:
         """A new key named `name`; KeyExists if the name is taken."""
         validate_key_name(name)
         now = time.time() if now is None else now
         secret, signing_secret = new_key(), new_signing_secret()
         digest = key_digest(secret)
-        api_key = ApiKey(name=name, scopes=scopes, rate=rate, created_at=now)
+        api_key = ApiKey(name=name, scopes=scopes, rate=rate, created_at=now, notify=notify)
         event = {
             "name": name,
             "by": by,
@@ -157,6 +162,7 @@ class KeyRing:
                     signing_secret,
                     "key.created",
                     _dump(event),
+                    notify.model_dump_json() if notify else "",
                 ],
             )
         )
@@ -172,12 +178,13 @@ class KeyRing:
         found = self._touch(keys=[self.keys.api_key(key_digest(secret))], args=[repr(now)])
         if not found:
             return None
-        name, scopes, rate = (text(value) if value is not None else "" for value in found)
+        name, scopes, rate, notify = (text(v) if v is not None else "" for v in found)
         return ApiKey(
             name=name,
             scopes=parse_scopes(scopes),
             rate=parse_rate(rate) if rate else None,
             last_used_at=now,
+            notify=NotifySpec.model_validate_json(notify) if notify else None,
         )
 
     def get(self, name: str) -> ApiKey:
@@ -188,7 +195,7 @@ class KeyRing:
             list[bytes | None],
             self.redis.hmget(
                 self.keys.api_key(text(digest)),
-                ["name", "scopes", "rate", "created_at", "last_used_at"],
+                ["name", "scopes", "rate", "created_at", "last_used_at", "notify"],
             ),
         )
         if fields[0] is None:
@@ -200,6 +207,7 @@ class KeyRing:
             rate=parse_rate(values[2]) if values[2] else None,
             created_at=float(values[3] or 0),
             last_used_at=float(values[4]) if values[4] else None,
+            notify=NotifySpec.model_validate_json(values[5]) if values[5] else None,
         )
 
     def signing_secret(self, name: str) -> str | None:

@@ -26,7 +26,8 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
                                         histogram of tick -> enqueue seconds (bucket, sum, count)
 - ``ns:idx:submitter:<name>``   ZSET  run_id by created_at, per submitted_by (a key's name)
 - ``ns:apikey:<sha256(key)>``    HASH  ``name``, ``scopes`` (comma-separated), ``rate`` ('' = none),
-                                        ``created_at``, ``last_used_at``, ``signing_secret``; the
+                                        ``created_at``, ``last_used_at``, ``signing_secret``,
+                                        ``notify`` (default webhook, JSON or ''); the
                                         key itself is never stored, only its digest
 - ``ns:apikey:name:<name>``      STRING the digest of the key named so
 - ``ns:apikeys``                 ZSET  key name by created_at (all live keys)

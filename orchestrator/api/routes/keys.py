@@ -12,8 +12,9 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field, field_validator
 
 from orchestrator.api.auth import Caller
-from orchestrator.api.deps import AdminAccess, KeyRingDep
-from orchestrator.api.errors import ERROR_RESPONSES
+from orchestrator.api.deps import AdminAccess, KeyRingDep, SettingsDep
+from orchestrator.api.errors import ERROR_RESPONSES, field_error
+from orchestrator.chain import webhooks
 from orchestrator.domain.access import (
     AccessError,
     RateLimit,
@@ -23,6 +24,7 @@ from orchestrator.domain.access import (
     parse_scopes,
     validate_key_name,
 )
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.store.apikeys import KeyExists, KeyNotFound
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -34,6 +36,9 @@ class KeyRequest(BaseModel):
     name: str = Field(max_length=64, description="Lowercase letters, digits, . _ -")
     scopes: list[str] = Field(description="Any of read, submit, cancel, admin")
     rate: str | None = Field(None, max_length=40, description="e.g. 10/s, 100/minute")
+    notify: NotifySpec | None = Field(
+        None, description="Default webhook for this key's runs that carry no notify of their own"
+    )
 
     @field_validator("name")
     @classmethod
@@ -72,6 +77,7 @@ class KeyView(BaseModel):
     rate: str | None
     created_at: float
     last_used_at: float | None
+    notify: NotifySpec | None = None
 
 
 class CreatedKey(KeyView):
@@ -91,10 +97,21 @@ class KeyList(BaseModel):
     response_model=CreatedKey,
     responses={**ERROR_RESPONSES, 409: {"description": "A key of that name exists"}},
 )
-def create_key(body: KeyRequest, caller: Admin, keyring: KeyRingDep) -> CreatedKey:
+def create_key(
+    body: KeyRequest, caller: Admin, keyring: KeyRingDep, settings: SettingsDep
+) -> CreatedKey:
     """Create a key; the response is the only place its secret ever appears."""
+    if body.notify is not None:
+        try:
+            webhooks.check_destination(
+                body.notify.url, allow_private=settings.webhook_allow_private
+            )
+        except webhooks.WebhookRefused as exc:
+            raise field_error(("body", "notify", "url"), str(exc)) from None
     try:
-        created = keyring.create(body.name, body.scope_set(), body.rate_limit(), by=caller.name)
+        created = keyring.create(
+            body.name, body.scope_set(), body.rate_limit(), by=caller.name, notify=body.notify
+        )
     except KeyExists as exc:
         raise HTTPException(409, str(exc)) from None
     return CreatedKey(

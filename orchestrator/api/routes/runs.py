@@ -133,7 +133,8 @@ def submit_run(
             run_id=body.run_id,
             idempotency_key=idempotency_key,
             submitted_by=caller.name,
-            notify=body.notify,
+            # A submission's own notify, else the key's default subscription.
+            notify=body.notify or caller.notify,
         )
     except IdempotencyConflict as exc:
         raise HTTPException(409, f"{exc.field}: {exc}") from None

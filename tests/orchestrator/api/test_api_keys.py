@@ -171,6 +171,7 @@ def test_create_shows_the_key_once_and_never_again(
             "signing_secret",
             "created_at",
             "last_used_at",
+            "notify",
         }
         assert (created["scopes"], created["rate"]) == (["read"], "10/second")
         assert anonymous.get("/v1/runs", headers=bearer(created["key"])).status_code == 200

@@ -89,3 +89,31 @@ def test_a_cancelled_queued_run_announces_its_webhook_once(
     assert _deliver_tasks(redis_client) == [[run_id, "run.cancelled", 1]]
     deliveries = lab.get(f"/v1/runs/{run_id}/deliveries", headers=bearer(key))
     assert deliveries.json() == {"run_id": run_id, "items": []}  # no worker here
+
+
+def test_a_key_default_subscription_applies_unless_the_submission_has_its_own(
+    lab: TestClient,
+) -> None:
+    response = lab.post(
+        "/v1/keys",
+        json={"name": "svc", "scopes": ["submit"], "notify": {"url": "https://127.0.0.1:9/d"}},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["notify"]["url"] == "https://127.0.0.1:9/d"
+    key = response.json()["key"]
+    plain = lab.post("/v1/runs", headers=bearer(key), json=run_request()).json()["run_id"]
+    own = lab.post(
+        "/v1/runs", headers=bearer(key), json=_with_notify("https://127.0.0.1:9/own")
+    ).json()["run_id"]
+    assert lab.get(f"/v1/runs/{plain}").json()["notify"]["url"] == "https://127.0.0.1:9/d"
+    assert lab.get(f"/v1/runs/{own}").json()["notify"]["url"] == "https://127.0.0.1:9/own"
+
+
+def test_a_key_default_subscription_to_a_private_address_is_422(client: TestClient) -> None:
+    response = client.post(
+        "/v1/keys",
+        json={"name": "svc", "scopes": ["submit"], "notify": {"url": "https://10.0.0.1/h"}},
+    )
+    assert response.status_code == 422
+    assert response.json()["message"].startswith("notify.url: host '10.0.0.1' resolves to")
+    assert client.get("/v1/keys").json()["items"] == []

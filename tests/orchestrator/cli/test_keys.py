@@ -83,6 +83,32 @@ def test_create_prints_the_key_alone_on_stdout(
         (["keys", "create", "svc", "--scopes", "write"], "error: scopes: unknown scope 'write'"),
         (["keys", "create", "svc", "--scopes", "read", "--rate", "lots"], "error: rate: 'lots'"),
         (["keys", "revoke", "nobody"], "error: name: no key named 'nobody'"),
+        (
+            ["keys", "create", "svc", "--scopes", "submit", "--notify-url", "http://x.example/h"],
+            "error: --notify-url: must be an https:// URL",
+        ),
+        (
+            ["keys", "create", "svc", "--scopes", "submit", "--notify-url", "https://10.0.0.1/h"],
+            "error: --notify-url: host '10.0.0.1' resolves to 10.0.0.1",
+        ),
+        (
+            ["keys", "create", "svc", "--scopes", "submit", "--notify-events", "run.failed"],
+            "error: --notify-events: needs --notify-url",
+        ),
+        (
+            [
+                "keys",
+                "create",
+                "svc",
+                "--scopes",
+                "submit",
+                "--notify-url",
+                "https://93.184.216.34/h",
+                "--notify-events",
+                "run.started",
+            ],
+            "error: --notify-events: ",
+        ),
     ],
 )
 def test_bad_input_is_one_error_line_and_a_non_zero_exit(

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from orchestrator.domain.access import RateLimit, Scope
+from orchestrator.domain.notify import NotifySpec, WebhookEvent
 from orchestrator.store.apikeys import (
     KEY_PREFIX,
     KeyExists,
@@ -59,6 +60,7 @@ def test_create_returns_a_256_bit_key_and_stores_only_its_digest(
         "rate": "10/second",
         "created_at": 100.0,
         "last_used_at": None,
+        "notify": None,
     }
 
 
@@ -126,3 +128,18 @@ def test_the_signing_secret_is_kept_for_deliveries(ring: KeyRing) -> None:
     assert created.signing_secret.startswith("whsec_")
     assert ring.signing_secret("svc") == created.signing_secret
     assert ring.signing_secret("nobody") is None
+
+
+def test_a_default_webhook_subscription_is_kept_with_the_key(ring: KeyRing) -> None:
+    notify = NotifySpec(url="https://hooks.example/t", events=[WebhookEvent.RUN_FAILED])
+    created = ring.create("svc", frozenset({Scope.SUBMIT}), by="admin", notify=notify)
+    found = ring.authenticate(created.secret)
+    assert found is not None and found.notify == notify
+    assert ring.get("svc").notify == notify
+    assert ring.get("svc").to_json()["notify"] == {
+        "url": "https://hooks.example/t",
+        "events": ["run.failed"],
+    }
+    plain = ring.create("plain", frozenset({Scope.READ}), by="admin")
+    assert ring.get("plain").notify is None
+    assert ring.authenticate(plain.secret) is not None
