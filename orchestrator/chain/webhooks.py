@@ -55,12 +55,15 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
-def check_destination(url: str, *, allow_private: bool) -> None:
-    """Refuse a URL whose host resolves to a non-public address (WebhookRefused).
+def check_destination(
+    url: str, *, allow_private: bool
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses the URL's host resolves to; WebhookRefused if any is not public.
 
-    Checked at submission and again right before each delivery, so a name that
-    resolved to a public address at submission and to 127.0.0.1 later (DNS
-    rebinding) is caught at delivery."""
+    Checked at submission and again right before each delivery, which then
+    connects to the address checked here (pinned_request), so a name that
+    resolves to a public address at the check and to 127.0.0.1 a moment later
+    (DNS rebinding) is never connected to."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
@@ -68,15 +71,31 @@ def check_destination(url: str, *, allow_private: bool) -> None:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, ValueError):
         raise WebhookRefused(f"host {host!r} does not resolve") from None
-    if allow_private:
-        return
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not _public(address):
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    if not addresses:
+        raise WebhookRefused(f"host {host!r} does not resolve")
+    for address in addresses:
+        if not allow_private and not _public(address):
             raise WebhookRefused(
                 f"host {host!r} resolves to {address}, a loopback, link-local or private "
                 "address (set ORCH_WEBHOOK_ALLOW_PRIVATE to allow it)"
             )
+    return addresses
+
+
+def pinned_request(
+    url: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """(URL to `address`, Host header, request extensions): the connection goes to the
+    checked address while TLS still verifies the certificate for the URL's host name."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{address}]" if address.version == 6 else str(address)
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    target = parts._replace(netloc=netloc).geturl()
+    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    return target, {"host": host_header}, {"sni_hostname": host}
 
 
 def webhook_id(run_id: str, event: WebhookEvent) -> str:
@@ -216,11 +235,10 @@ def deliver_once(
         done("no_secret", f"the key {record.submitted_by!r} was revoked")
         return None
     try:
-        check_destination(url, allow_private=settings.webhook_allow_private)
+        addresses = check_destination(url, allow_private=settings.webhook_allow_private)
     except WebhookRefused as exc:
         done("refused", str(exc))
         return None
-
     body = json.dumps(payload(record, event, now), separators=(",", ":"))
     headers = {
         **sign(secret, message_id, int(now), body),
@@ -237,9 +255,26 @@ def deliver_once(
     code: int | None = None
     error: str | None = None
     try:
-        code = http.post(url, content=body.encode(), headers=headers).status_code
-    except httpx.HTTPError as exc:
-        error = type(exc).__name__  # the type only: messages can quote the URL
+        # Each checked address in turn (IPv6 and IPv4 of one name), never a re-resolved one.
+        for address in addresses:
+            target, host_header, extensions = pinned_request(url, address)
+            request = http.build_request(
+                "POST",
+                target,
+                content=body.encode(),
+                headers={**headers, **host_header},
+                extensions=extensions,
+            )
+            try:
+                code = http.send(request).status_code
+            except httpx.ConnectError as exc:
+                error = type(exc).__name__
+                continue
+            except httpx.HTTPError as exc:
+                error = type(exc).__name__  # the type only: messages can quote the URL
+            else:
+                error = None
+            break
     finally:
         if own_client:
             http.close()

@@ -42,7 +42,11 @@ class Receiver:
 
 
 @contextmanager
-def https_receiver(tmp_path: Path, *codes: int, hang: bool = False) -> Iterator[Receiver]:
+def https_receiver(
+    tmp_path: Path, *codes: int, hang: bool = False, host: str = "127.0.0.1"
+) -> Iterator[Receiver]:
+    """Listens on 127.0.0.1; `host` is the name in its URL (its certificate is valid for
+    127.0.0.1 and localhost)."""
     files = ensure_certificates(tmp_path / "receiver-tls")
     holder: dict[str, Receiver] = {}
 
@@ -72,7 +76,7 @@ def https_receiver(tmp_path: Path, *codes: int, hang: bool = False) -> Iterator[
     server.socket = context.wrap_socket(server.socket, server_side=True)
     port = server.server_address[1]
     holder["receiver"] = Receiver(
-        f"https://127.0.0.1:{port}/hooks/training", files.ca_cert, list(codes or (200,)), hang=hang
+        f"https://{host}:{port}/hooks/training", files.ca_cert, list(codes or (200,)), hang=hang
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

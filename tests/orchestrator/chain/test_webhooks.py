@@ -4,6 +4,7 @@ the per-run delivery log, disabling, refusals of private addresses."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -88,6 +89,31 @@ def test_private_destinations_are_refused_unless_allowed(url: str) -> None:
 
 def test_a_public_address_passes() -> None:
     webhooks.check_destination("https://93.184.216.34/h", allow_private=False)
+
+
+def test_the_request_is_pinned_to_the_checked_address() -> None:
+    target, host, extensions = webhooks.pinned_request(
+        "https://hooks.example:8443/a/b?x=1", ipaddress.ip_address("93.184.216.34")
+    )
+    assert target == "https://93.184.216.34:8443/a/b?x=1"
+    assert host == {"host": "hooks.example:8443"}
+    assert extensions == {"sni_hostname": "hooks.example"}
+    target, host, _ = webhooks.pinned_request(
+        "https://hooks.example/h", ipaddress.ip_address("2001:db8::1")
+    )
+    assert (target, host) == ("https://[2001:db8::1]/h", {"host": "hooks.example"})
+
+
+def test_a_delivery_goes_to_the_address_that_was_checked(store: RunStore, secret: str) -> None:
+    run_id = succeeded_run(store, url="https://localhost:9/hook")
+    receiver = Receiver(200)
+    webhooks.deliver_once(
+        settings(), store, run_id, WebhookEvent.RUN_SUCCEEDED, 1, client=receiver.client()
+    )
+    (request,) = receiver.requests
+    assert request.url.host in {"127.0.0.1", "::1"}  # an address, not the name
+    assert request.headers["host"] == "localhost:9"
+    assert request.extensions["sni_hostname"] == "localhost"
 
 
 def test_a_delivery_is_signed_and_verifies(store: RunStore, secret: str) -> None:
