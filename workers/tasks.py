@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.chain import webhooks
-from orchestrator.chain.queue import CHAIN_QUEUE, REAP_TASK, task_name
+from orchestrator.chain.queue import REAP_TASK, WEBHOOK_QUEUE, task_name
 from orchestrator.chain.reaper import reap
 from orchestrator.domain.notify import WebhookEvent
 from orchestrator.domain.status import STEP_ORDER, Step
@@ -47,7 +47,7 @@ def deliver_webhook(run_id: str, event: str, attempt: int) -> None:
             webhooks.DELIVER_TASK,
             args=[run_id, event, attempt + 1],
             countdown=delay,
-            queue=CHAIN_QUEUE,
+            queue=WEBHOOK_QUEUE,
         )
 
 

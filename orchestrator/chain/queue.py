@@ -17,6 +17,10 @@ from orchestrator.domain.status import Step
 from orchestrator.settings import Settings
 
 CHAIN_QUEUE = "batchai"
+# Webhook deliveries, apart from the steps: a worker consuming only this queue
+# (`orchestrator worker --queues webhooks`) keeps a hanging receiver from ever
+# taking a slot a step needs. Keys of the broker's, like CHAIN_QUEUE.
+WEBHOOK_QUEUE = "batchai.webhooks"
 TASK_PREFIX = "batchai."
 REAP_TASK = f"{TASK_PREFIX}reap"
 

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import httpx
 from standardwebhooks import Webhook
 
-from orchestrator.chain.queue import CHAIN_QUEUE, producer_app
+from orchestrator.chain.queue import WEBHOOK_QUEUE, producer_app
 from orchestrator.domain.notify import WebhookEvent
 from orchestrator.observability.logs import get_logger
 from orchestrator.settings import Settings
@@ -149,7 +149,7 @@ def announce(store: RunStore, broker_url: str, record: RunRecord) -> bool:
     ):
         return False
     producer_app(broker_url).send_task(
-        DELIVER_TASK, args=[record.run_id, event.value, 1], queue=CHAIN_QUEUE
+        DELIVER_TASK, args=[record.run_id, event.value, 1], queue=WEBHOOK_QUEUE
     )
     return True
 

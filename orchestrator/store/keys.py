@@ -42,8 +42,8 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:test:held:<run_id>``, ``ns:test:release:<run_id>``: the test worker's hold
   (tests/support), never written by a production worker
 
-The Celery broker's own keys (the queue ``batchai``, kombu's ``unacked*``) are
-kombu's, in the same database.
+The Celery broker's own keys (the queues ``batchai`` and ``batchai.webhooks``, kombu's
+``unacked*``) are kombu's, in the same database.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from orchestrator.api import create_app
-from orchestrator.chain.queue import CHAIN_QUEUE
+from orchestrator.chain.queue import CHAIN_QUEUE, WEBHOOK_QUEUE
 from orchestrator.chain.webhooks import DELIVER_TASK
 from orchestrator.settings import Settings
 from tests.support.api import AUTH, bearer, create_key, run_request
@@ -68,7 +68,7 @@ def lab(settings: Settings) -> Iterator[TestClient]:
 
 
 def _deliver_tasks(client: redis.Redis) -> list[list[object]]:
-    messages = [json.loads(item) for item in client.lrange(CHAIN_QUEUE, 0, -1)]
+    messages = [json.loads(item) for item in client.lrange(WEBHOOK_QUEUE, 0, -1)]
     return [
         json.loads(base64.b64decode(m["body"]))[0]
         for m in messages
