@@ -145,7 +145,8 @@ class Settings(BaseSettings):
     webhook_retry_for_seconds: Annotated[float, Field(gt=0)] = Field(
         24 * 3600.0, validation_alias="ORCH_WEBHOOK_RETRY_FOR_SECONDS"
     )
-    # A receiver URL whose deliveries failed this many times in a row is disabled.
+    # A receiver URL whose delivery attempts failed this many times in a row (over all
+    # runs) is disabled for ORCH_WEBHOOK_RETRY_FOR_SECONDS.
     webhook_disable_after: Annotated[int, Field(gt=0)] = Field(
         50, validation_alias="ORCH_WEBHOOK_DISABLE_AFTER"
     )

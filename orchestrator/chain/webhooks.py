@@ -292,8 +292,17 @@ def deliver_once(
         return None
     log.warning("webhook_failed", attempt=attempt, status_code=code, error=error)
     if int(store.redis.incr(failures_key)) >= settings.webhook_disable_after:
-        store.redis.set(disabled_key, repr(now))
-        store.append_event(run_id, "webhook.disabled", url_host=urlsplit(url).hostname)
+        # Disabled for one retry window, then the receiver gets another chance.
+        window = max(1, int(settings.webhook_retry_for_seconds))
+        store.redis.set(disabled_key, repr(now), ex=window)
+        store.redis.delete(failures_key)
+        store.append_event(
+            run_id,
+            "webhook.disabled",
+            url_host=urlsplit(url).hostname,
+            failed_attempts=settings.webhook_disable_after,
+            for_seconds=window,
+        )
         return None
     delay = backoff(settings, attempt)
     first = deliveries(store, run_id)[0]["at"] if attempt > 1 else now

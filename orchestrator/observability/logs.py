@@ -205,6 +205,9 @@ def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> No
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    # httpx logs every request's full URL at INFO; a webhook URL's path or query can
+    # carry the receiver's own token. Our webhook log lines say what happened instead.
+    logging.getLogger("httpx").setLevel(max(numeric_level, logging.WARNING))
 
     structlog.configure(
         processors=[

@@ -207,7 +207,11 @@ def test_a_receiver_failing_repeatedly_is_disabled_with_an_event(
     event = WebhookEvent.RUN_SUCCEEDED
     assert webhooks.deliver_once(config, store, run_id, event, 1, receiver.client()) is not None
     assert webhooks.deliver_once(config, store, run_id, event, 2, receiver.client()) is None
-    assert [e.kind for e in store.read_events(run_id)][-1] == "webhook.disabled"
+    disabled = store.read_events(run_id)[-1]
+    assert disabled.kind == "webhook.disabled"
+    assert disabled.data == {"url_host": "127.0.0.1", "failed_attempts": 2, "for_seconds": 86400}
+    _, disabled_key = store.keys.webhook_receiver(URL)
+    assert 0 < int(store.redis.ttl(disabled_key)) <= 86400  # another chance after a window
     assert webhooks.deliver_once(config, store, run_id, event, 3, receiver.client()) is None
     assert len(receiver.requests) == 2  # nothing sent once disabled
     assert webhooks.deliveries(store, run_id)[-1]["outcome"] == "disabled"
