@@ -190,6 +190,7 @@ class OrchestratorClient:
         idempotency_key: str | None = None,
         run_id: str | None = None,
         base_dir: Path | None = None,
+        notify: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Submit a run: a RunSpec, a spec mapping, or a YAML/JSON spec file (a Path).
 
@@ -199,6 +200,7 @@ class OrchestratorClient:
         The same idempotency_key with the same spec returns the same run; with
         another spec, ApiError 409. LocalInputError names an input that cannot
         be uploaded (a missing path, a symlink, a device).
+        `notify` ({"url", "events"}) asks for a signed webhook when the run ends.
         """
         uploaded, self.last_upload = upload_local_inputs(_spec(spec, base_dir), ApiUploads(self))
         body: dict[str, Any] = {"spec": uploaded.model_dump(mode="json")}
@@ -206,6 +208,8 @@ class OrchestratorClient:
             body["parameters"] = dict(parameters)
         if run_id is not None:
             body["run_id"] = run_id
+        if notify is not None:
+            body["notify"] = dict(notify)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         result: dict[str, Any] = self._send("POST", "/v1/runs", json=body, headers=headers).json()
         return result
@@ -225,6 +229,7 @@ class OrchestratorClient:
         status: str | None = None,
         tag: tuple[str, str] | None = None,
         name: str | None = None,
+        submitted_by: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> dict[str, Any]:
@@ -236,10 +241,19 @@ class OrchestratorClient:
             params["tag"] = f"{tag[0]}={tag[1]}"
         if name is not None:
             params["name"] = name
+        if submitted_by is not None:
+            params["submitted_by"] = submitted_by
         if cursor is not None:
             params["cursor"] = cursor
         result: dict[str, Any] = self._send("GET", "/v1/runs", params=params).json()
         return result
+
+    def deliveries(self, run_id: str) -> builtins.list[dict[str, Any]]:
+        """The run's webhook delivery attempts, oldest first."""
+        items: builtins.list[dict[str, Any]] = self._send(
+            "GET", _run_path(run_id, "deliveries")
+        ).json()["items"]
+        return items
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._send("POST", _run_path(run_id, "cancel")).json()
@@ -410,3 +424,23 @@ def _raise_for_status(response: httpx.Response) -> None:
         message,
         retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
     )
+
+
+class WebhookVerificationFailed(Exception):
+    """A delivery whose signature, id or timestamp does not check out."""
+
+
+def verify_webhook(secret: str, headers: Mapping[str, str], body: bytes | str) -> dict[str, Any]:
+    """The payload of a webhook delivery, after checking its Standard Webhooks
+    signature with the key's `signing_secret` (`whsec_...`) and that its timestamp
+    is within five minutes of now; WebhookVerificationFailed otherwise.
+
+    Deliveries are at least once: deduplicate on `headers["webhook-id"]`."""
+    from standardwebhooks import Webhook
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    try:
+        payload: dict[str, Any] = Webhook(secret).verify(body, dict(headers))
+    except (WebhookVerificationError, ValueError) as exc:
+        raise WebhookVerificationFailed(str(exc)) from None
+    return payload

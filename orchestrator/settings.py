@@ -183,6 +183,30 @@ class Settings(BaseSettings):
         10, validation_alias="ORCH_API_MAX_STREAMS_PER_CLIENT"
     )
 
+    # --- Webhooks (signed deliveries when runs end) ------------------------
+    # Allow webhook URLs that resolve to loopback, link-local or private addresses
+    # (refused by default, at submission and at each delivery). Tests and labs only.
+    webhook_allow_private: bool = Field(False, validation_alias="ORCH_WEBHOOK_ALLOW_PRIVATE")
+    # One delivery attempt's time-out (connect + answer).
+    webhook_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        5.0, validation_alias="ORCH_WEBHOOK_TIMEOUT_SECONDS"
+    )
+    # Retries back off exponentially (first after this) until this long after the
+    # first attempt; then the delivery is given up.
+    webhook_retry_initial_seconds: Annotated[float, Field(gt=0)] = Field(
+        5.0, validation_alias="ORCH_WEBHOOK_RETRY_INITIAL_SECONDS"
+    )
+    webhook_retry_for_seconds: Annotated[float, Field(gt=0)] = Field(
+        24 * 3600.0, validation_alias="ORCH_WEBHOOK_RETRY_FOR_SECONDS"
+    )
+    # A receiver URL whose delivery attempts failed this many times in a row (over all
+    # runs) is disabled for ORCH_WEBHOOK_RETRY_FOR_SECONDS.
+    webhook_disable_after: Annotated[int, Field(gt=0)] = Field(
+        50, validation_alias="ORCH_WEBHOOK_DISABLE_AFTER"
+    )
+    # CA bundle trusted for receivers besides the system's (a private CA; the tests').
+    webhook_ca_bundle: str | None = Field(None, validation_alias="ORCH_WEBHOOK_CA_BUNDLE")
+
     @field_validator("artifacts_dir")
     @classmethod
     def _absolute_artifacts_dir(cls, value: Path) -> Path:

@@ -29,7 +29,9 @@ logger = logging.getLogger("orchestrator.api")
 
 # The answers every authenticated route may give, for the OpenAPI document.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or wrong bearer token"},
+    401: {"description": "Missing, wrong or revoked bearer token"},
+    403: {"description": "The key lacks the scope this route needs (named in the message)"},
+    429: {"description": "The key is over its rate limit; retry after Retry-After seconds"},
     502: {"description": "The file share (Azure Files) refused the request"},
     503: {"description": "Redis or the file share unreachable; retry after Retry-After seconds"},
 }

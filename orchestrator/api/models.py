@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.domain.ids import RUN_ID_PATTERN
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.domain.spec import Parameters, RunSpec
 from orchestrator.domain.status import RunStatus
 from orchestrator.store import RunRecord
@@ -48,6 +49,11 @@ class RunRequest(BaseModel):
     )
     run_id: Annotated[str, Field(pattern=RUN_ID_PATTERN)] | None = Field(
         None, description="Caller-chosen run id; the same id with the same spec is the same run."
+    )
+    notify: NotifySpec | None = Field(
+        None,
+        description="Webhook called when the run ends (https; signed with the submitting "
+        "key's signing secret, so a named API key is needed).",
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator.azure.gateway import AzureGateway
 from orchestrator.chain.queue import send_step, task_name
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.domain.spec import RunSpec, parse_spec
 from orchestrator.domain.status import STEP_ORDER
 from orchestrator.inputs.checks import check_inputs
@@ -33,6 +34,8 @@ def enqueue_run(
     run_id: str | None = None,
     idempotency_key: str | None = None,
     input_roots: Sequence[Path] = (),
+    submitted_by: str | None = None,
+    notify: NotifySpec | None = None,
 ) -> tuple[RunRecord, bool]:
     """Create the run (idempotently) and dispatch its first step unless already done.
 
@@ -47,7 +50,13 @@ def enqueue_run(
     first task twice in a race, which is safe because every step is idempotent.
     """
     check_inputs(spec, input_roots=input_roots, book=store.uploads, now=time.time())
-    record, created = store.create_run(spec, run_id=run_id, idempotency_key=idempotency_key)
+    record, created = store.create_run(
+        spec,
+        run_id=run_id,
+        idempotency_key=idempotency_key,
+        submitted_by=submitted_by,
+        notify=notify,
+    )
     log = get_logger(run_id=record.run_id)
     if record.dispatched or record.terminal:
         log.info("run already dispatched", created=created, status=record.status.value)

@@ -18,6 +18,10 @@ from orchestrator.settings import Settings
 from orchestrator.store.connection import RedisTarget
 
 CHAIN_QUEUE = "batchai"
+# Webhook deliveries, apart from the steps: a worker consuming only this queue
+# (`orchestrator worker --queues webhooks`) keeps a hanging receiver from ever
+# taking a slot a step needs. Keys of the broker's, like CHAIN_QUEUE.
+WEBHOOK_QUEUE = "batchai.webhooks"
 TASK_PREFIX = "batchai."
 REAP_TASK = f"{TASK_PREFIX}reap"
 

@@ -74,6 +74,12 @@ def idempotency_key(name: str, tick_iso: str) -> str:
     return f"schedule:{name}:{tick_iso}"
 
 
+def submitter(spec: RunSpec) -> str | None:
+    """`schedule:<name>` for a run a schedule fired (run_spec_for tags it so)."""
+    name = spec.tags.get("schedule")
+    return f"schedule:{name}" if name else None
+
+
 def broker_enqueue(broker_url: RedisTarget | str, input_roots: Sequence[Path] = ()) -> Enqueue:
     def enqueue(spec: RunSpec, store: RunStore, key: str) -> str:
         try:
@@ -83,6 +89,7 @@ def broker_enqueue(broker_url: RedisTarget | str, input_roots: Sequence[Path] = 
                 broker_url=broker_url,
                 idempotency_key=key,
                 input_roots=input_roots,
+                submitted_by=submitter(spec),
             )
         except IdempotencyConflict:
             # The schedule was edited between a dead claimer's enqueue and this
@@ -192,7 +199,12 @@ def fire_tick(
             )
         if spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
             with contextlib.suppress(RunAlreadyEnded, RunNotFound):
-                cancel_run(ctx.store, previous)
+                cancel_run(
+                    ctx.store,
+                    previous,
+                    by=f"schedule:{spec.name}",
+                    broker_url=ctx.settings.redis_url,
+                )
             outcome = TickOutcome.REPLACED
     run_id = enqueue(spec.run_spec_for(tick), ctx.store, key)
     book.set_last_run(spec.name, tick, run_id)
@@ -280,5 +292,7 @@ def schedule_view(book: ScheduleBook, state: ScheduleState) -> dict[str, Any]:
         "suspended": spec.suspend,
         "next_fire_times": [moment.isoformat() for moment in upcoming],
         "last_run_id": state.last_run_id,
+        "submitted_by": state.submitted_by,
+        "updated_by": state.updated_by,
         "history": [entry.to_json() for entry in book.history(spec.name)],
     }

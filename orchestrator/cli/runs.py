@@ -15,6 +15,7 @@ from orchestrator.cli.common import CliError, api_client, open_store
 from orchestrator.cli.follow import FollowTimeout, follow_run
 from orchestrator.cli.render import error_text, shown_step_state, status_text
 from orchestrator.cli.terminal import one_line
+from orchestrator.domain.access import CLI_NAME
 from orchestrator.domain.spec import RunSpec, SpecError, load_spec
 from orchestrator.domain.status import STEP_ORDER, RunStatus
 from orchestrator.settings import get_settings
@@ -133,6 +134,7 @@ def submit_command(
             run_id=run_id,
             idempotency_key=idempotency_key,
             input_roots=settings.input_roots,
+            submitted_by=CLI_NAME,
         )
     except InputRejected as exc:
         raise CliError(f"invalid spec: {exc.dotted}: {exc}") from None
@@ -243,7 +245,7 @@ def cancel_command(
 
     store = open_store()
     try:
-        record = cancel_run(store, run_id)
+        record = cancel_run(store, run_id, by=CLI_NAME, broker_url=get_settings().redis_url)
     except RunNotFound:
         raise CliError(f"run {run_id!r} not found") from None
     if as_json:

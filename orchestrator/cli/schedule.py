@@ -11,6 +11,7 @@ import typer
 
 from orchestrator.azure.errors import AzureGatewayError
 from orchestrator.cli.common import CliError, open_store
+from orchestrator.domain.access import CLI_NAME
 
 app = typer.Typer(
     help="Nightly retraining: runs fired on a cron or interval.", no_args_is_help=True
@@ -81,7 +82,7 @@ def add_command(
         raise CliError(f"cannot upload the inputs: {exc}") from None
     book = _book()
     require_no_eviction(book.redis)
-    _show(schedule_view(book, book.put(definition, mode="create")), as_json)
+    _show(schedule_view(book, book.put(definition, mode="create", by=CLI_NAME)), as_json)
 
 
 def _definition(
@@ -136,13 +137,13 @@ def show_command(name: Name, as_json: Json = False) -> None:
 
 @app.command("pause")
 def pause_command(name: Name) -> None:
-    _book().set_suspended(name, True)
+    _book().set_suspended(name, True, by=CLI_NAME)
     print(f"{name} paused")
 
 
 @app.command("resume")
 def resume_command(name: Name) -> None:
-    _book().set_suspended(name, False)
+    _book().set_suspended(name, False, by=CLI_NAME)
     print(f"{name} resumed")
 
 

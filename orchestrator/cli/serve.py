@@ -30,6 +30,12 @@ class LogLevel(StrEnum):
     ERROR = "ERROR"
 
 
+class Queues(StrEnum):
+    ALL = "all"
+    STEPS = "steps"
+    WEBHOOKS = "webhooks"
+
+
 class Pool(StrEnum):
     PREFORK = "prefork"
     SOLO = "solo"
@@ -180,15 +186,29 @@ def worker_command(
     name: Annotated[
         str | None, typer.Option(metavar="NAME", help="Node name (default: unique per process).")
     ] = None,
+    queues: Annotated[
+        Queues,
+        typer.Option(help="Queues: steps and webhooks, or one (a worker of its own for hooks)."),
+    ] = Queues.ALL,
 ) -> None:
-    """Run a Celery worker consuming the chain queue (batchai)."""
+    """Run a Celery worker consuming the chain queue (batchai) and webhook deliveries."""
     node = name or f"orch-{os.getpid()}@{socket.gethostname()}"
-    _exec_celery(loglevel, worker_args(concurrency, loglevel, pool, node), wait_for_redis_seconds)
+    _exec_celery(
+        loglevel, worker_args(concurrency, loglevel, pool, node, queues), wait_for_redis_seconds
+    )
 
 
-def worker_args(concurrency: int, loglevel: LogLevel, pool: Pool, node: str) -> list[str]:
+def worker_args(
+    concurrency: int, loglevel: LogLevel, pool: Pool, node: str, queues: Queues | None = None
+) -> list[str]:
     """The Celery arguments of a chain worker (the test worker reuses them)."""
-    from orchestrator.chain.queue import CHAIN_QUEUE
+    from orchestrator.chain.queue import CHAIN_QUEUE, WEBHOOK_QUEUE
+
+    consumed = {
+        Queues.ALL: [CHAIN_QUEUE, WEBHOOK_QUEUE],
+        Queues.STEPS: [CHAIN_QUEUE],
+        Queues.WEBHOOKS: [WEBHOOK_QUEUE],
+    }[queues or Queues.ALL]
 
     return [
         # No ASCII-art banner: every line a worker prints is a JSON log line.
@@ -197,7 +217,7 @@ def worker_args(concurrency: int, loglevel: LogLevel, pool: Pool, node: str) -> 
         f"--loglevel={loglevel.value}",
         f"--concurrency={concurrency}",
         f"--pool={pool.value}",
-        f"--queues={CHAIN_QUEUE}",
+        f"--queues={','.join(consumed)}",
         f"--hostname={node}",
         # Mingle/gossip sync state between workers; the chain keeps its
         # state in the run store, so they would only add startup latency.

@@ -36,6 +36,10 @@ def runs_command(
     tag: Annotated[
         str | None, typer.Option(metavar="KEY=VALUE", help="Only runs with this tag, as key=value.")
     ] = None,
+    submitted_by: Annotated[
+        str | None,
+        typer.Option(metavar="KEY_NAME", help="Only runs submitted with this API key name."),
+    ] = None,
     limit: Annotated[
         int, typer.Option(metavar="N", min=1, max=500, help="At most this many runs.")
     ] = 20,
@@ -49,12 +53,15 @@ def runs_command(
             raise CliError(f"--tag must be key=value, got {tag!r}")
         tag_filter = (key, value)
     store = open_store()
-    records, _ = store.list_runs(status=status, tag=tag_filter, name=name, limit=limit)
+    records, _ = store.list_runs(
+        status=status, tag=tag_filter, name=name, submitted_by=submitted_by, limit=limit
+    )
     if as_json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
     if not records:
-        typer.echo(_no_runs_message(store, filtered=bool(status or name or tag)))
+        filtered = bool(status or name or tag or submitted_by)
+        typer.echo(_no_runs_message(store, filtered=filtered))
         return
     Console().print(runs_table(records))
 

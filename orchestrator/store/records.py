@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from orchestrator.domain.inputs import InputKind
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.domain.spec import RunSpec
 from orchestrator.domain.status import TERMINAL, FailureReason, RunStatus, Step, StepState
 
@@ -78,6 +79,11 @@ class RunRecord(BaseModel):
     ending: Ending | None = None
     cancel_requested: bool = False
     idempotency_key: str | None = None
+    # Who submitted the run: an API key's name, "admin" for ORCH_API_TOKEN, "cli",
+    # "schedule:<name>"; None for runs recorded before keys existed.
+    submitted_by: str | None = None
+    # The webhook to call when the run ends (signed with submitted_by's key).
+    notify: NotifySpec | None = None
     spec_fingerprint: str
     dispatched: bool = False
     created_at: float

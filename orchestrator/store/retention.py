@@ -78,7 +78,7 @@ class RunRetention:
             return False
         indexes = [
             *self._status_indexes(),
-            *self.keys.run_indexes(record.spec.name, record.spec.tags),
+            *self.keys.run_indexes(record.spec.name, record.spec.tags, record.submitted_by),
         ]
         idempotency = (
             self.keys.idempotency(record.idempotency_key)

@@ -27,6 +27,7 @@ from typing import Any, cast
 import redis
 
 from orchestrator.domain.ids import new_run_id, validate_run_id
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.domain.spec import RunSpec
 from orchestrator.domain.status import (
     STEP_ORDER,
@@ -132,6 +133,8 @@ class RunStore(RunListing, RunRetention):
         *,
         run_id: str | None = None,
         idempotency_key: str | None = None,
+        submitted_by: str | None = None,
+        notify: NotifySpec | None = None,
     ) -> tuple[RunRecord, bool]:
         """Create a queued run atomically; (record, created).
 
@@ -148,6 +151,8 @@ class RunStore(RunListing, RunRetention):
             spec=spec,
             steps={step: StepRecord() for step in STEP_ORDER},
             idempotency_key=idempotency_key,
+            submitted_by=submitted_by,
+            notify=notify,
             spec_fingerprint=fingerprint,
             created_at=now,
             updated_at=now,
@@ -158,7 +163,7 @@ class RunStore(RunListing, RunRetention):
             self.keys.idempotency(idempotency_key) if idempotency_key is not None else "-",
             self.keys.events(run_id),
             self.keys.status_index(RunStatus.QUEUED),
-            *self.keys.run_indexes(spec.name, spec.tags),
+            *self.keys.run_indexes(spec.name, spec.tags, submitted_by),
         ]
         event = {"status": RunStatus.QUEUED.value, "previous": None, "reason": None, "error": None}
         result = cast(
@@ -366,14 +371,16 @@ class RunStore(RunListing, RunRetention):
 
         return self._compare_and_set(run_id, change)
 
-    def request_cancel(self, run_id: str) -> RunRecord:
-        """Flag the run for cancellation (the chain acts on it); no-op once terminal."""
+    def request_cancel(self, run_id: str, by: str | None = None) -> RunRecord:
+        """Flag the run for cancellation (the chain acts on it); no-op once terminal.
+
+        The `cancel_requested` event carries `by`, the name of who asked."""
 
         def change(record: RunRecord) -> list[_Event] | None:
             if record.cancel_requested or record.terminal:
                 return None
             record.cancel_requested = True
-            return [("cancel_requested", {})]
+            return [("cancel_requested", {"by": by} if by else {})]
 
         return self._compare_and_set(run_id, change)
 

@@ -159,3 +159,31 @@ def test_upload_throughput_measures_the_api_and_the_sdk() -> None:
         relative=0.06 / api + 0.06 / direct,
     )
     assert summary["client_hash_seconds"] >= 0 and summary["resubmit_seconds"] > 0
+
+
+def test_rate_limit_burst_counts_refusals_and_paces_to_the_rate() -> None:
+    # A 5 s window, so that the 8 requests of the burst surely land in one window.
+    summary = run_benchmark(
+        "rate_limit_burst.py", "--requests", "8", "--rate", "4/5s", "--window-seconds", "5"
+    )
+    assert (summary["requests"], summary["rate"], summary["api_processes"]) == (8, "4/5s", 2)
+    burst = summary["burst"]
+    # 8 at once against 4 per window shared by both processes: 4 through, 4 refused,
+    # all with a Retry-After within the window.
+    assert burst["statuses"] == {"202": 4, "429": 4}
+    assert burst["refused_with_retry_after"] == 4
+    assert all(1 <= value <= 5 for value in burst["retry_after_values"])
+    paced = summary["paced"]
+    assert paced["accepted"] == 8
+    assert paced["seconds"] > 0 and paced["accepted_per_second"] > 0
+    assert summary["runs_in_redis"] == 4 + 8
+
+
+def test_webhook_latency_delivers_one_verified_webhook_per_run() -> None:
+    summary = run_benchmark("webhook_latency.py", "--runs", "3", "--wave", "3", "--workers", "1")
+    assert (summary["runs"], summary["workers"], summary["wave"]) == (3, 1, 3)
+    assert summary["statuses"] == {"succeeded": 3}
+    assert summary["deliveries"] == 3
+    latency = summary["latency_seconds"]
+    assert 0 <= latency["p50"] <= latency["p95"] <= latency["max"]
+    assert summary["elapsed_seconds"] > 0

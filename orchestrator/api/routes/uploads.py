@@ -19,7 +19,7 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, HTTPException, Path, Request
 
-from orchestrator.api.deps import AuthDep, UploadsDep
+from orchestrator.api.deps import SubmitAccess, UploadsDep
 from orchestrator.api.errors import ERROR_RESPONSES, field_error
 from orchestrator.api.models import UPLOADS_PATH, ContentStored, UploadState
 from orchestrator.azure.files import RANGE_BYTES
@@ -31,7 +31,7 @@ from orchestrator.inputs.uploads import (
     UploadTooLarge,
 )
 
-router = APIRouter(prefix=UPLOADS_PATH, tags=["uploads"], dependencies=[AuthDep])
+router = APIRouter(prefix=UPLOADS_PATH, tags=["uploads"])
 
 Digest = Annotated[str, Path(pattern=SHA256_PATTERN, description="SHA-256 of the content (hex)")]
 
@@ -66,6 +66,7 @@ async def _stream_into(writer: BlobWriter, request: Request) -> None:
 
 @router.post(
     "",
+    dependencies=[SubmitAccess],  # uploading is part of submitting
     response_model=UploadState,
     responses={**ERROR_RESPONSES, 413: {"description": "Over ORCH_INPUT_MAX_BYTES in all"}},
 )
@@ -85,6 +86,7 @@ def post_manifest(manifest: Manifest, uploads: UploadsDep) -> UploadState:
 
 @router.put(
     "/content/{digest}",
+    dependencies=[SubmitAccess],
     response_model=ContentStored,
     responses={
         **ERROR_RESPONSES,

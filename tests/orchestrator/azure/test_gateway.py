@@ -202,7 +202,7 @@ def test_job_parameters_carry_the_spec(toolkit: str) -> None:
             "name": "sweep",
             "cluster": {"node_count": 2},
             "job": job,
-            "inputs": {"CODE": "/tmp/code"},
+            "inputs": {"CODE": "upload:" + "a" * 64, "DATA": "share:etl/mnist"},
             "outputs": ["MODEL"],
             "parameters": {"lr": 0.1},
         }
@@ -213,9 +213,11 @@ def test_job_parameters_carry_the_spec(toolkit: str) -> None:
     properties = body["properties"]
     assert properties["nodeCount"] == 2
     assert properties["cluster"]["id"] == "/c/id"
-    [code_input] = properties["inputDirectories"]
+    code_input, data_input = properties["inputDirectories"]
     assert code_input["id"] == "CODE"
-    assert code_input["path"].endswith("/inputs/sweep/CODE")
+    # An upload is copied into the run's own folder; a share: folder is read where it lies.
+    assert code_input["path"] == "$AZ_BATCHAI_MOUNT_ROOT/azfiles/inputs/sweep/r1/CODE"
+    assert data_input["path"] == "$AZ_BATCHAI_MOUNT_ROOT/azfiles/etl/mnist"
     assert [output["id"] for output in properties["outputDirectories"]] == ["MODEL"]
     assert properties["stdOutErrPathPrefix"].endswith("/outputs/sweep/r1")
     settings_key = {

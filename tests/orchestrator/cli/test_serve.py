@@ -1,11 +1,13 @@
-"""The REDIS_URL checks `orchestrator worker` / `beat` make before exec'ing Celery."""
+"""`orchestrator worker` / `beat` before they exec Celery: the REDIS_URL checks, and
+which queues `orchestrator worker --queues` consumes."""
 
 from __future__ import annotations
 
 import pytest
 
+from orchestrator.chain.queue import CHAIN_QUEUE, WEBHOOK_QUEUE
 from orchestrator.cli.common import CliError
-from orchestrator.cli.serve import check_redis_url
+from orchestrator.cli.serve import LogLevel, Pool, Queues, check_redis_url, worker_args
 from orchestrator.devstack.redis_server import free_port
 from orchestrator.store.connection import RedisTarget
 
@@ -25,3 +27,17 @@ def test_a_malformed_url_is_one_line_without_its_password(url: str) -> None:
     message = str(caught.value)
     assert "is not a Redis URL" in message and "\n" not in message
     assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    ("queues", "expected"),
+    [
+        (None, f"--queues={CHAIN_QUEUE},{WEBHOOK_QUEUE}"),
+        (Queues.ALL, f"--queues={CHAIN_QUEUE},{WEBHOOK_QUEUE}"),
+        (Queues.STEPS, f"--queues={CHAIN_QUEUE}"),
+        (Queues.WEBHOOKS, f"--queues={WEBHOOK_QUEUE}"),
+    ],
+)
+def test_the_worker_consumes_the_queues_asked_for(queues: Queues | None, expected: str) -> None:
+    args = worker_args(2, LogLevel.INFO, Pool.PREFORK, "node", queues)
+    assert [arg for arg in args if arg.startswith("--queues=")] == [expected]

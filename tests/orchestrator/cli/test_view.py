@@ -59,6 +59,17 @@ def test_runs_filters_by_status_name_and_tag(
     assert sweep in out and nightly not in out
 
 
+def test_runs_filters_by_submitter(store: RunStore, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = parse_spec({"name": "n", "job": {"script": "a.py"}, "inputs": {"A": "/tmp"}})
+    mine, _ = store.create_run(spec, submitted_by="vision")
+    store.create_run(spec, submitted_by="speech")
+    code, out, _ = run_cli(["runs", "--json", "--submitted-by", "vision"], capsys)
+    assert code == 0
+    assert [r["run_id"] for r in json.loads(out)] == [mine.run_id]
+    code, out, _ = run_cli(["runs", "--submitted-by", "nobody"], capsys)
+    assert out.strip() == "no run matches these filters"
+
+
 def test_runs_rejects_a_malformed_tag_in_one_line(
     store: RunStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
