@@ -59,7 +59,7 @@ def measure(stack: Stack, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
             wave = min(args.wave, args.runs - len(run_ids))
             for _ in range(wave):
                 record, _ = enqueue_run(
-                    stack.spec(seconds=args.job_seconds),
+                    stack.uploaded_spec(seconds=args.job_seconds),
                     store=stack.store,
                     broker_url=stack.redis_url,
                     submitted_by="bench",

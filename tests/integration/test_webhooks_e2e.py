@@ -32,7 +32,7 @@ def _submit(stack: Stack, receiver: Receiver | None, key: str = "svc") -> tuple[
     if secret is None:
         secret = ring.create(key, frozenset({Scope.SUBMIT}), by="admin").signing_secret
     record, _ = enqueue_run(
-        stack.spec(seconds=0.1),
+        stack.uploaded_spec(seconds=0.1),
         store=stack.store,
         broker_url=stack.redis_url,
         submitted_by=key,
