@@ -151,7 +151,7 @@ class Chaos:
         deadline = started + self.args.timeout
         next_kill = started + self.args.kill_every
         restart_at = [
-            started + self.args.kill_every * (3 * (i + 1) + 0.5)
+            started + self.args.kill_every * (2 * (i + 1) + 0.5)
             for i in range(self.args.redis_restarts)
         ]
         pending = set(run_ids)
@@ -247,11 +247,11 @@ def chaos(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 for _ in range(args.workers):
                     chaos_run.start_worker()
+                # The submitter uploads the inputs once, before the faults: the chaos is
+                # the chain's (a submitter's failed upload is its own error to retry).
+                spec = stack.uploaded_spec(name="chaos", seconds=args.job_seconds)
                 emu.set_faults(faults(args.fault_rate))
-                run_ids = [
-                    stack.submit(stack.spec(name="chaos", seconds=args.job_seconds))
-                    for _ in range(args.runs)
-                ]
+                run_ids = [stack.submit(spec) for _ in range(args.runs)]
                 return chaos_run.run(run_ids)
             finally:
                 beat.stop()
