@@ -162,6 +162,37 @@ def _no_log_message(record: RunRecord, reader: JobLogReader) -> str:
     return f"no {name} was collected for run {run_id} (status {status})"
 
 
+def _copy_error(download: Path | None, exc: OSError) -> CliError:
+    return CliError(f"cannot copy the outputs to {download}: {exc.strerror or exc}")
+
+
+def _show_outputs(
+    run_id: str,
+    rows: list[tuple[str, int]],
+    download: Path | None,
+    as_json: bool,
+    *,
+    root: Path | None = None,
+    empty: str = "",
+) -> None:
+    """The outputs as the command prints them: (path, size) rows, under `root`
+    when they are this machine's files."""
+    if as_json:
+        document: dict[str, object] = {"run_id": run_id}
+        if root is not None:
+            document["root"] = str(root)
+        document["files"] = [{"path": path, "size": size} for path, size in rows]
+        typer.echo(json.dumps(document, indent=2))
+        return
+    if not rows:
+        typer.echo(f"run {run_id} has no collected outputs{empty}")
+    for path, size in rows:
+        shown = root / path if root is not None else path
+        typer.echo(f"{size:>12}  {one_line(str(shown))}")
+    if download is not None:
+        typer.echo(f"copied {len(rows)} file(s) to {download}")
+
+
 def _outputs_through_api(
     client: OrchestratorClient, run_id: str, download: Path | None, as_json: bool
 ) -> None:
@@ -177,18 +208,8 @@ def _outputs_through_api(
         except ApiError as exc:
             raise CliError(str(exc)) from None
         except OSError as exc:
-            raise CliError(
-                f"cannot write the outputs to {download}: {exc.strerror or exc}"
-            ) from None
-    if as_json:
-        typer.echo(json.dumps({"run_id": run_id, "files": files}, indent=2))
-        return
-    if not files:
-        typer.echo(f"run {run_id} has no collected outputs")
-    for item in files:
-        typer.echo(f"{item['size']:>12}  {item['path']}")
-    if download is not None:
-        typer.echo(f"downloaded {len(files)} file(s) to {download}")
+            raise _copy_error(download, exc) from None
+    _show_outputs(run_id, [(item["path"], item["size"]) for item in files], download, as_json)
 
 
 def outputs_command(
@@ -204,14 +225,14 @@ def outputs_command(
     """List a run's collected outputs, or copy them to a folder.
 
     With ORCH_API_URL set they come through the API, from the file share (any
-    machine); otherwise from this machine's ORCH_ARTIFACTS_DIR."""
+    machine); otherwise from this machine's ORCH_ARTIFACTS_DIR (the worker's copy)."""
     client = api_client()
     if client is not None:
         _outputs_through_api(client, run_id, download, as_json)
         return
     record = open_store().get(run_id)
     artifacts = RunArtifacts.of(get_settings().artifacts_dir, run_id)
-    files = artifacts.files()  # the same listing as GET /v1/runs/{id}/outputs
+    files = artifacts.files()
     if download is not None:
         try:
             for item in files:
@@ -219,17 +240,7 @@ def outputs_command(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(artifacts.resolve(item.path), target)
         except OSError as exc:
-            raise CliError(
-                f"cannot copy the outputs to {download}: {exc.strerror or exc}"
-            ) from None
-    if as_json:
-        rows = [{"path": item.path, "size": item.size} for item in files]
-        document = {"run_id": run_id, "root": str(artifacts.root), "files": rows}
-        typer.echo(json.dumps(document, indent=2))
-        return
-    if not files:
-        typer.echo(f"run {run_id} has no collected outputs (status {record.status.value})")
-    for item in files:
-        typer.echo(f"{item.size:>12}  {one_line(str(artifacts.root / item.path))}")
-    if download is not None:
-        typer.echo(f"copied {len(files)} file(s) to {download}")
+            raise _copy_error(download, exc) from None
+    rows = [(item.path, item.size) for item in files]
+    empty = f" (status {record.status.value})"
+    _show_outputs(run_id, rows, download, as_json, root=artifacts.root, empty=empty)

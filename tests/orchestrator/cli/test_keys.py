@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,30 +12,15 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from orchestrator.api import create_app
-from orchestrator.cli import main
-from orchestrator.settings import Settings, get_settings
+from orchestrator.settings import Settings
 from orchestrator.store.apikeys import key_digest
-
-
-@pytest.fixture
-def env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    get_settings.cache_clear()
-    yield redis_url
-    get_settings.cache_clear()
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
+from tests.support.cli import run_cli
 
 
 def test_create_json_ls_and_revoke(
     env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         ["keys", "create", "dashboard", "--scopes", "read", "--rate", "10/s", "--json"], capsys
     )
     assert code == 0
@@ -52,15 +36,15 @@ def test_create_json_ls_and_revoke(
     with TestClient(api) as client:
         assert client.get("/v1/runs", headers=headers).status_code == 200
 
-        code, out, _ = _run(["keys", "ls"], capsys)
+        code, out, _ = run_cli(["keys", "ls"], capsys)
         assert code == 0
         assert out.startswith("dashboard  read  rate 10/second  created ")
         assert created["key"] not in out
-        code, out, _ = _run(["keys", "ls", "--json"], capsys)
+        code, out, _ = run_cli(["keys", "ls", "--json"], capsys)
         assert [key["name"] for key in json.loads(out)] == ["dashboard"]
         assert created["key"] not in out and key_digest(created["key"]) not in out
 
-        code, out, _ = _run(["keys", "revoke", "dashboard"], capsys)
+        code, out, _ = run_cli(["keys", "revoke", "dashboard"], capsys)
         assert (code, out) == (0, "dashboard  revoked\n")
         assert client.get("/v1/runs", headers=headers).status_code == 401
     events = redis.Redis.from_url(env).xrange("orch:audit")
@@ -70,7 +54,7 @@ def test_create_json_ls_and_revoke(
 def test_create_prints_the_key_alone_on_stdout(
     env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _run(["keys", "create", "svc", "--scopes", "submit,read"], capsys)
+    code, out, err = run_cli(["keys", "create", "svc", "--scopes", "submit,read"], capsys)
     assert code == 0
     assert out.startswith("orch_") and out.count("\n") == 1
     assert "read,submit" in err and "neither is shown again" in err
@@ -114,14 +98,14 @@ def test_create_prints_the_key_alone_on_stdout(
 def test_bad_input_is_one_error_line_and_a_non_zero_exit(
     env: str, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    code, out, err = _run(argv, capsys)
+    code, out, err = run_cli(argv, capsys)
     assert code == 1
     assert out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith(message), err
 
 
 def test_a_taken_name_is_an_error(env: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(["keys", "create", "svc", "--scopes", "read"], capsys)[0] == 0
-    code, _, err = _run(["keys", "create", "svc", "--scopes", "read"], capsys)
+    assert run_cli(["keys", "create", "svc", "--scopes", "read"], capsys)[0] == 0
+    code, _, err = run_cli(["keys", "create", "svc", "--scopes", "read"], capsys)
     assert code == 1
     assert err.startswith("error: name: a key named 'svc' already exists")

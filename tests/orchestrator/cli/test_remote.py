@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.api import create_app
-from orchestrator.cli import main
 from orchestrator.settings import Settings, get_settings
 from orchestrator.store import RunRecord, RunStore, StoredOutput
 from tests.support.api import TOKEN, settings, store
 from tests.support.chain_fakes import FakeGateway
+from tests.support.cli import run_cli
 from tests.support.live_server import serve
 
 __all__ = ["settings", "store"]
@@ -41,13 +41,6 @@ def api_env(
         get_settings.cache_clear()
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
-
-
 def test_submit_uploads_through_the_api_and_outputs_download_from_it(
     api_env: str,
     share: FakeGateway,
@@ -59,7 +52,7 @@ def test_submit_uploads_through_the_api_and_outputs_download_from_it(
     (tmp_path / "code" / "train.py").write_text("print(1)\n")
     spec = tmp_path / "run.yaml"
     spec.write_text("name: remote\njob:\n  script: train.py\ninputs:\n  CODE: code\n")
-    code, out, err = _run(["submit", str(spec)], capsys)
+    code, out, err = run_cli(["submit", str(spec)], capsys)
     assert code == 0, err
     run_id = out.strip().splitlines()[-1]
     value = store.get(run_id).spec.inputs["CODE"]
@@ -75,10 +68,10 @@ def test_submit_uploads_through_the_api_and_outputs_download_from_it(
 
     store.update(run_id, collected)
     target = tmp_path / "fetched"
-    code, out, err = _run(["outputs", run_id, "--download", str(target)], capsys)
+    code, out, err = run_cli(["outputs", run_id, "--download", str(target)], capsys)
     assert code == 0, err
     assert (target / "outputs" / "MODEL" / "model.bin").read_bytes() == b"weights"
-    assert "downloaded 1 file(s)" in out
+    assert "copied 1 file(s)" in out
 
 
 def test_a_local_input_that_cannot_be_uploaded_is_one_line(
@@ -88,7 +81,7 @@ def test_a_local_input_that_cannot_be_uploaded_is_one_line(
     (tmp_path / "code" / "train.py").symlink_to("/etc/hostname")
     spec = tmp_path / "run.yaml"
     spec.write_text("name: remote\njob:\n  script: train.py\ninputs:\n  CODE: code\n")
-    code, _, err = _run(["submit", str(spec)], capsys)
+    code, _, err = run_cli(["submit", str(spec)], capsys)
     assert code == 1
     [line] = err.strip().splitlines()
     assert line.startswith("error: inputs.CODE: ") and line.endswith(
