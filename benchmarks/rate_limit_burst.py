@@ -40,12 +40,24 @@ from enqueue_throughput import SPEC, TOKEN, start_api, wait_until_ready
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
+# A pooled connection that sat idle through a Retry-After as long as uvicorn's
+# keep-alive (5 s) can be closed by the server just as it is reused: the
+# request is sent again (the Idempotency-Key makes that safe).
+CONNECTION_RETRIES = 2
+
+
 async def _submit(client: httpx.AsyncClient, key: str, index: int, tag: str) -> httpx.Response:
-    return await client.post(
-        "/v1/runs",
-        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": f"{tag}-{index}"},
-        json={"spec": SPEC, "parameters": {"seed": index}},
-    )
+    for attempt in range(CONNECTION_RETRIES + 1):
+        try:
+            return await client.post(
+                "/v1/runs",
+                headers={"Authorization": f"Bearer {key}", "Idempotency-Key": f"{tag}-{index}"},
+                json={"spec": SPEC, "parameters": {"seed": index}},
+            )
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            if attempt == CONNECTION_RETRIES:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def burst(clients: list[httpx.AsyncClient], key: str, requests: int) -> dict[str, Any]:
