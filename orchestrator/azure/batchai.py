@@ -96,13 +96,7 @@ class BatchAICalls(AzureClients):
                     # Nobody logs in; a random password satisfies the API.
                     admin_user_password=secrets.token_urlsafe(24),
                 ),
-                node_setup=bai.NodeSetup(
-                    mount_volumes=mount_volumes(
-                        self.files.account_name,
-                        self.files.account_key,
-                        self.share_url(names.share),
-                    )
-                ),
+                # No storage at the cluster level: each job mounts its run's share.
             )
             self.batchai.clusters.begin_create(
                 names.resource_group, names.workspace, names.cluster, params, polling=False
@@ -163,7 +157,10 @@ class BatchAICalls(AzureClients):
         if self.job_exists(names):
             return True
         with self._call():
-            params = job_parameters(names, spec, cluster_id=self.cluster_id(names))
+            mounts = mount_volumes(
+                self.files.account_name, self.files.account_key, self.share_url(names.run_share)
+            )
+            params = job_parameters(names, spec, cluster_id=self.cluster_id(names), mounts=mounts)
             self.batchai.jobs.begin_create(
                 names.resource_group,
                 names.workspace,
@@ -271,7 +268,7 @@ class BatchAICalls(AzureClients):
                     if is_dir:
                         pending.append(relative)
                     url = item.download_url
-                    share = self.settings.azure_file_share
+                    share = names.run_share
                     props = getattr(item, "properties", None)
                     size = getattr(props, "content_length", None)
                     found.append(

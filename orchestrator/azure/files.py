@@ -93,20 +93,29 @@ class FileCalls(AzureClients):
             )
 
     # ------------------------------------------------- content on the share
-    def copy_file(self, share: str, source: str, directory: str, name: str) -> None:
-        """Server-side copy of `source` (share-relative) to directory/name in the
-        same share: nothing travels through this process. Content-MD5 goes along."""
+    def copy_file(
+        self, share: str, source: str, directory: str, name: str, *, source_share: str = ""
+    ) -> None:
+        """Server-side copy of `source` (a path of `source_share`, default `share`)
+        to directory/name in `share`: nothing travels through this process.
+        Content-MD5 goes along."""
+        src_share = source_share or share
         src_dir, src_name = split_share_path(source)
         with self._call():
             sas = self.files.generate_file_shared_access_signature(
-                share,
+                src_share,
                 src_dir,
                 src_name,
                 permission=FilePermissions.READ,
                 expiry=datetime.now(UTC) + timedelta(minutes=COPY_SOURCE_SAS_MINUTES),
             )
-            url = self.files.make_file_url(share, src_dir, src_name, sas_token=sas)
+            url = self.files.make_file_url(src_share, src_dir, src_name, sas_token=sas)
             self.files.copy_file(share, directory or None, name, url)
+
+    def delete_share(self, share: str) -> None:
+        """Delete a share and everything in it; one already gone is success."""
+        with self._call():
+            self.files.delete_share(share, fail_not_exist=False)
 
     def _walk(self, share: str, root: str) -> tuple[list[ShareFile], list[str]]:
         """Files (paths relative to root) and folders (relative, "" for root) under root."""

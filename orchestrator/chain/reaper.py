@@ -170,8 +170,9 @@ def reap_outputs(ctx: StepContext, report: ReapReport) -> None:
                 if record.outputs_expired or (record.finished_at or before) > before:
                     continue
                 names = ctx.names(record)
-                delete = partial(ctx.gateway.delete_tree, names.share, names.output_prefix)
-                if _delete("outputs", names.output_prefix, record.run_id, delete):
+                # The run's share holds nothing else by now (cleanup took its inputs).
+                delete = partial(ctx.gateway.delete_share, names.run_share)
+                if _delete("outputs", names.run_share, record.run_id, delete):
                     ctx.store.update(record.run_id, _mark_outputs_expired)
                     report.expired_outputs.append(record.run_id)
             if cursor is None:

@@ -247,13 +247,18 @@ class Collected:
 
     max_files: int
     max_bytes: int
+    share: str  # the run's own share, where the job wrote them
     files: dict[str, StoredOutput] = field(default_factory=dict)
     downloaded_bytes: int = 0
     truncated: bool = False
 
     @classmethod
-    def bounded_by(cls, settings: Settings) -> Collected:
-        return cls(max_files=settings.output_max_files, max_bytes=settings.output_max_bytes)
+    def bounded_by(cls, settings: Settings, names: AzureNames) -> Collected:
+        return cls(
+            max_files=settings.output_max_files,
+            max_bytes=settings.output_max_bytes,
+            share=names.run_share,
+        )
 
     def add(self, ctx: StepContext, item: OutputFile, dest: Path, root: Path) -> None:
         assert item.download_url is not None
@@ -264,10 +269,10 @@ class Collected:
         size = ctx.gateway.download(item.download_url, dest)
         self.downloaded_bytes += size
         relative = dest.relative_to(root).as_posix()
-        if item.share_path is not None:
-            self.files[relative] = StoredOutput(share_path=item.share_path, size=size)
-        else:  # not on a share mount: served from the worker's copy only
-            self.files[relative] = StoredOutput(share_path="", size=size)
+        # Without a share path (not on a share mount) it is the worker's copy only.
+        self.files[relative] = StoredOutput(
+            share_path=item.share_path or "", size=size, share=self.share
+        )
 
 
 def collect_job_logs(ctx: StepContext, record: RunRecord) -> Collected:
@@ -275,7 +280,7 @@ def collect_job_logs(ctx: StepContext, record: RunRecord) -> Collected:
     (a second call downloads the same files over themselves)."""
     names = ctx.names(record)
     artifacts = RunArtifacts.of(ctx.settings.artifacts_dir, record.run_id)
-    collected = Collected.bounded_by(ctx.settings)
+    collected = Collected.bounded_by(ctx.settings, names)
     for item in ctx.gateway.list_output_files(names, STDOUTERR_OUTPUT_ID):
         if item.is_directory or not item.download_url:
             continue
@@ -382,7 +387,7 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
         except PermanentAzureError as exc:
             # Nothing to collect from (the job is already gone): cleanup goes on.
             get_logger(run_id=run_id).warning("job_logs_not_collected", error=str(exc))
-            collected = Collected.bounded_by(ctx.settings)
+            collected = Collected.bounded_by(ctx.settings, names)
         _add_outputs(ctx, run_id, collected)
         ctx.store.set_step(run_id, Step.CLEANUP, StepState.RUNNING, detail={"logs_collected": True})
     # Delete first (tolerant of "already gone"), then check: when Azure
@@ -395,8 +400,9 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
         gateway.delete_cluster(names.resource_group, names.workspace, names.cluster)
         requested["cluster"] = True
     if not requested.get("inputs"):
-        # The run's own copies of its inputs (uploads stay, for the next run).
-        gateway.delete_tree(names.share, names.inputs_root)
+        # The run's own copies of its inputs (uploads stay, for the next run; the
+        # outputs stay on the run's share until output retention).
+        gateway.delete_tree(names.run_share, names.inputs_root)
         requested["inputs"] = True
     remaining: list[str] = []
     if gateway.job_exists(names):

@@ -1,10 +1,14 @@
 """prepare_share's work: each input of a run placed where its job reads it.
 
-- upload:   each file copied server-side from ``uploads/sha256/<digest>`` into the
-            run's own input folder (nothing travels through the worker)
-- share:    used where it lies; only listed, for the record
+Every input goes into the run's own share (names.run_share, the only storage
+its job mounts), under ``inputs/<ID>``:
+
+- upload:   each file copied server-side from ``uploads/sha256/<digest>`` of the
+            configured share (nothing travels through the worker)
+- share:    each file of that folder of the configured share copied server-side,
+            and its listing (names, sizes, MD5) recorded
 - a path:   a folder of the worker's machine, only under ORCH_INPUT_ROOTS (checked
-            again here, with symlinks resolved), uploaded into the run's folder
+            again here, with symlinks resolved), uploaded
 
 Every action is idempotent: a redelivered step copies again over the same
 names, and skips uploading a worker file whose Content-MD5 already matches.
@@ -61,7 +65,8 @@ class InputPlacer:
 
     @property
     def share(self) -> str:
-        return self.names.share
+        """The run's own share, where every input is placed."""
+        return self.names.run_share
 
     def place_all(self, refs: dict[str, InputRef]) -> Placement:
         self.gateway.ensure_share(self.share)
@@ -78,7 +83,7 @@ class InputPlacer:
         if ref.kind is InputKind.UPLOAD:
             return self._copy_upload(input_id, ref)
         if ref.kind is InputKind.SHARE:
-            return self._list_share(ref)
+            return self._copy_share_folder(input_id, ref)
         return self._upload_worker_path(input_id, ref)
 
     def _ensure_parent_dirs(self, folder: str, paths: list[str]) -> None:
@@ -92,15 +97,12 @@ class InputPlacer:
             raise InputProblem(f"upload {ref.value} does not exist (never completed, or expired)")
         folder = self.names.input_dir(input_id)
         self._ensure_parent_dirs(folder, [entry.path for entry in manifest.files])
+        common = self.names.share
         for entry in manifest.files:
-            stored = self.gateway.share_file(self.share, upload_blob_path(entry.sha256))
+            stored = self.gateway.share_file(common, upload_blob_path(entry.sha256))
             if stored is None or stored.md5 is None:
                 raise InputProblem(f"the content of {entry.path} is no longer on the share")
-            directory, _, name = f"{folder}/{entry.path}".rpartition("/")
-            # Copied even when a redelivered step did it before: a server-side copy
-            # costs one request, as a check whether it is needed would.
-            self.gateway.copy_file(self.share, upload_blob_path(entry.sha256), directory, name)
-            self.copied += 1
+            self._copy(common, upload_blob_path(entry.sha256), f"{folder}/{entry.path}")
         return InputRecord(
             kind=InputKind.UPLOAD,
             ref=str(ref),
@@ -109,11 +111,23 @@ class InputPlacer:
             bytes=manifest.total_bytes,
         )
 
-    def _list_share(self, ref: InputRef) -> InputRecord:
+    def _copy(self, source_share: str, source: str, target: str) -> None:
+        directory, _, name = target.rpartition("/")
+        # Copied even when a redelivered step did it before: a server-side copy
+        # costs one request, as a check whether it is needed would.
+        self.gateway.copy_file(self.share, source, directory, name, source_share=source_share)
+        self.copied += 1
+
+    def _copy_share_folder(self, input_id: str, ref: InputRef) -> InputRecord:
+        common = self.names.share
         try:
-            files = self.gateway.list_tree(self.share, ref.value, with_md5=True)
+            files = self.gateway.list_tree(common, ref.value, with_md5=True)
         except ShareNotFound:
             raise InputProblem(f"share:{ref.value} is not a folder of the share") from None
+        folder = self.names.input_dir(input_id)
+        self._ensure_parent_dirs(folder, [f.path for f in files])
+        for item in files:
+            self._copy(common, f"{ref.value}/{item.path}", f"{folder}/{item.path}")
         return InputRecord(
             kind=InputKind.SHARE,
             ref=str(ref),

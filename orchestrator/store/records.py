@@ -50,6 +50,9 @@ class StoredOutput(BaseModel):
 
     share_path: str
     size: int
+    # The share it is on: the run's own (empty in records older than run shares:
+    # the configured share).
+    share: str = ""
 
 
 class RunRecord(BaseModel):

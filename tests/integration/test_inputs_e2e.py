@@ -214,3 +214,43 @@ def test_retention_collects_unused_uploads_and_keeps_those_of_live_runs(stack: S
     assert gateway.share_file(settings.azure_file_share, upload_blob_path(ids["unused"][1])) is None
     kept = gateway.share_file(settings.azure_file_share, upload_blob_path(ids["queued"][1]))
     assert kept is not None and kept.md5 is not None
+
+
+def test_each_job_mounts_only_its_own_run_share(stack: Stack) -> None:
+    """Issue 16's finding: every cluster mounted the whole share, so one run's job read
+    another's inputs and wrote into its outputs. Now the cluster mounts nothing and each
+    job mounts its run's own share, holding its own inputs and outputs only."""
+    stack.start_worker()
+    files = file_service(stack.emulator.env)
+    victim = stack.wait_terminal(stack.submit(stack.spec("victim")))
+    assert victim.status.value == "succeeded", victim.error
+    probe = (
+        'ls "$AZ_BATCHAI_JOB_MOUNT_ROOT/azfiles" "$AZ_BATCHAI_JOB_MOUNT_ROOT/azfiles/inputs"; '
+        'test -e "$AZ_BATCHAI_MOUNT_ROOT/azfiles" && echo cluster-mount-present; '
+        'echo backdoor > "$AZ_BATCHAI_OUTPUT_MODEL/backdoor.pt"'
+    )
+    spec = parse_spec(
+        {
+            "name": "victim",  # the same name: the same experiment, as a sweep's runs
+            "job": {"toolkit": "custom", "command": probe},
+            "inputs": {"OWN": str(stack.data_dir)},
+            "outputs": ["MODEL"],
+        }
+    )
+    attacker = stack.wait_terminal(stack.submit(spec))
+    assert attacker.status.value == "succeeded", attacker.error
+    # `ls` of two folders: a heading line ending in ":" before each listing.
+    seen = [
+        word
+        for word in (stack.artifacts / attacker.run_id / "stdout.txt").read_text().split()
+        if not word.endswith(":")
+    ]
+    assert seen == ["inputs", "outputs", "OWN"], seen  # its own input, no other run's
+    # The victim's outputs are its own, on its own share.
+    assert all(not path.endswith("backdoor.pt") for path in victim.output_files)
+    victim_share = {stored.share for stored in victim.output_files.values()}
+    attacker_share = {stored.share for stored in attacker.output_files.values()}
+    assert len(victim_share) == len(attacker_share) == 1 and victim_share != attacker_share
+    # The victim's input copies were deleted at its cleanup; its outputs stay.
+    [share] = victim_share
+    assert [item.name for item in files.list_directories_and_files(share)] == ["outputs"]

@@ -68,8 +68,11 @@ class FakeGateway:
     # share-relative path -> bytes, and -> Content-MD5 once complete
     share_files: dict[str, bytes] = field(default_factory=dict)
     share_complete: dict[str, str] = field(default_factory=dict)
+    deleted_shares: list[str] = field(default_factory=list)
 
-    def copy_file(self, share: str, source: str, directory: str, name: str) -> None:
+    def copy_file(
+        self, share: str, source: str, directory: str, name: str, *, source_share: str = ""
+    ) -> None:
         self._call("copy_file")
         if source not in self.share_files:
             raise ShareNotFound(source)
@@ -123,6 +126,14 @@ class FakeGateway:
         self.share_files.pop(path, None)
         self.share_complete.pop(path, None)
         self.share_md5.pop(path, None)
+
+    def delete_share(self, share: str) -> None:
+        # One dict holds every share's files here: a run share's are what is not
+        # in the configured share's folders (uploads/, etl data, ...).
+        self._call("delete_share")
+        self.deleted_shares.append(share)
+        for name in [n for n in self.share_files if n.startswith(("inputs/", "outputs/"))]:
+            self.delete_file(share, name)
 
     def delete_tree(self, share: str, path: str) -> int:
         self._call("delete_tree")

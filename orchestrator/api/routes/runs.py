@@ -290,7 +290,7 @@ def download_output(
     stored = record.output_files.get(path)
     if stored is None or not stored.share_path:
         raise HTTPException(404, f"path: no output file {path!r} in this run")
-    share = settings.azure_file_share
+    share = stored.share or settings.azure_file_share
     found = gateway.share_file(share, stored.share_path)
     if found is None:
         raise HTTPException(410, f"path: {path!r} is no longer on the share (output retention)")
