@@ -6,7 +6,8 @@ A value is one of three kinds:
   upload's manifest (its files' paths, sizes and SHA-256s), so the same files
   are the same upload whoever sends them.
 - ``share:<path>``: a folder already on the configured file share (an ETL's
-  output); used where it lies, nothing is uploaded.
+  output); nothing is uploaded, its files are copied server-side into the
+  run's own share.
 - a path: on the submitter's side (client, CLI, enqueue_spec_dict) a local
   file or folder, uploaded before the run is created; once a spec reaches the
   store it can only mean a folder of the workers' machines, allowed only under
@@ -35,7 +36,7 @@ MAX_ENTRY_PATH_LENGTH = 1024
 
 class InputKind(StrEnum):
     UPLOAD = "upload"  # uploaded content, by manifest digest
-    SHARE = "share"  # a folder on the file share, used where it lies
+    SHARE = "share"  # a folder on the file share, copied server-side for the run
     PATH = "path"  # a local path (submitter) or a worker path (allow-listed)
 
 
