@@ -60,13 +60,15 @@ class Kill:
     at: float
     # (run_id, step, attempts when killed) of the steps the worker was executing
     victims: list[tuple[str, Step, int]]
-    recovered_at: dict[str, float] = field(default_factory=dict)
+    # (run id, step) -> when it moved on: a worker with two slots can die holding
+    # two steps of one run (a step and a redelivered duplicate of it, say).
+    recovered_at: dict[tuple[str, Step], float] = field(default_factory=dict)
 
     @property
     def recovery_seconds(self) -> float | None:
         if not self.victims:
             return 0.0
-        if len(self.recovered_at) < len(self.victims):
+        if len(self.recovered_at) < len({(run_id, step) for run_id, step, _ in self.victims}):
             return None
         return max(self.recovered_at.values()) - self.at
 
@@ -138,18 +140,18 @@ class Chaos:
         now = time.monotonic()
         for kill in self.kills:
             for run_id, step, attempts in kill.victims:
-                if run_id in kill.recovered_at:
+                if (run_id, step) in kill.recovered_at:
                     continue
                 record = self.read(lambda r=run_id: self.stack.store.get(r))
                 if moved_on(record, step, attempts):
-                    kill.recovered_at[run_id] = now
+                    kill.recovered_at[run_id, step] = now
 
     def run(self, run_ids: list[str]) -> dict[str, Any]:
         started = time.monotonic()
         deadline = started + self.args.timeout
         next_kill = started + self.args.kill_every
         restart_at = [
-            started + self.args.kill_every * (3 * (i + 1) + 0.5)
+            started + self.args.kill_every * (2 * (i + 1) + 0.5)
             for i in range(self.args.redis_restarts)
         ]
         pending = set(run_ids)
@@ -245,11 +247,11 @@ def chaos(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 for _ in range(args.workers):
                     chaos_run.start_worker()
+                # The submitter uploads the inputs once, before the faults: the chaos is
+                # the chain's (a submitter's failed upload is its own error to retry).
+                spec = stack.uploaded_spec(name="chaos", seconds=args.job_seconds)
                 emu.set_faults(faults(args.fault_rate))
-                run_ids = [
-                    stack.submit(stack.spec(name="chaos", seconds=args.job_seconds))
-                    for _ in range(args.runs)
-                ]
+                run_ids = [stack.submit(spec) for _ in range(args.runs)]
                 return chaos_run.run(run_ids)
             finally:
                 beat.stop()

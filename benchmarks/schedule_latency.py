@@ -64,7 +64,7 @@ def measure(stack: Stack, ticks: int) -> dict[str, Any]:
     definition = {
         "name": NAME,
         "trigger": {"every": f"{EVERY_SECONDS}s"},
-        "run": stack.spec(seconds=0).model_dump(mode="json"),
+        "run": stack.uploaded_spec(seconds=0).model_dump(mode="json"),
         "concurrency_policy": "allow",
         "history_limit": 1000,
     }

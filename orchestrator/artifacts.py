@@ -67,15 +67,20 @@ class RunArtifacts:
                     found.append(ArtifactFile(relative, target.stat().st_size))
         return sorted(found, key=lambda item: item.path)
 
+    @staticmethod
+    def check_relative(relative: str) -> None:
+        """OutsideArtifacts for a path that tries to leave the run's folder."""
+        parts = PurePosixPath(relative).parts
+        if not parts or relative.startswith("/") or ".." in parts or "\0" in relative:
+            raise OutsideArtifacts(relative)
+
     def resolve(self, relative: str) -> Path:
         """The regular file `relative` names inside the folder.
 
         Raises OutsideArtifacts for a path that tries to leave it, and
         ArtifactNotFound for anything that is not a regular file inside it.
         """
-        parts = PurePosixPath(relative).parts
-        if not parts or relative.startswith("/") or ".." in parts or "\0" in relative:
-            raise OutsideArtifacts(relative)
+        self.check_relative(relative)
         target = (self.root / relative).resolve()
         if not target.is_relative_to(self.root) or not target.is_file():
             raise ArtifactNotFound(relative)

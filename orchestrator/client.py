@@ -1,9 +1,13 @@
 """Python client of the orchestrator's HTTP API (sync, on httpx).
 
     client = OrchestratorClient("http://127.0.0.1:8000", token=os.environ["ORCH_API_TOKEN"])
-    run = client.submit("examples/mnist/run.yaml", parameters={"epochs": 3},
+    run = client.submit(Path("examples/mnist/run.yaml"), parameters={"epochs": 3},
                         idempotency_key="nightly-2026-11-27")
     final = client.wait(run["run_id"], timeout=3600)   # follows the run's event stream
+
+`submit` uploads the spec's local input files through the API first (only the
+contents the share does not hold yet), so the caller may be on any machine and
+may delete its files as soon as `submit` returns.
 
 Services that share the orchestrator's Redis can skip HTTP altogether with
 `enqueue_run` / `enqueue_spec_dict`, re-exported here.
@@ -23,8 +27,10 @@ from urllib.parse import quote
 import httpx
 
 from orchestrator.chain.enqueue import enqueue_run, enqueue_spec_dict
-from orchestrator.domain.spec import RunSpec, load_spec
+from orchestrator.domain.inputs import Manifest
+from orchestrator.domain.spec import RunSpec, load_spec, parse_spec
 from orchestrator.domain.status import TERMINAL
+from orchestrator.inputs.submit import UploadReport, upload_local_inputs, upload_path
 
 __all__ = [
     "ApiError",
@@ -98,13 +104,44 @@ def _schedule_path(name: str, *rest: str) -> str:
     return "/".join(["/v1/schedules", quote(name, safe=""), *rest])
 
 
-def _spec_body(spec: SpecInput) -> dict[str, Any]:
+def _spec(spec: SpecInput, base_dir: Path | None) -> RunSpec:
+    """The spec as a RunSpec, relative input paths resolved (SpecError names the field)."""
     if isinstance(spec, RunSpec):
-        return spec.model_dump(mode="json")
+        return spec.with_base_dir(base_dir or Path.cwd())
     if isinstance(spec, Path | str):
         # Relative input paths resolve against the spec file's folder.
-        return load_spec(Path(spec)).model_dump(mode="json")
-    return dict(spec)
+        return load_spec(Path(spec))
+    return parse_spec(dict(spec)).with_base_dir(base_dir or Path.cwd())
+
+
+@dataclass
+class ApiUploads:
+    """Uploads through the API (POST /v1/uploads, PUT .../content/<sha256>)."""
+
+    client: OrchestratorClient
+
+    def missing(self, manifest: Manifest) -> builtins.list[str]:
+        state = self.client._send("POST", "/v1/uploads", json=manifest.model_dump()).json()
+        missing: builtins.list[str] = state["missing"]
+        return missing
+
+    def put_file(self, digest: str, source: Path) -> int:
+        size = source.stat().st_size
+        with source.open("rb") as handle:
+            body = self.client._send(
+                "PUT",
+                f"/v1/uploads/content/{digest}",
+                content=iter(lambda: handle.read(1 << 20), b""),
+                headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+            ).json()
+        return size if body["stored"] else 0
+
+    def commit(self, manifest: Manifest) -> str:
+        state = self.client._send("POST", "/v1/uploads", json=manifest.model_dump()).json()
+        if not state["committed"]:
+            raise ApiError(409, f"files: {len(state['missing'])} file(s) are still missing")
+        upload_id: str = state["upload_id"]
+        return upload_id
 
 
 class OrchestratorClient:
@@ -116,6 +153,9 @@ class OrchestratorClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # What the last submit (or upload) sent: files, and files and bytes not
+        # already on the share.
+        self.last_upload = UploadReport()
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
@@ -149,17 +189,27 @@ class OrchestratorClient:
         parameters: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         run_id: str | None = None,
+        base_dir: Path | None = None,
+        notify: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Submit a run: a RunSpec, a spec mapping, or a YAML/JSON spec file.
+        """Submit a run: a RunSpec, a spec mapping, or a YAML/JSON spec file (a Path).
 
-        Returns {run_id, status, links}. The same idempotency_key with the same
-        spec returns the same run; with another spec, ApiError 409.
+        Local input paths are uploaded first (relative ones resolve against the
+        spec file's folder, or `base_dir` for a mapping; default: the current
+        folder), and the run names the uploads. Returns {run_id, status, links}.
+        The same idempotency_key with the same spec returns the same run; with
+        another spec, ApiError 409. LocalInputError names an input that cannot
+        be uploaded (a missing path, a symlink, a device).
+        `notify` ({"url", "events"}) asks for a signed webhook when the run ends.
         """
-        body: dict[str, Any] = {"spec": _spec_body(spec)}
+        uploaded, self.last_upload = upload_local_inputs(_spec(spec, base_dir), ApiUploads(self))
+        body: dict[str, Any] = {"spec": uploaded.model_dump(mode="json")}
         if parameters:
             body["parameters"] = dict(parameters)
         if run_id is not None:
             body["run_id"] = run_id
+        if notify is not None:
+            body["notify"] = dict(notify)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         result: dict[str, Any] = self._send("POST", "/v1/runs", json=body, headers=headers).json()
         return result
@@ -168,12 +218,18 @@ class OrchestratorClient:
         result: dict[str, Any] = self._send("GET", _run_path(run_id)).json()
         return result
 
+    def upload(self, path: Path) -> str:
+        """Upload a local file or folder; returns the input value `upload:<id>`."""
+        upload_id, self.last_upload = upload_path(path, ApiUploads(self))
+        return f"upload:{upload_id}"
+
     def list(
         self,
         *,
         status: str | None = None,
         tag: tuple[str, str] | None = None,
         name: str | None = None,
+        submitted_by: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> dict[str, Any]:
@@ -185,29 +241,55 @@ class OrchestratorClient:
             params["tag"] = f"{tag[0]}={tag[1]}"
         if name is not None:
             params["name"] = name
+        if submitted_by is not None:
+            params["submitted_by"] = submitted_by
         if cursor is not None:
             params["cursor"] = cursor
         result: dict[str, Any] = self._send("GET", "/v1/runs", params=params).json()
         return result
+
+    def deliveries(self, run_id: str) -> builtins.list[dict[str, Any]]:
+        """The run's webhook delivery attempts, oldest first."""
+        items: builtins.list[dict[str, Any]] = self._send(
+            "GET", _run_path(run_id, "deliveries")
+        ).json()["items"]
+        return items
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._send("POST", _run_path(run_id, "cancel")).json()
         return result
 
     # ----------------------------------------------------------------- schedules
-    def create_schedule(self, definition: Mapping[str, Any]) -> dict[str, Any]:
+    def _schedule_body(
+        self, definition: Mapping[str, Any], base_dir: Path | None
+    ) -> dict[str, Any]:
+        """The definition with its run's local input paths uploaded (every tick's
+        run then names the same uploads)."""
+        body = dict(definition)
+        run = body.get("run")
+        if isinstance(run, Mapping | RunSpec):
+            uploaded, self.last_upload = upload_local_inputs(_spec(run, base_dir), ApiUploads(self))
+            body["run"] = uploaded.model_dump(mode="json")
+        return body
+
+    def create_schedule(
+        self, definition: Mapping[str, Any], base_dir: Path | None = None
+    ) -> dict[str, Any]:
         """Create a schedule ({name, trigger, run, ...}); an existing name is ApiError 409.
 
+        The run's local input paths are uploaded first (relative to `base_dir`).
         Returns its view: {name, definition, suspended, next_fire_times, last_run_id, history}.
         """
-        result: dict[str, Any] = self._send("POST", "/v1/schedules", json=dict(definition)).json()
+        body = self._schedule_body(definition, base_dir)
+        result: dict[str, Any] = self._send("POST", "/v1/schedules", json=body).json()
         return result
 
-    def put_schedule(self, name: str, definition: Mapping[str, Any]) -> dict[str, Any]:
+    def put_schedule(
+        self, name: str, definition: Mapping[str, Any], base_dir: Path | None = None
+    ) -> dict[str, Any]:
         """Create or replace the schedule `name` (a name in `definition` must match)."""
-        result: dict[str, Any] = self._send(
-            "PUT", _schedule_path(name), json=dict(definition)
-        ).json()
+        body = self._schedule_body(definition, base_dir)
+        result: dict[str, Any] = self._send("PUT", _schedule_path(name), json=body).json()
         return result
 
     def list_schedules(self) -> builtins.list[dict[str, Any]]:
@@ -342,3 +424,23 @@ def _raise_for_status(response: httpx.Response) -> None:
         message,
         retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
     )
+
+
+class WebhookVerificationFailed(Exception):
+    """A delivery whose signature, id or timestamp does not check out."""
+
+
+def verify_webhook(secret: str, headers: Mapping[str, str], body: bytes | str) -> dict[str, Any]:
+    """The payload of a webhook delivery, after checking its Standard Webhooks
+    signature with the key's `signing_secret` (`whsec_...`) and that its timestamp
+    is within five minutes of now; WebhookVerificationFailed otherwise.
+
+    Deliveries are at least once: deduplicate on `headers["webhook-id"]`."""
+    from standardwebhooks import Webhook
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    try:
+        payload: dict[str, Any] = Webhook(secret).verify(body, dict(headers))
+    except (WebhookVerificationError, ValueError) as exc:
+        raise WebhookVerificationFailed(str(exc)) from None
+    return payload

@@ -48,6 +48,10 @@ class JobLogReader:
 
     def read_new(self, record: RunRecord) -> str:
         """Text appended since the previous call ("" when nothing new or not readable yet)."""
+        return self.read_new_bytes(record).decode("utf-8", errors="replace")
+
+    def read_new_bytes(self, record: RunRecord) -> bytes:
+        """The bytes appended since the previous call, as the job wrote them."""
         collected = self.collected_path(record.run_id)
         if collected.is_file():
             with collected.open("rb") as log:
@@ -59,7 +63,7 @@ class JobLogReader:
         else:
             data = b""
         self.offset += len(data)
-        return data.decode("utf-8", errors="replace")
+        return data
 
     @staticmethod
     def _job_started(record: RunRecord) -> bool:
@@ -99,5 +103,7 @@ class LogTail:
     def update(self, record: RunRecord) -> list[str]:
         text = self._partial + self.reader.read_new(record)
         *complete, self._partial = text.split("\n")
-        self.lines.extend(line.rstrip("\r") for line in complete)
+        # After a carriage return (a progress bar redrawing its line), what
+        # the job's own terminal would show: the last redraw.
+        self.lines.extend(line.rstrip("\r").rsplit("\r", 1)[-1] for line in complete)
         return list(self.lines)

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.domain.spec import format_validation_error
+from orchestrator.domain.spec import format_validation_error, parse_iso8601_duration
+
+if TYPE_CHECKING:  # the store package imports this module (through observability)
+    from orchestrator.store.connection import RedisTarget
 
 PUBLIC_CLOUD_ARM_ENDPOINT = "https://management.azure.com"
+# Long enough to look back over a month of runs (and to debug a failure found
+# weeks later), short enough that Redis holds a bounded number of them.
+DEFAULT_RUN_RETENTION_SECONDS = 30 * 86400.0
 
 
 class Settings(BaseSettings):
@@ -53,7 +59,22 @@ class Settings(BaseSettings):
     requests_ca_bundle: str | None = Field(None, validation_alias="REQUESTS_CA_BUNDLE")
 
     # --- Redis (broker, result backend and run store) ----------------------
+    # One server (redis://, rediss://, unix://) or a Sentinel deployment:
+    # sentinel://[:PASSWORD@]HOST:PORT;sentinel://[:PASSWORD@]HOST:PORT/DB, the form
+    # kombu reads (the password and database are the data nodes'; see
+    # orchestrator/store/connection.py). Broker and run store follow the master.
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    # The master's name in the Sentinels' `sentinel monitor <name> ...` (only with
+    # sentinel://). "mymaster" is the name Redis' sample sentinel.conf, kombu's and
+    # Celery's docs and the common Helm charts use, so a stock setup needs no value.
+    redis_sentinel_master: str = Field(
+        "mymaster", min_length=1, validation_alias="ORCH_REDIS_SENTINEL_MASTER"
+    )
+    # The Sentinels' own password (their requirepass), when they have one; the
+    # master's and replicas' password goes in REDIS_URL.
+    redis_sentinel_password: SecretStr | None = Field(
+        None, validation_alias="ORCH_REDIS_SENTINEL_PASSWORD"
+    )
 
     # --- Orchestrator knobs (ORCH_*) ---------------------------------------
     artifacts_dir: Path = Field(Path("artifacts"), validation_alias="ORCH_ARTIFACTS_DIR")
@@ -104,7 +125,37 @@ class Settings(BaseSettings):
     reaper_grace_seconds: Annotated[float, Field(ge=0)] = Field(
         900.0, validation_alias="ORCH_REAPER_GRACE_SECONDS"
     )
+    # Ended runs (succeeded, failed, cancelled) are deleted from Redis this long
+    # after they finished, with their events and index entries; None (`never`)
+    # keeps them forever. Seconds, or an ISO 8601 duration such as P30D.
+    run_retention_seconds: float | None = Field(
+        DEFAULT_RUN_RETENTION_SECONDS, validation_alias="ORCH_RUN_RETENTION"
+    )
     log_level: str = Field("INFO", validation_alias="ORCH_LOG_LEVEL")
+
+    # --- Inputs and outputs ------------------------------------------------
+    # Folders of the workers' machines from which a spec may name input paths
+    # (separated by ":"). Empty by default: a caller's path is never read by a
+    # worker unless an operator allowed its folder.
+    input_roots_text: str = Field("", validation_alias="ORCH_INPUT_ROOTS")
+    # Largest upload the API accepts: one file, and all the files of one manifest.
+    input_max_bytes: Annotated[int, Field(gt=0)] = Field(
+        10 * 1024**3, validation_alias="ORCH_INPUT_MAX_BYTES"
+    )
+    # Uploaded files no live run references are deleted from the share this long
+    # after their last use (ISO 8601 duration, or seconds).
+    upload_retention: str = Field("P7D", validation_alias="ORCH_UPLOAD_RETENTION")
+    # Collected outputs per run (the record and the worker's copy): past either
+    # bound the run keeps what fits and records outputs_truncated.
+    output_max_files: Annotated[int, Field(gt=0)] = Field(
+        10_000, validation_alias="ORCH_OUTPUT_MAX_FILES"
+    )
+    output_max_bytes: Annotated[int, Field(gt=0)] = Field(
+        10 * 1024**3, validation_alias="ORCH_OUTPUT_MAX_BYTES"
+    )
+    # A finished run's outputs on the share are deleted this long after it ended;
+    # "keep" (the default) never deletes them.
+    output_retention: str = Field("keep", validation_alias="ORCH_OUTPUT_RETENTION")
 
     # --- HTTP API ----------------------------------------------------------
     api_token: SecretStr | None = Field(None, validation_alias="ORCH_API_TOKEN")
@@ -115,6 +166,9 @@ class Settings(BaseSettings):
     api_max_body_bytes: Annotated[int, Field(gt=0)] = Field(
         256 * 1024, validation_alias="ORCH_API_MAX_BODY_BYTES"
     )
+    # Where the CLI finds the API: with it set, `submit` and `outputs` go through
+    # the API (token: ORCH_API_TOKEN) rather than straight to Redis and the share.
+    api_url: str | None = Field(None, validation_alias="ORCH_API_URL")
 
     # --- The emulator and the API's event streams --------------------------
     # The local emulator's bearer token (its env file's AZURE_EMULATOR_TOKEN); it
@@ -129,12 +183,83 @@ class Settings(BaseSettings):
         10, validation_alias="ORCH_API_MAX_STREAMS_PER_CLIENT"
     )
 
+    # --- Webhooks (signed deliveries when runs end) ------------------------
+    # Allow webhook URLs that resolve to loopback, link-local or private addresses
+    # (refused by default, at submission and at each delivery). Tests and labs only.
+    webhook_allow_private: bool = Field(False, validation_alias="ORCH_WEBHOOK_ALLOW_PRIVATE")
+    # One delivery attempt's time-out (connect + answer).
+    webhook_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        5.0, validation_alias="ORCH_WEBHOOK_TIMEOUT_SECONDS"
+    )
+    # Retries back off exponentially (first after this) until this long after the
+    # first attempt; then the delivery is given up.
+    webhook_retry_initial_seconds: Annotated[float, Field(gt=0)] = Field(
+        5.0, validation_alias="ORCH_WEBHOOK_RETRY_INITIAL_SECONDS"
+    )
+    webhook_retry_for_seconds: Annotated[float, Field(gt=0)] = Field(
+        24 * 3600.0, validation_alias="ORCH_WEBHOOK_RETRY_FOR_SECONDS"
+    )
+    # A receiver URL whose delivery attempts failed this many times in a row (over all
+    # runs) is disabled for ORCH_WEBHOOK_RETRY_FOR_SECONDS.
+    webhook_disable_after: Annotated[int, Field(gt=0)] = Field(
+        50, validation_alias="ORCH_WEBHOOK_DISABLE_AFTER"
+    )
+    # CA bundle trusted for receivers besides the system's (a private CA; the tests').
+    webhook_ca_bundle: str | None = Field(None, validation_alias="ORCH_WEBHOOK_CA_BUNDLE")
+
     @field_validator("artifacts_dir")
     @classmethod
     def _absolute_artifacts_dir(cls, value: Path) -> Path:
         # Resolved once, when the settings load: a command run from a subfolder,
         # a worker started elsewhere and the API all name the same folder.
         return value.expanduser().absolute()
+
+    @field_validator("upload_retention", "output_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        retention_seconds(value)  # refused here, when the settings load
+        return value
+
+    @property
+    def input_roots(self) -> list[Path]:
+        return [Path(part) for part in self.input_roots_text.split(":") if part.strip()]
+
+    @property
+    def upload_retention_seconds(self) -> float | None:
+        """None: keep uploads forever."""
+        return retention_seconds(self.upload_retention)
+
+    @property
+    def output_retention_seconds(self) -> float | None:
+        """None: keep outputs forever."""
+        return retention_seconds(self.output_retention)
+
+    @field_validator("run_retention_seconds", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: object) -> object:
+        """`never`, seconds (`2592000`) or an ISO 8601 duration (`P30D`, `PT12H`)."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.lower() == "never":
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            return parse_iso8601_duration(text)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not `never`, a number of seconds or an ISO 8601 duration such as P30D"
+            ) from None
+
+    @field_validator("run_retention_seconds")
+    @classmethod
+    def _positive_retention(cls, value: float | None) -> float | None:
+        if value is not None and not (0 < value < float("inf")):
+            raise ValueError("must be a positive duration (or `never`)")
+        return value
 
     @field_validator("azure_arm_endpoint")
     @classmethod
@@ -148,8 +273,36 @@ class Settings(BaseSettings):
         return host in {"127.0.0.1", "localhost", "::1"} or host.startswith("emulator")
 
     @property
+    def redis_target(self) -> RedisTarget:
+        """REDIS_URL with the Sentinel settings: what every Redis client and the
+        Celery broker are built from (orchestrator.store.connection)."""
+        from orchestrator.store.connection import RedisTarget
+
+        password = self.redis_sentinel_password
+        return RedisTarget(
+            self.redis_url,
+            sentinel_master=self.redis_sentinel_master,
+            sentinel_password=password.get_secret_value() if password else None,
+        )
+
+    @property
     def has_service_principal(self) -> bool:
         return bool(self.azure_tenant_id and self.azure_client_id and self.azure_client_secret)
+
+
+def retention_seconds(text: str) -> float | None:
+    """Seconds in a retention setting: an ISO 8601 duration (P7D), a number of
+    seconds, or "keep" (None)."""
+    cleaned = text.strip()
+    if cleaned.lower() in ("keep", "never"):  # never delete (ORCH_RUN_RETENTION says never)
+        return None
+    try:
+        seconds = float(cleaned)
+    except ValueError:
+        return parse_iso8601_duration(cleaned)
+    if seconds <= 0:
+        raise ValueError("must be a positive duration, or keep")
+    return seconds
 
 
 class SettingsError(ValueError):

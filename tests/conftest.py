@@ -26,9 +26,10 @@ import pytest
 import redis
 
 from orchestrator.devstack.redis_server import RedisServer
+from tests.support.sentinel import SentinelDeployment
 
 # Fixtures that start a real service process: a test using one is integration.
-INTEGRATION_FIXTURES = frozenset({"redis_server", "emulator_process"})
+INTEGRATION_FIXTURES = frozenset({"redis_server", "emulator_process", "sentinel_deployment"})
 
 # Tests that start long-lived processes by hand, where no fixture shows it; they
 # are end-to-end too and would cost the unit layer minutes. (Node id prefixes;
@@ -114,3 +115,11 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def sentinel_deployment() -> Iterator[SentinelDeployment]:
+    """A Redis master, its replica and a Sentinel on free loopback ports, per test
+    (a test may fail the master over)."""
+    with SentinelDeployment() as deployment:
+        yield deployment

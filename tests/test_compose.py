@@ -61,9 +61,16 @@ def services() -> dict[str, dict[str, Any]]:
     return result
 
 
+SENTINEL_SERVICES = {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+
+
 def project_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Services that run the project's image (everything but redis)."""
-    return {name: spec for name, spec in services.items() if name != "redis"}
+    """Services that run the project's image (all but redis and the sentinel profile's)."""
+    return {
+        name: spec
+        for name, spec in services.items()
+        if not spec.get("image", "").startswith("redis:")
+    }
 
 
 def test_required_services_exist(services: dict[str, dict[str, Any]]) -> None:
@@ -92,7 +99,7 @@ def test_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
 def test_emulator_is_opt_in_behind_a_profile(services: dict[str, dict[str, Any]]) -> None:
     assert services["emulator"]["profiles"] == ["emulator"]
     profiled = {name for name, spec in services.items() if spec.get("profiles")}
-    assert profiled == {"emulator"}
+    assert profiled == {"emulator"} | SENTINEL_SERVICES
     # Services that always run may wait for the emulator, but must not require it.
     waits_for_emulator = {
         name: spec["depends_on"]["emulator"]
@@ -258,10 +265,11 @@ def test_every_project_service_connects_to_redis_with_the_password(
         if name == "emulator":
             continue  # it does not use Redis
         url = spec["environment"]["REDIS_URL"]
-        assert url.startswith("redis://:" + REDIS_PASSWORD) and url.endswith("@redis:6379/0"), (
-            name,
-            url,
-        )
+        # redis:6379 unless REDIS_COMPOSE_URL (the sentinel profile's) is set.
+        default = url.removeprefix("${REDIS_COMPOSE_URL:-").removesuffix("}")
+        assert default != url, (name, url)
+        assert default.startswith("redis://:" + REDIS_PASSWORD), (name, url)
+        assert default.endswith("@redis:6379/0"), (name, url)
 
 
 def test_flower_asks_for_basic_auth_from_env(services: dict[str, dict[str, Any]]) -> None:
@@ -272,3 +280,78 @@ def test_flower_asks_for_basic_auth_from_env(services: dict[str, dict[str, Any]]
     assert command[command.index("--address") + 1] == "0.0.0.0"
     # The healthcheck probes /healthcheck, which Flower serves without auth.
     assert "/healthcheck" in " ".join(flower["healthcheck"]["test"])
+
+
+# ------------------------------------------------------- the sentinel profile (issue 9)
+SENTINEL_MASTER = "orchestrator"
+
+
+def sentinel_config(spec: dict[str, Any]) -> list[str]:
+    """The sentinel.conf lines a Sentinel service writes (compose's $$ unescaped)."""
+    script = spec["command"][-1].replace("$$", "$")
+    body = script[script.index("<<EOF\n") + 6 : script.index("\nEOF")]
+    return [line.strip() for line in body.splitlines()]
+
+
+def test_the_sentinel_profile_has_a_replica_and_three_sentinels(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in SENTINEL_SERVICES:
+        assert services[name]["profiles"] == ["sentinel"], name
+        assert services[name]["image"].startswith("redis:7"), name
+        assert any(volume.endswith(":/data") for volume in services[name]["volumes"]), name
+    replica = services["redis-replica"]["command"]
+    assert replica[replica.index("--replicaof") + 1 :][:2] == ["redis", "6379"]
+    # As durable and as guarded as the master it may replace.
+    assert replica[replica.index("--appendonly") + 1] == "yes"
+    assert replica[replica.index("--maxmemory-policy") + 1] == "noeviction"
+    for command in (replica, services["redis"]["command"]):
+        assert command[command.index("--requirepass") + 1].startswith(REDIS_PASSWORD)
+        assert command[command.index("--masterauth") + 1].startswith(REDIS_PASSWORD)
+
+
+def test_the_sentinels_monitor_redis_with_a_majority_quorum_behind_a_password(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    sentinels = sorted(name for name in SENTINEL_SERVICES if name.startswith("sentinel-"))
+    for name in sentinels:
+        lines = sentinel_config(services[name])
+        assert f"sentinel monitor {SENTINEL_MASTER} redis 6379 2" in lines, name
+        assert f"sentinel auth-pass {SENTINEL_MASTER} $REDIS_PASSWORD" in lines, name
+        assert "requirepass $REDIS_PASSWORD" in lines, name
+        assert services[name]["environment"]["REDIS_PASSWORD"].startswith(REDIS_PASSWORD)
+        # The config lives in the volume: a restarted Sentinel remembers a failover.
+        assert "redis-server /data/sentinel.conf --sentinel" in services[name]["command"][-1]
+        assert "PONG" in " ".join(services[name]["healthcheck"]["test"])
+    # A quorum of 2 is a majority of the 3 Sentinels: one lost Sentinel still fails over.
+    assert len(sentinels) == 3
+
+
+def test_project_services_know_the_sentinels_master_name_and_password(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, spec in project_services(services).items():
+        if name == "emulator":
+            continue
+        environment = spec["environment"]
+        assert environment["ORCH_REDIS_SENTINEL_MASTER"] == SENTINEL_MASTER, name
+        assert environment["ORCH_REDIS_SENTINEL_PASSWORD"].startswith(REDIS_PASSWORD), name
+        # They wait for a Sentinel when the profile runs, and only then.
+        waits = spec["depends_on"]["sentinel-1"]
+        assert waits == {"condition": "service_healthy", "required": False}, name
+
+
+def test_env_example_names_the_profile_sentinels_in_redis_compose_url(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from orchestrator.store.connection import parse_sentinel_url
+
+    line = next(
+        line for line in ENV_EXAMPLE.read_text().splitlines() if "REDIS_COMPOSE_URL=" in line
+    )
+    url = line.split("=", 1)[1].strip('"').replace("${REDIS_PASSWORD}", "pw")
+    parsed = parse_sentinel_url(url)
+    hosts = {host for host, port in parsed.sentinels if port == 26379}
+    assert hosts == {name for name in SENTINEL_SERVICES if name.startswith("sentinel-")}
+    assert (parsed.password, parsed.db) == ("pw", 0)
+    assert "port 26379" in sentinel_config(services["sentinel-1"])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CORE = ("domain", "store", "azure", "chain")
+CORE = ("domain", "store", "azure", "chain", "inputs")
 FORBIDDEN_FOR_CORE = (
     "orchestrator.cli",
     "orchestrator.api",

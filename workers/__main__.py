@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from orchestrator.observability.logs import configure_logging, secrets_from_settings
 from orchestrator.settings import get_settings
+
+if TYPE_CHECKING:
+    from orchestrator.store.connection import RedisTarget
 
 
 def main(argv: list[str]) -> None:
@@ -19,20 +23,21 @@ def main(argv: list[str]) -> None:
     configure_logging(settings.log_level, secrets=secrets_from_settings(settings))
     logging.captureWarnings(True)
     if "worker" in argv:
-        _refuse_an_evicting_redis(settings.redis_url)
+        _refuse_an_evicting_redis(settings.redis_target)
     from workers.app import app
 
     app.start(argv)
 
 
-def _refuse_an_evicting_redis(redis_url: str) -> None:
+def _refuse_an_evicting_redis(target: RedisTarget) -> None:
     """Every worker fires schedules (its chain clock): exactly one run per tick
     rests on keys that an evicting Redis could drop."""
     import redis
 
+    from orchestrator.store.connection import redis_client
     from orchestrator.store.schedules import EvictingRedis, require_no_eviction
 
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=5)
+    client = redis_client(target, socket_connect_timeout=5)
     try:
         require_no_eviction(client)
     except EvictingRedis as exc:

@@ -10,6 +10,10 @@ repeats this handling. Errors map to outcomes as follows:
 - PermanentAzureError: handled by the chain runner (failed run, reason from
   the error, cleanup).
 - A soft time limit: like a transient error (the step is idempotent).
+- Redis unreachable or read-only mid-step (a restart, a Sentinel failover): like
+  a transient error too; the retry reaches the new master. If Redis cannot take
+  the retry either, the error leaves the task and the re-driver sends the step
+  again once Redis is back (its lease lapses).
 - Anything else: the run fails (never a stuck run) and cleanup runs.
 """
 
@@ -19,6 +23,7 @@ import random
 from functools import partial
 from typing import Any
 
+import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -37,6 +42,9 @@ from workers import context
 SOFT_TIME_LIMIT_SECONDS = 600
 TIME_LIMIT_SECONDS = 660
 MAX_BACKOFF_SECONDS = 60.0
+# Redis errors that say "not now", not "this run is broken": a restart, a
+# failover (MasterNotFoundError is a ConnectionError), a demoted master.
+REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError)
 
 
 def transient_backoff(retries: int) -> float:
@@ -81,7 +89,7 @@ class ChainTask(Task):  # type: ignore[misc]
         task_id = str(self.request.id)
         try:
             dispatch = run_step(ctx, step, run_id, task_id)
-        except (TransientAzureError, SoftTimeLimitExceeded) as exc:
+        except (TransientAzureError, SoftTimeLimitExceeded, *REDIS_UNAVAILABLE) as exc:
             retry_after = getattr(exc, "retry_after", None)
             request_id = getattr(exc, "request_id", None)
             if retries < settings.step_max_retries:

@@ -1,4 +1,5 @@
-"""The chain's tasks: `batchai.<step>` (argument: the run id only) and `batchai.reap`.
+"""The chain's tasks: `batchai.<step>` (argument: the run id only), `batchai.reap` and
+`batchai.deliver_webhook` (run id, event, attempt).
 
 Each is one line: the step logic is in orchestrator/chain/steps.py, the bookkeeping
 in orchestrator/chain/runner.py, the error policy in workers/policy.py.
@@ -8,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.chain.queue import REAP_TASK, task_name
+from orchestrator.chain import webhooks
+from orchestrator.chain.queue import REAP_TASK, WEBHOOK_QUEUE, task_name
 from orchestrator.chain.reaper import reap
+from orchestrator.domain.notify import WebhookEvent
 from orchestrator.domain.status import STEP_ORDER, Step
 from workers import context
 from workers.app import app
@@ -32,3 +35,22 @@ def reap_leaked_resources() -> None:
 
 
 reap_task: Any = app.task(name=REAP_TASK, ignore_result=True)(reap_leaked_resources)
+
+
+def deliver_webhook(run_id: str, event: str, attempt: int) -> None:
+    """One delivery attempt; a failed one sends the next attempt with a countdown
+    (at most half the visibility timeout: see webhooks.backoff)."""
+    ctx = context.worker_context()
+    delay = webhooks.deliver_once(ctx.settings, ctx.store, run_id, WebhookEvent(event), attempt)
+    if delay is not None:
+        app.send_task(
+            webhooks.DELIVER_TASK,
+            args=[run_id, event, attempt + 1],
+            countdown=delay,
+            queue=WEBHOOK_QUEUE,
+        )
+
+
+deliver_task: Any = app.task(
+    name=webhooks.DELIVER_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True
+)(deliver_webhook)

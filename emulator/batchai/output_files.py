@@ -41,12 +41,15 @@ def list_files(
     if not folder.is_dir():
         return []
     items: list[dict[str, Any]] = []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name)[:limit]:
+    entries = [e for e in sorted(folder.iterdir(), key=lambda p: p.name) if not e.is_symlink()]
+    for entry in entries[:limit]:
+        # A symlink the job wrote is never listed: its target may be anything the
+        # job's user can read, or another run's files on the same share.
         if entry.is_dir():
             if not preview:
                 items.append({"name": entry.name, "fileType": "directory"})
             continue
-        url = _download_url(ctx, job.shares, entry.resolve(), base_url, expiry_minutes)
+        url = _download_url(ctx, job.shares, entry, base_url, expiry_minutes)
         info = entry.stat()
         item: dict[str, Any] = {
             "name": entry.name,

@@ -12,8 +12,10 @@ path no other service claims is a share path: an unknown combination answers 400
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from emulator import auth
@@ -81,6 +83,7 @@ class FilesService:
             },
             "file": {
                 ("PUT", None, None): ("Files_CreateFile", self.create_file),
+                ("COPY", None, None): ("Files_CopyFile", self.copy_file),
                 ("PUT", None, "range"): ("Files_PutRange", self.put_range),
                 ("PUT", None, "properties"): ("Files_SetFileProperties", self.set_properties),
                 ("GET", None, None): ("Files_GetFile", self.get_file),
@@ -108,7 +111,10 @@ class FilesService:
             kind = "file"
         else:
             return UNMATCHED, _unsupported
-        found = self.tables[kind].get((request.method, restype, request.query.get("comp")))
+        method = request.method
+        if kind == "file" and method == "PUT" and "x-ms-copy-source" in request.headers:
+            method = "COPY"  # Copy File is a PUT that names its source in a header
+        found = self.tables[kind].get((method, restype, request.query.get("comp")))
         if found is None:
             return UNMATCHED, _unsupported
         operation, handler = found
@@ -213,7 +219,9 @@ class FilesService:
         entries = sorted(
             (child.name, child)
             for child in target.iterdir()
-            if child.name.startswith(prefix) and (child.is_dir() or child.is_file())
+            if child.name.startswith(prefix)
+            and not child.is_symlink()  # a job's symlink is not a file of the share
+            and (child.is_dir() or child.is_file())
         )
         if marker:
             entries = [e for e in entries if e[0] >= marker]
@@ -263,6 +271,34 @@ class FilesService:
         self.store.write_settings(share, rel, _content_settings(request))
         self.ctx.stats.record_resource("created", "file")
         return _created(target)
+
+    def copy_file(self, request: Request, share: str, rel: str) -> Response:
+        """Copy File from a file of this account, done at once (x-ms-copy-status: success).
+
+        The request's own Shared Key authorizes a source in the same account, as on
+        Azure; content settings (Content-MD5 among them) travel with the copy."""
+        parts = [p for p in unquote(urlsplit(request.headers["x-ms-copy-source"]).path).split("/")]
+        parts = [p for p in parts if p]
+        if len(parts) < 2:
+            raise BadRequest("InvalidHeaderValue", "x-ms-copy-source must name a file of a share")
+        source_share, source_rel = parts[0], "/".join(parts[1:])
+        try:
+            source = self._existing_file(source_share, source_rel)
+        except NotFound:
+            raise NotFound(
+                "CannotVerifyCopySource", "The specified copy source does not exist."
+            ) from None
+        target = self._parent_dir(share, rel)
+        if target.is_dir():
+            raise Conflict("ResourceTypeMismatch", f"'{rel}' is a directory")
+        partial = target.with_name(target.name + ".copying")
+        shutil.copyfile(source, partial)
+        partial.replace(target)
+        self.store.write_settings(share, rel, self.store.read_settings(source_share, source_rel))
+        self.ctx.stats.record_resource("created", "file")
+        headers = _version_headers(target)
+        headers.update({"x-ms-copy-id": etag_of(target).strip('"'), "x-ms-copy-status": "success"})
+        return Response(202, headers=headers)
 
     def put_range(self, request: Request, share: str, rel: str) -> Response:
         target = self._existing_file(share, rel)

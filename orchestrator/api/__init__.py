@@ -4,7 +4,7 @@ Routes (OpenAPI at /docs and /openapi.json):
 
 - ``POST /v1/runs`` body ``{"spec": {...RunSpec...}, "parameters": {...}, "run_id": "..."}``
   (only ``spec`` is required; ``parameters`` are merged over ``spec.parameters``;
-  input paths must be absolute, they are read on the workers' machines). Optional
+  inputs are ``upload:<id>``, ``share:<path>`` or a path under ORCH_INPUT_ROOTS). Optional
   header ``Idempotency-Key``: the same key and body give the same run (200), another
   body 409. Answers 202 ``{run_id, status, links: {self, events, outputs, cancel}}``.
 - ``GET /v1/runs`` (``status``, ``tag=key=value``, ``name``, ``limit`` 1..200,
@@ -13,8 +13,11 @@ Routes (OpenAPI at /docs and /openapi.json):
   flagged for the chain), 409 once the run has ended.
 - ``GET /v1/runs/{id}/events`` Server-Sent Events: replay after ``Last-Event-ID``,
   then live, ending after the run's terminal status event.
+- ``POST /v1/uploads`` a manifest ``{files: [{path, sha256, size}]}`` ->
+  ``{upload_id, committed, missing}``; ``PUT /v1/uploads/content/{sha256}`` streams one
+  missing content into the file share.
 - ``GET /v1/runs/{id}/outputs`` ``{run_id, files: [{path, size}]}`` and
-  ``GET /v1/runs/{id}/outputs/{path}`` one file, confined to ``<artifacts_dir>/<id>/``.
+  ``GET /v1/runs/{id}/outputs/{path}`` one recorded file, streamed from the file share.
 - ``GET /healthz`` (open) 200 when Redis and the broker answer PING, else 503;
   ``GET /metrics`` Prometheus text (see orchestrator.observability.prometheus).
 

@@ -9,11 +9,14 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 
-from orchestrator.api.auth import BearerTokenMiddleware
+from orchestrator.api.auth import ApiKeyMiddleware, ScopeTable
 from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
-from orchestrator.api.routes import runs, schedules, service
+from orchestrator.api.models import UPLOADS_PATH
+from orchestrator.api.ratelimit import KeyRateLimiter
+from orchestrator.api.routes import audit, keys, runs, schedules, service, uploads
 from orchestrator.api.sse import StreamSlots, stream_resources
+from orchestrator.azure.gateway import AzureGateway
 from orchestrator.chain.queue import CHAIN_QUEUE
 from orchestrator.observability.logs import (
     configure_logging,
@@ -23,6 +26,8 @@ from orchestrator.observability.logs import (
 from orchestrator.observability.prometheus import OrchestratorCollector, build_registry
 from orchestrator.settings import Settings, get_settings
 from orchestrator.store import RunStore
+from orchestrator.store.apikeys import KeyRing
+from orchestrator.store.connection import RedisTarget, redis_client
 
 logger = logging.getLogger("orchestrator.api")
 
@@ -34,29 +39,43 @@ UNAUTHENTICATED_WARNING = (
 # still outlast the event stream's blocking XREAD.
 CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 15.0
+# A manifest of MAX_MANIFEST_FILES entries, each a path of up to 1 KiB plus a digest.
+MANIFEST_MAX_BYTES = 16 * 1024 * 1024
+
+
+# Every router the app serves, in this order; the middleware reads their scopes.
+ROUTERS = (
+    service.router,
+    runs.router,
+    uploads.router,
+    schedules.router,
+    keys.router,
+    audit.router,
+)
 
 
 class ApiConfigError(RuntimeError):
     """The API refuses to start with these settings."""
 
 
-def _redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=SOCKET_TIMEOUT_SECONDS
-    )
-
-
-def _stream_redis_client(url: str, max_streams: int) -> redis.Redis:
-    """The event streams' own client: a bounded pool (a stream waits for a connection
-    rather than opening one more), apart from the pool every other route uses."""
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=stream_resources(max_streams),
-        timeout=CONNECT_TIMEOUT_SECONDS,
+def _redis_client(target: RedisTarget) -> redis.Redis:
+    return redis_client(
+        target,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
     )
-    return redis.Redis(connection_pool=pool)
+
+
+def _stream_redis_client(target: RedisTarget, max_streams: int) -> redis.Redis:
+    """The event streams' own client: a bounded pool (a stream waits for a connection
+    rather than opening one more), apart from the pool every other route uses."""
+    return redis_client(
+        target,
+        max_connections=stream_resources(max_streams),
+        pool_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -68,9 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "ORCH_API_ALLOW_UNAUTHENTICATED=true to serve without authentication "
             "(local development only)"
         )
-    client = _redis_client(settings.redis_url)
+    client = _redis_client(settings.redis_target)
     store = RunStore(client)
-    stream_client = _stream_redis_client(settings.redis_url, settings.api_max_streams)
+    stream_client = _stream_redis_client(settings.redis_target, settings.api_max_streams)
     # The Celery broker is the same Redis today; pinged and measured on its own
     # so /healthz and queue depth stay right if it ever moves.
     broker = client
@@ -94,13 +113,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=(
             "Submit a run and get its id at once; follow it with GET /v1/runs/{id} or its "
             "Server-Sent Events; fetch its outputs when it has succeeded. Every route except "
-            "/healthz, /docs and /openapi.json needs `Authorization: Bearer <ORCH_API_TOKEN>`. "
+            "/healthz, /docs and /openapi.json needs `Authorization: Bearer <ORCH_API_TOKEN>` "
+            "or `Bearer <an API key>` whose scopes include the route's (403 names the one "
+            "lacking); a key over its rate gets 429 with Retry-After. "
             'Errors are `{"message": "<field>: <problem>", "detail": ...}`.'
         ),
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.store = store
+    # Uploads and outputs go through the share: the API and the workers share no disk.
+    app.state.gateway = AzureGateway(settings)
+    keyring = KeyRing(client, store.keys)
+    app.state.keyring = keyring
     app.state.broker = broker
     app.state.stream_store = RunStore(stream_client)
     app.state.stream_slots = StreamSlots(
@@ -108,13 +133,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.registry = build_registry(OrchestratorCollector(store, broker, CHAIN_QUEUE))
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
-    token = configured_token(settings)
-    if token is not None:
-        # Added last, so it runs first: a caller without the token is answered before
-        # the body limit, the body parser or any route sees the request.
-        app.add_middleware(BearerTokenMiddleware, token=token)
-    app.include_router(service.router)
-    app.include_router(runs.router)
-    app.include_router(schedules.router)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.api_max_body_bytes,
+        by_prefix=[
+            (f"{UPLOADS_PATH}/content/", settings.input_max_bytes),
+            (UPLOADS_PATH, MANIFEST_MAX_BYTES),
+        ],
+    )
+    # Added last, so it runs first: a caller without a credential, the scope or
+    # rate left is answered before the body limit, the body parser or any route
+    # sees the request.
+    app.add_middleware(
+        ApiKeyMiddleware,
+        token=configured_token(settings),
+        keyring=keyring,
+        limiter=KeyRateLimiter(settings.redis_url, client, store.keys.rate_limit_prefix),
+        scopes=ScopeTable(ROUTERS),
+    )
+    for router in ROUTERS:
+        app.include_router(router)
     return app

@@ -1,15 +1,25 @@
-"""Dependencies shared by the routers, as `Annotated` aliases (SettingsDep, StoreDep, ...)."""
+"""Dependencies shared by the routers, as `Annotated` aliases (SettingsDep, StoreDep, ...)
+and the scope each route needs (ReadAccess, SubmitAccess, CancelAccess, AdminAccess)."""
 
 from __future__ import annotations
 
-import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from orchestrator.api.auth import (
+    UNAUTHORIZED_MESSAGE,
+    Caller,
+    ScopeCheck,
+    lacks_scope_message,
+)
+from orchestrator.azure.gateway import Gateway
+from orchestrator.domain.access import Scope
+from orchestrator.inputs.uploads import ShareUploads
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore
+from orchestrator.store.apikeys import KeyRing
 
 
 def get_settings(request: Request) -> Settings:
@@ -22,12 +32,37 @@ def get_store(request: Request) -> RunStore:
     return store
 
 
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def get_uploads(request: Request) -> ShareUploads:
+    settings = get_settings(request)
+    return ShareUploads(
+        gateway=get_gateway(request),
+        book=get_store(request).uploads,
+        share=settings.azure_file_share,
+        max_bytes=settings.input_max_bytes,
+    )
+
+
+def get_keyring(request: Request) -> KeyRing:
+    keyring: KeyRing = request.app.state.keyring
+    return keyring
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[RunStore, Depends(get_store)]
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+UploadsDep = Annotated[ShareUploads, Depends(get_uploads)]
+KeyRingDep = Annotated[KeyRing, Depends(get_keyring)]
 
-# auto_error=False: a missing header is answered by require_token (401 with
+# auto_error=False: a missing header is answered by the middleware (401 with
 # WWW-Authenticate), not by HTTPBearer's own 403.
-_bearer = HTTPBearer(auto_error=False, description="ORCH_API_TOKEN as a bearer token")
+_bearer = HTTPBearer(
+    auto_error=False, description="ORCH_API_TOKEN, or an API key (`orchestrator keys create`)"
+)
 
 
 def configured_token(settings: Settings) -> str | None:
@@ -36,26 +71,37 @@ def configured_token(settings: Settings) -> str | None:
     return token or None
 
 
-def require_token(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """401 unless the request carries `Authorization: Bearer <ORCH_API_TOKEN>`.
-
-    Without a configured token the app only starts when unauthenticated access
-    was asked for explicitly (see create_app), so then every request passes.
-    """
-    expected = configured_token(settings)
-    if expected is None:
-        return
-    given = credentials.credentials if credentials is not None else ""
-    # Constant-time comparison, so response timing does not leak the token.
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise HTTPException(
-            status_code=401,
-            detail="missing or wrong bearer token (Authorization: Bearer <ORCH_API_TOKEN>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+def get_caller(request: Request) -> Caller:
+    """The caller ApiKeyMiddleware authenticated; 401 if none did."""
+    caller = getattr(request.state, "caller", None)
+    if not isinstance(caller, Caller):
+        raise HTTPException(401, UNAUTHORIZED_MESSAGE, headers={"WWW-Authenticate": "Bearer"})
+    return caller
 
 
-AuthDep = Depends(require_token)
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+class _RequireScope(ScopeCheck):
+    """The route needs `scope`: checked by the middleware before the body is read,
+    and here again (a second check costs nothing; this one documents the scheme)."""
+
+    def __call__(
+        self,
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Caller:
+        caller = get_caller(request)
+        if not caller.may(self.scope):
+            raise HTTPException(403, lacks_scope_message(caller, self.scope))
+        return caller
+
+
+def requires(scope: Scope) -> Any:
+    return Depends(_RequireScope(scope))
+
+
+ReadAccess = requires(Scope.READ)
+SubmitAccess = requires(Scope.SUBMIT)
+CancelAccess = requires(Scope.CANCEL)
+AdminAccess = requires(Scope.ADMIN)

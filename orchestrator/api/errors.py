@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrator.azure.errors import AzureGatewayError, TransientAzureError
 from orchestrator.domain.spec import SpecError
 from orchestrator.store import RunNotFound, StoreContention
 
@@ -28,8 +29,11 @@ logger = logging.getLogger("orchestrator.api")
 
 # The answers every authenticated route may give, for the OpenAPI document.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or wrong bearer token"},
-    503: {"description": "Redis unreachable; retry after Retry-After seconds"},
+    401: {"description": "Missing, wrong or revoked bearer token"},
+    403: {"description": "The key lacks the scope this route needs (named in the message)"},
+    429: {"description": "The key is over its rate limit; retry after Retry-After seconds"},
+    502: {"description": "The file share (Azure Files) refused the request"},
+    503: {"description": "Redis or the file share unreachable; retry after Retry-After seconds"},
 }
 
 # Seconds a client should wait before retrying while Redis is unreachable.
@@ -114,6 +118,18 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _share_error(request: Request, exc: Exception) -> JSONResponse:
+    # Gateway errors are already redacted (orchestrator/azure/errors.py).
+    logger.warning("file share error during %s %s: %s", request.method, request.url.path, exc)
+    if isinstance(exc, TransientAzureError):
+        return error_response(
+            503,
+            f"file share unavailable, retry later: {exc}",
+            headers={"Retry-After": str(max(1, round(exc.retry_after or 5)))},
+        )
+    return error_response(502, f"the file share refused the request: {exc}")
+
+
 async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # The run may be created but not yet dispatched: the same request again (same
     # Idempotency-Key) dispatches it, and the reaper does if nobody retries.
@@ -137,6 +153,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RunNotFound, _run_not_found)
     app.add_exception_handler(StoreContention, _contention)
     app.add_exception_handler(BrokerUnavailable, _broker_unavailable)
+    app.add_exception_handler(AzureGatewayError, _share_error)
     app.add_exception_handler(redis.exceptions.ConnectionError, _redis_unavailable)
     app.add_exception_handler(redis.exceptions.TimeoutError, _redis_unavailable)
     app.add_exception_handler(redis.exceptions.BusyLoadingError, _redis_unavailable)
@@ -154,20 +171,31 @@ class BodyLimitMiddleware:
     """413 for bodies over `max_bytes`: by Content-Length before reading, and by
     counting the bytes actually received (chunked or lying clients)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, by_prefix: Sequence[tuple[str, int]] = ()
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        # (path prefix, limit): the first match wins (uploads carry data, not specs).
+        self.by_prefix = tuple(by_prefix)
+
+    def _limit(self, path: str) -> int:
+        for prefix, limit in self.by_prefix:
+            if path.startswith(prefix):
+                return limit
+        return self.default_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self._limit(scope["path"])
         declared = _content_length(scope)
         if declared == -1:
             await error_response(400, "Content-Length header is not a number")(scope, receive, send)
             return
-        if declared is not None and declared > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        if declared is not None and declared > max_bytes:
+            await self._too_large(scope, receive, send, max_bytes)
             return
 
         received = 0
@@ -178,8 +206,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -195,10 +223,10 @@ class BodyLimitMiddleware:
             # made outside a route (before the handlers are in the stack).
             if response_started:
                 raise
-            await self._too_large(scope, receive, send)
+            await self._too_large(scope, receive, send, max_bytes)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exc = BodyTooLarge(self.max_bytes)
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        exc = BodyTooLarge(limit)
         await error_response(413, str(exc.detail))(scope, receive, send)
 
 

@@ -7,11 +7,13 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.domain.ids import RUN_ID_PATTERN
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.domain.spec import Parameters, RunSpec
 from orchestrator.domain.status import RunStatus
 from orchestrator.store import RunRecord
 
 RUNS_PATH = "/v1/runs"
+UPLOADS_PATH = "/v1/uploads"
 
 
 class RunRequest(BaseModel):
@@ -19,8 +21,9 @@ class RunRequest(BaseModel):
 
     Sweeps and schedules post one spec many times with different `parameters`;
     they are merged over `spec.parameters` before the run is created, so the
-    stored spec is the one that actually runs. Input paths are paths on the
-    workers' machines and must be absolute.
+    stored spec is the one that actually runs. Each input is `upload:<id>` (see
+    /v1/uploads), `share:<path>`, or a path of the workers' machines under
+    ORCH_INPUT_ROOTS.
     """
 
     model_config = ConfigDict(
@@ -31,7 +34,7 @@ class RunRequest(BaseModel):
                     "spec": {
                         "name": "mnist-convnet",
                         "job": {"script": "ConvNet_MNIST.py", "args": ["$AZ_BATCHAI_INPUT_SAMPLE"]},
-                        "inputs": {"SAMPLE": "/data/mnist"},
+                        "inputs": {"SAMPLE": "share:datasets/mnist"},
                         "outputs": ["MODEL"],
                     },
                     "parameters": {"epochs": 3},
@@ -46,6 +49,11 @@ class RunRequest(BaseModel):
     )
     run_id: Annotated[str, Field(pattern=RUN_ID_PATTERN)] | None = Field(
         None, description="Caller-chosen run id; the same id with the same spec is the same run."
+    )
+    notify: NotifySpec | None = Field(
+        None,
+        description="Webhook called when the run ends (https; signed with the submitting "
+        "key's signing secret, so a named API key is needed).",
     )
 
 
@@ -98,3 +106,15 @@ class Health(BaseModel):
     status: str
     redis: str
     broker: str
+
+
+class UploadState(BaseModel):
+    upload_id: str = Field(description="Use as upload:<upload_id> in a spec's inputs.")
+    committed: bool = Field(description="True once every content is stored.")
+    missing: list[str] = Field(description="sha256 of each content still to PUT.")
+
+
+class ContentStored(BaseModel):
+    sha256: str
+    size: int
+    stored: bool = Field(description="False when the share already held this content.")

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.batchai import models as bai
@@ -95,19 +96,12 @@ class BatchAICalls(AzureClients):
                     # Nobody logs in; a random password satisfies the API.
                     admin_user_password=secrets.token_urlsafe(24),
                 ),
-                node_setup=bai.NodeSetup(
-                    mount_volumes=mount_volumes(
-                        self.files.account_name,
-                        self.files.account_key,
-                        self.share_url(names.share),
-                    )
-                ),
+                # No storage at the cluster level: each job mounts its run's share.
             )
             self.batchai.clusters.begin_create(
                 names.resource_group, names.workspace, names.cluster, params, polling=False
             )
             return False
-
 
     def cluster_id(self, names: AzureNames) -> str:
         """ARM id of the run's cluster (built, not fetched: one request fewer)."""
@@ -163,7 +157,10 @@ class BatchAICalls(AzureClients):
         if self.job_exists(names):
             return True
         with self._call():
-            params = job_parameters(names, spec, cluster_id=self.cluster_id(names))
+            mounts = mount_volumes(
+                self.files.account_name, self.files.account_key, self.share_url(names.run_share)
+            )
+            params = job_parameters(names, spec, cluster_id=self.cluster_id(names), mounts=mounts)
             self.batchai.jobs.begin_create(
                 names.resource_group,
                 names.workspace,
@@ -270,8 +267,28 @@ class BatchAICalls(AzureClients):
                     is_dir = str(item.file_type or "").lower() == "directory"
                     if is_dir:
                         pending.append(relative)
-                    found.append(OutputFile(relative, item.download_url, is_dir))
+                    url = item.download_url
+                    share = names.run_share
+                    props = getattr(item, "properties", None)
+                    size = getattr(props, "content_length", None)
+                    found.append(
+                        OutputFile(
+                            relative,
+                            url,
+                            is_dir,
+                            size=int(size) if size is not None else None,
+                            share_path=_share_path_of_url(share, url) if url else None,
+                        )
+                    )
         return found
+
+
+def _share_path_of_url(share: str, url: str) -> str | None:
+    """The share-relative path a download URL of `share` names, else None."""
+    path = unquote(urlsplit(url).path)
+    marker = f"/{share}/"
+    at = path.find(marker)
+    return path[at + len(marker) :] if at >= 0 else None
 
 
 def _errors(items: list[bai.BatchAIError] | None) -> list[str]:

@@ -6,14 +6,37 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
 from azure.common import AzureHttpError
-from azure.storage.file import ContentSettings
+from azure.storage.file import ContentSettings, File, FilePermissions
 
 from orchestrator.azure.clients import AzureClients
-from orchestrator.azure.errors import classify
+from orchestrator.azure.errors import PermanentAzureError, classify
+from orchestrator.azure.types import ShareFile
+from orchestrator.domain.status import FailureReason
+
+# Azure Files writes at most 4 MiB per Put Range.
+RANGE_BYTES = 4 * 1024 * 1024
+# A copy source is read through a SAS valid this long: a copy is quick, and a
+# leaked URL must not outlive it by much.
+COPY_SOURCE_SAS_MINUTES = 30
+
+
+def split_share_path(path: str) -> tuple[str | None, str]:
+    """("a/b", "c.txt") for "a/b/c.txt"; (None, name) at the share's root."""
+    directory, _, name = path.strip("/").rpartition("/")
+    return (directory or None), name
+
+
+class ShareNotFound(PermanentAzureError):
+    """A path on the share that does not exist (a `share:` input, an expired output)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} does not exist on the share", reason=FailureReason.INVALID_SPEC)
 
 
 class FileCalls(AzureClients):
@@ -69,6 +92,146 @@ class FileCalls(AzureClients):
                 share, directory or None, name, ContentSettings(content_md5=md5)
             )
 
+    # ------------------------------------------------- content on the share
+    def copy_file(
+        self, share: str, source: str, directory: str, name: str, *, source_share: str = ""
+    ) -> None:
+        """Server-side copy of `source` (a path of `source_share`, default `share`)
+        to directory/name in `share`: nothing travels through this process.
+        Content-MD5 goes along."""
+        src_share = source_share or share
+        src_dir, src_name = split_share_path(source)
+        with self._call():
+            sas = self.files.generate_file_shared_access_signature(
+                src_share,
+                src_dir,
+                src_name,
+                permission=FilePermissions.READ,
+                expiry=datetime.now(UTC) + timedelta(minutes=COPY_SOURCE_SAS_MINUTES),
+            )
+            url = self.files.make_file_url(src_share, src_dir, src_name, sas_token=sas)
+            self.files.copy_file(share, directory or None, name, url)
+
+    def delete_share(self, share: str) -> None:
+        """Delete a share and everything in it; one already gone is success."""
+        with self._call():
+            self.files.delete_share(share, fail_not_exist=False)
+
+    def _walk(self, share: str, root: str) -> tuple[list[ShareFile], list[str]]:
+        """Files (paths relative to root) and folders (relative, "" for root) under root."""
+        files: list[ShareFile] = []
+        folders: list[str] = []
+        pending = [""]
+        while pending:
+            relative = pending.pop()
+            folders.append(relative)
+            folder = "/".join(part for part in (root, relative) if part) or None
+            try:
+                items = list(self.files.list_directories_and_files(share, folder))
+            except AzureHttpError as exc:
+                if exc.status_code == 404:
+                    raise ShareNotFound(root or "/") from None
+                raise
+            for item in items:
+                child = f"{relative}/{item.name}" if relative else item.name
+                if isinstance(item, File):
+                    files.append(ShareFile(child, int(item.properties.content_length or 0)))
+                else:
+                    pending.append(child)
+        return sorted(files, key=lambda f: f.path), folders
+
+    def list_tree(self, share: str, path: str, *, with_md5: bool = False) -> list[ShareFile]:
+        """Every file under the share folder `path`, recursively, sorted by path.
+
+        Raises ShareNotFound when `path` is not a folder of the share. with_md5
+        costs one properties request per file."""
+        root = path.strip("/")
+        with self._call():
+            found, _ = self._walk(share, root)
+        if with_md5:
+            found = [
+                ShareFile(f.path, f.size, self.file_md5(share, *_dir_name(root, f.path)))
+                for f in found
+            ]
+        return found
+
+    def share_file(self, share: str, path: str) -> ShareFile | None:
+        """Size and Content-MD5 of one file of the share, or None when absent."""
+        directory, name = split_share_path(path)
+        with self._call():
+            try:
+                props = self.files.get_file_properties(share, directory, name)
+            except AzureHttpError as exc:
+                if exc.status_code == 404:
+                    return None
+                raise
+            return ShareFile(
+                path,
+                int(props.properties.content_length or 0),
+                props.properties.content_settings.content_md5,
+            )
+
+    def iter_file(self, share: str, path: str, size: int) -> Iterator[bytes]:
+        """The file's bytes in ranges of at most 4 MiB: memory stays bounded
+        whatever the file's size."""
+        directory, name = split_share_path(path)
+        for start in range(0, size, RANGE_BYTES):
+            end = min(start + RANGE_BYTES, size) - 1
+            with self._call():
+                data: bytes = self.files.get_file_to_bytes(
+                    share, directory, name, start_range=start, end_range=end, max_connections=1
+                ).content
+            yield data
+
+    def create_empty_file(self, share: str, path: str, size: int) -> None:
+        """A file of `size` zero bytes, without Content-MD5: not complete until set_md5."""
+        directory, name = split_share_path(path)
+        with self._call():
+            self.files.create_file(share, directory, name, size)
+
+    def write_range(self, share: str, path: str, start: int, data: bytes) -> None:
+        """Write `data` (at most 4 MiB) at offset `start` of an existing file."""
+        directory, name = split_share_path(path)
+        with self._call():
+            self.files.update_range(share, directory, name, data, start, start + len(data) - 1)
+
+    def set_md5(self, share: str, path: str, md5: str) -> None:
+        directory, name = split_share_path(path)
+        with self._call():
+            self.files.set_file_properties(share, directory, name, ContentSettings(content_md5=md5))
+
+    def delete_file(self, share: str, path: str) -> None:
+        """Delete one file; one that is already gone is success."""
+        directory, name = split_share_path(path)
+        with self._call():
+            try:
+                self.files.delete_file(share, directory, name)
+            except AzureHttpError as exc:
+                if exc.status_code != 404:
+                    raise
+
+    def delete_tree(self, share: str, path: str) -> int:
+        """Delete the folder `path` and everything under it; returns the files
+        deleted. A folder that is already gone is success (0)."""
+        root = path.strip("/")
+        with self._call():
+            try:
+                files, folders = self._walk(share, root)
+            except ShareNotFound:
+                return 0
+        for item in files:
+            self.delete_file(share, f"{root}/{item.path}")
+        with self._call():
+            # Deepest first: a folder must be empty to be deleted.
+            for relative in sorted(folders, key=lambda f: (f.count("/"), len(f)), reverse=True):
+                folder = f"{root}/{relative}" if relative else root
+                try:
+                    self.files.delete_directory(share, folder, fail_not_exist=False)
+                except AzureHttpError as exc:
+                    if exc.status_code not in (404, 409):  # gone, or something still writes
+                        raise
+        return len(files)
+
     def download(self, url: str, dest: Path) -> int:
         """Stream one file to `dest` (atomically); returns the byte count."""
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +283,11 @@ class FileCalls(AzureClients):
             )
             response.raise_for_status()
             return response.content
+
+
+def _dir_name(root: str, relative: str) -> tuple[str, str]:
+    directory, name = split_share_path(f"{root}/{relative}" if root else relative)
+    return directory or "", name
 
 
 def md5_base64(path: Path) -> str:

@@ -54,8 +54,12 @@ def mount_volumes(account_name: str, account_key: str, share_url: str) -> bai.Mo
     )
 
 
-def job_parameters(names: AzureNames, spec: RunSpec, *, cluster_id: str) -> bai.JobCreateParameters:
-    root = f"$AZ_BATCHAI_MOUNT_ROOT/{SHARE_MOUNT_PATH}"
+def job_parameters(
+    names: AzureNames, spec: RunSpec, *, cluster_id: str, mounts: bai.MountVolumes | None = None
+) -> bai.JobCreateParameters:
+    """The job; `mounts` mounts the run's own share (names.run_share) for this job
+    only: the cluster mounts nothing, so no job sees another run's files."""
+    root = f"$AZ_BATCHAI_JOB_MOUNT_ROOT/{SHARE_MOUNT_PATH}"
     inputs = [
         bai.InputDirectory(id=input_id, path=f"{root}/{names.input_dir(input_id)}")
         for input_id in spec.inputs
@@ -101,6 +105,7 @@ def job_parameters(names: AzureNames, spec: RunSpec, *, cluster_id: str) -> bai.
         node_count=spec.cluster.node_count,
         container_settings=container,
         std_out_err_path_prefix=f"{root}/{names.output_prefix}",
+        mount_volumes=mounts,
         input_directories=inputs or None,
         output_directories=outputs or None,
         constraints=bai.JobBasePropertiesConstraints(

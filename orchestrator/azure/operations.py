@@ -71,6 +71,9 @@ def storage_operation(request: Any) -> str:
         return "File_PutRange"
     if comp == "properties":
         return "File_SetProperties"
+    headers = getattr(request, "headers", {}) or {}
+    if method == "PUT" and any(str(h).lower() == "x-ms-copy-source" for h in headers):
+        return "File_Copy"
     return {
         "PUT": "File_Create",
         "HEAD": "File_GetProperties",

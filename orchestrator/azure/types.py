@@ -38,6 +38,18 @@ class OutputFile:
     name: str  # path relative to the output directory
     download_url: str | None
     is_directory: bool
+    size: int | None = None
+    # Where the file lies on the share (from its download URL), for serving it later.
+    share_path: str | None = None
+
+
+@dataclass(frozen=True)
+class ShareFile:
+    """A file of the share: its path relative to the listed folder, size and Content-MD5."""
+
+    path: str
+    size: int
+    md5: str | None = None
 
 
 @dataclass(frozen=True)

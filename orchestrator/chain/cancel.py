@@ -9,6 +9,7 @@ cancelled: the CLI and the API both refuse it with RunAlreadyEnded.
 
 from __future__ import annotations
 
+from orchestrator.chain import webhooks
 from orchestrator.domain.status import FailureReason, RunStatus
 from orchestrator.store import IllegalTransition, RunRecord, RunStore, StoreError
 
@@ -22,13 +23,16 @@ class RunAlreadyEnded(StoreError):
         self.status = status
 
 
-def cancel_run(store: RunStore, run_id: str) -> RunRecord:
+def cancel_run(
+    store: RunStore, run_id: str, by: str | None = None, broker_url: str | None = None
+) -> RunRecord:
     """Request cancellation; returns the record afterwards.
 
     Raises RunNotFound for an unknown run and RunAlreadyEnded for one that
-    ended before this call (request_cancel never ends a run itself).
+    ended before this call (request_cancel never ends a run itself). A queued
+    run it ends has its webhook announced on `broker_url` (the delivery is a task).
     """
-    record = store.request_cancel(run_id)
+    record = store.request_cancel(run_id, by=by)
     if record.terminal:
         raise RunAlreadyEnded(run_id, record.status)
     if record.status is RunStatus.QUEUED:
@@ -44,5 +48,7 @@ def cancel_run(store: RunStore, run_id: str) -> RunRecord:
                 expected=RunStatus.QUEUED,
             )
         except IllegalTransition:
-            record = store.get(run_id)
+            return store.get(run_id)
+        if broker_url is not None:
+            webhooks.announce(store, broker_url, record)
     return record

@@ -2,9 +2,10 @@
 
 Each tick it claims the due index's messages that fell due and sends them;
 every `redrive_interval_seconds` one worker (whoever takes the turn, a key
-with a TTL) runs the re-driver. Nothing here waits on Azure, and nothing
-depends on beat or on any single worker: while one worker lives, waits fall
-due and lost steps are re-driven.
+with a TTL) runs the re-driver, and every RETENTION_SWEEP_SECONDS one worker
+deletes the ended runs older than `run_retention_seconds` (store/retention.py).
+Nothing here waits on Azure, and nothing depends on beat or on any single
+worker: while one worker lives, waits fall due and lost steps are re-driven.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ SendNow = Callable[[Dispatch], None]
 # How often due messages are looked for: the lateness of a wait at worst.
 TICK_SECONDS = 0.25
 REDIS_DOWN_PAUSE_SECONDS = 2.0
+# How often expired runs are looked for (one worker per interval), and how many
+# one sweep deletes at most: a backlog (a retention just shortened) drains over
+# several sweeps instead of holding up one tick.
+RETENTION_SWEEP_SECONDS = 60.0
+RETENTION_BATCH = 500
 
 
 def deliver(ctx: StepContext, dispatch: Dispatch, send_now: SendNow) -> None:
@@ -69,6 +75,21 @@ def redrive_if_my_turn(ctx: StepContext, send_now: SendNow, worker: str) -> int:
     return len(dispatches)
 
 
+def expire_runs_if_my_turn(ctx: StepContext, worker: str) -> list[str]:
+    """Delete the ended runs past their retention, unless another worker's
+    sweep did within RETENTION_SWEEP_SECONDS; returns the deleted run ids."""
+    retention = ctx.settings.run_retention_seconds
+    if retention is None:
+        return []  # kept forever
+    interval_ms = int(RETENTION_SWEEP_SECONDS * 1000)
+    if not ctx.store.redis.set(ctx.store.keys.retention_turn, worker, nx=True, px=interval_ms):
+        return []
+    deleted = ctx.store.delete_expired_runs(ctx.clock() - retention, limit=RETENTION_BATCH)
+    if deleted:
+        get_logger(component="retention").info("expired_runs_deleted", count=len(deleted))
+    return deleted
+
+
 class ChainClock:
     """The background thread of one worker process."""
 
@@ -78,6 +99,8 @@ class ChainClock:
         self._worker = worker
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chain-clock", daemon=True)
+        self._next_redrive = 0.0
+        self._next_retention = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -86,18 +109,24 @@ class ChainClock:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def tick(self) -> None:
+        """One pass of the clock (the thread runs one every TICK_SECONDS)."""
+        ctx = self._context()
+        send_due(ctx, self._send_now)
+        # Every worker looks; a per-tick claim lets only one fire each tick.
+        fire_due_schedules(ctx, ctx.clock(), worker=self._worker)
+        if ctx.clock() >= self._next_redrive:
+            self._next_redrive = ctx.clock() + ctx.settings.redrive_interval_seconds
+            redrive_if_my_turn(ctx, self._send_now, self._worker)
+        if ctx.clock() >= self._next_retention:
+            self._next_retention = ctx.clock() + RETENTION_SWEEP_SECONDS
+            expire_runs_if_my_turn(ctx, self._worker)
+
     def _run(self) -> None:
         log = get_logger(component="chain_clock", worker=self._worker)
-        next_redrive = 0.0
         while not self._stop.wait(TICK_SECONDS):
             try:
-                ctx = self._context()
-                send_due(ctx, self._send_now)
-                # Every worker looks; a per-tick claim lets only one fire each tick.
-                fire_due_schedules(ctx, ctx.clock(), worker=self._worker)
-                if ctx.clock() >= next_redrive:
-                    next_redrive = ctx.clock() + ctx.settings.redrive_interval_seconds
-                    redrive_if_my_turn(ctx, self._send_now, self._worker)
+                self.tick()
             except redis.RedisError as exc:
                 # Redis restarting: the clock resumes when it answers again,
                 # and says so once every REDIS_DOWN_PAUSE, not every tick.

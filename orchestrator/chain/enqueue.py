@@ -7,32 +7,56 @@ service) needs neither the worker code nor its imports.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-import redis
-
+from orchestrator.azure.gateway import AzureGateway
 from orchestrator.chain.queue import send_step, task_name
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.domain.spec import RunSpec, parse_spec
 from orchestrator.domain.status import STEP_ORDER
+from orchestrator.inputs.checks import check_inputs
+from orchestrator.inputs.submit import upload_local_inputs
+from orchestrator.inputs.uploads import ShareUploads
 from orchestrator.observability.logs import get_logger
+from orchestrator.settings import Settings, get_settings
 from orchestrator.store import RunRecord, RunStore
+from orchestrator.store.connection import RedisTarget, redis_client
 
 
 def enqueue_run(
     spec: RunSpec,
     *,
     store: RunStore,
-    broker_url: str,
+    broker_url: RedisTarget | str,
     run_id: str | None = None,
     idempotency_key: str | None = None,
+    input_roots: Sequence[Path] = (),
+    submitted_by: str | None = None,
+    notify: NotifySpec | None = None,
 ) -> tuple[RunRecord, bool]:
     """Create the run (idempotently) and dispatch its first step unless already done.
 
-    Returns (record, created). A run that exists but was never dispatched (the
-    producer died between the two writes) is dispatched now; that can send the
+    The spec's inputs are checked first (InputRejected names the field, and
+    nothing is written): a path must lie under `input_roots` (ORCH_INPUT_ROOTS),
+    an upload must be committed. Local paths of a submitter are uploaded before
+    this (orchestrator/inputs/submit.py). `broker_url` is Settings.redis_target (or
+    a plain REDIS_URL). Returns (record, created).
+
+    A run that exists but was never dispatched (the producer died between the
+    two writes) is dispatched now; that can send the
     first task twice in a race, which is safe because every step is idempotent.
     """
-    record, created = store.create_run(spec, run_id=run_id, idempotency_key=idempotency_key)
+    check_inputs(spec, input_roots=input_roots, book=store.uploads, now=time.time())
+    record, created = store.create_run(
+        spec,
+        run_id=run_id,
+        idempotency_key=idempotency_key,
+        submitted_by=submitted_by,
+        notify=notify,
+    )
     log = get_logger(run_id=record.run_id)
     if record.dispatched or record.terminal:
         log.info("run already dispatched", created=created, status=record.status.value)
@@ -44,31 +68,49 @@ def enqueue_run(
     return record, created
 
 
+def direct_uploads(settings: Settings, store: RunStore) -> ShareUploads:
+    """Uploads straight to the share, for a submitter holding the Azure settings."""
+    return ShareUploads(
+        gateway=AzureGateway(settings),
+        book=store.uploads,
+        share=settings.azure_file_share,
+        max_bytes=settings.input_max_bytes,
+    )
+
+
 def enqueue_spec_dict(
     data: dict[str, Any],
     *,
-    redis_url: str,
+    redis_url: RedisTarget | str,
     run_id: str | None = None,
     idempotency_key: str | None = None,
     parameters: dict[str, Any] | None = None,
+    base_dir: Path | None = None,
+    settings: Settings | None = None,
 ) -> tuple[RunRecord, bool]:
     """enqueue_run for services that share the Redis but not the API.
 
     `data` is validated like any spec (SpecError names the field); `parameters`
-    are merged over the spec's. The Redis at `redis_url` is both the store and
-    the broker.
+    are merged over the spec's. Input paths are files of this machine (relative
+    ones resolve against `base_dir`, else the current folder): they are uploaded
+    to the share first, with the Azure settings of `settings` (default: the
+    environment's). The Redis at `redis_url` is both the store and the broker.
     """
-    spec = parse_spec(data)
+    spec = parse_spec(data).with_base_dir(base_dir or Path.cwd())
     if parameters:
         spec = spec.with_parameters(parameters)
-    client = redis.Redis.from_url(redis_url)
+    settings = settings or get_settings()
+    client = redis_client(redis_url)
     try:
+        store = RunStore(client)
+        spec, _ = upload_local_inputs(spec, direct_uploads(settings, store))
         return enqueue_run(
             spec,
-            store=RunStore(client),
+            store=store,
             broker_url=redis_url,
             run_id=run_id,
             idempotency_key=idempotency_key,
+            input_roots=settings.input_roots,
         )
     finally:
         client.close()

@@ -15,8 +15,13 @@ from celery import Celery
 
 from orchestrator.domain.status import Step
 from orchestrator.settings import Settings
+from orchestrator.store.connection import RedisTarget
 
 CHAIN_QUEUE = "batchai"
+# Webhook deliveries, apart from the steps: a worker consuming only this queue
+# (`orchestrator worker --queues webhooks`) keeps a hanging receiver from ever
+# taking a slot a step needs. Keys of the broker's, like CHAIN_QUEUE.
+WEBHOOK_QUEUE = "batchai.webhooks"
 TASK_PREFIX = "batchai."
 REAP_TASK = f"{TASK_PREFIX}reap"
 
@@ -26,10 +31,18 @@ def task_name(step: Step) -> str:
     return f"{TASK_PREFIX}{step.value}"
 
 
-def base_config(broker_url: str) -> dict[str, Any]:
-    """What every app on the chain's queue shares, producer or worker."""
+def base_config(broker: RedisTarget | str) -> dict[str, Any]:
+    """What every app on the chain's queue shares, producer or worker.
+
+    `broker` is REDIS_URL with its Sentinel settings (Settings.redis_target);
+    for sentinel:// the master's name (and the Sentinels' password) go to kombu
+    as transport options, so producer and worker follow a failover alike.
+    There is no result backend (results live in the run store).
+    """
+    target = RedisTarget.of(broker)
     return {
-        "broker_url": broker_url,
+        "broker_url": target.broker_url(),
+        "broker_transport_options": target.broker_transport_options(),
         "broker_connection_retry_on_startup": True,
         # JSON only: task arguments are run ids; never unpickle broker data.
         "task_serializer": "json",
@@ -44,6 +57,8 @@ def base_config(broker_url: str) -> dict[str, Any]:
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
     visibility = settings.visibility_timeout_seconds
     return {
+        # master_name (and sentinel_kwargs) for a sentinel:// REDIS_URL.
+        **settings.redis_target.broker_transport_options(),
         # An unacked message (its worker died, or it is waiting for its
         # countdown) is redelivered after this long. It must stay above the
         # longest countdown the chain uses (steps.safe_countdown caps countdowns
@@ -60,7 +75,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
 
 def worker_config(settings: Settings) -> dict[str, Any]:
     return {
-        **base_config(settings.redis_url),
+        **base_config(settings.redis_target),
         "broker_transport_options": broker_transport_options(settings),
         # Ack only after the task body finished: a worker killed mid-step
         # leaves the message unacked, so the broker redelivers it and the
@@ -98,14 +113,17 @@ def worker_config(settings: Settings) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=8)
-def producer_app(broker_url: str) -> Celery:
-    """A send-only Celery app for `broker_url` (cached: one connection pool per broker)."""
+def producer_app(broker: RedisTarget | str) -> Celery:
+    """A send-only Celery app for `broker` (cached: one connection pool per broker)."""
     app = Celery("orchestrator-producer", set_as_current=False)
-    app.conf.update(base_config(broker_url))
+    app.conf.update(base_config(broker))
     return app
 
 
-def send_step(broker_url: str, step: Step, run_id: str) -> str:
-    """Send one step's task for `run_id` to the chain queue; returns the task id."""
-    result = producer_app(broker_url).send_task(task_name(step), args=[run_id], queue=CHAIN_QUEUE)
+def send_step(broker: RedisTarget | str, step: Step, run_id: str) -> str:
+    """Send one step's task for `run_id` to the chain queue; returns the task id.
+
+    `broker`: Settings.redis_target, or a plain REDIS_URL (default Sentinel settings).
+    """
+    result = producer_app(broker).send_task(task_name(step), args=[run_id], queue=CHAIN_QUEUE)
     return str(result.id)

@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 
 from orchestrator.azure.errors import PermanentAzureError
+from orchestrator.chain import webhooks
 from orchestrator.chain.lease import Lease
 from orchestrator.chain.steps import (
     STEP_FUNCTIONS,
@@ -51,6 +52,7 @@ from orchestrator.store import IllegalTransition, RunNotFound, RunRecord
 LOCK_BUSY_COUNTDOWN = 1.0
 # Steps after which a Batch AI job may exist (a cancel must terminate it).
 _JOB_MAY_EXIST = frozenset({Step.POLL_JOB, Step.COLLECT_OUTPUTS})
+
 
 @dataclass(frozen=True)
 class Dispatch:
@@ -263,7 +265,8 @@ def _finish(ctx: StepContext, run_id: str) -> None:
     if record.status in TERMINAL:
         return
     status, reason, error = final_status(record)
-    ctx.store.transition(run_id, status, reason=reason, error=error)
+    record = ctx.store.transition(run_id, status, reason=reason, error=error)
+    webhooks.announce(ctx.store, ctx.settings.redis_url, record)
     get_logger(run_id=run_id).info(
         "run_finished", status=status.value, reason=reason.value if reason else None
     )

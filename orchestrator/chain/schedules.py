@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import redis
@@ -31,6 +32,7 @@ from orchestrator.domain.spec import RunSpec
 from orchestrator.observability.logs import get_logger
 from orchestrator.settings import Settings
 from orchestrator.store import IdempotencyConflict, RunNotFound, RunStore
+from orchestrator.store.connection import RedisTarget
 from orchestrator.store.schedules import ScheduleBook, ScheduleNotFound, ScheduleState, TickEntry
 
 # How long a claimer owns a tick. A claimer that died mid-tick delays the tick
@@ -72,10 +74,23 @@ def idempotency_key(name: str, tick_iso: str) -> str:
     return f"schedule:{name}:{tick_iso}"
 
 
-def broker_enqueue(broker_url: str) -> Enqueue:
+def submitter(spec: RunSpec) -> str | None:
+    """`schedule:<name>` for a run a schedule fired (run_spec_for tags it so)."""
+    name = spec.tags.get("schedule")
+    return f"schedule:{name}" if name else None
+
+
+def broker_enqueue(broker_url: RedisTarget | str, input_roots: Sequence[Path] = ()) -> Enqueue:
     def enqueue(spec: RunSpec, store: RunStore, key: str) -> str:
         try:
-            record, _ = enqueue_run(spec, store=store, broker_url=broker_url, idempotency_key=key)
+            record, _ = enqueue_run(
+                spec,
+                store=store,
+                broker_url=broker_url,
+                idempotency_key=key,
+                input_roots=input_roots,
+                submitted_by=submitter(spec),
+            )
         except IdempotencyConflict:
             # The schedule was edited between a dead claimer's enqueue and this
             # retry: the tick already has its run, with the spec of that moment.
@@ -103,7 +118,7 @@ def fire_due_schedules(
 ) -> list[FiredTick]:
     """Process every schedule whose next tick is due at `now`; returns what was recorded."""
     book = ScheduleBook(ctx.store.redis, ctx.store.keys)
-    enqueue = enqueue or broker_enqueue(ctx.settings.redis_url)
+    enqueue = enqueue or broker_enqueue(ctx.settings.redis_target, ctx.settings.input_roots)
     fired: list[FiredTick] = []
     for name in book.due_names(now):
         try:
@@ -184,7 +199,12 @@ def fire_tick(
             )
         if spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
             with contextlib.suppress(RunAlreadyEnded, RunNotFound):
-                cancel_run(ctx.store, previous)
+                cancel_run(
+                    ctx.store,
+                    previous,
+                    by=f"schedule:{spec.name}",
+                    broker_url=ctx.settings.redis_url,
+                )
             outcome = TickOutcome.REPLACED
     run_id = enqueue(spec.run_spec_for(tick), ctx.store, key)
     book.set_last_run(spec.name, tick, run_id)
@@ -252,7 +272,7 @@ def trigger_now(
         book,
         state,
         tick,
-        enqueue or broker_enqueue(ctx.settings.redis_url),
+        enqueue or broker_enqueue(ctx.settings.redis_target, ctx.settings.input_roots),
         now=now,
         key=key or idempotency_key(name, iso(tick) + "-manual"),
         manual=True,
@@ -272,5 +292,7 @@ def schedule_view(book: ScheduleBook, state: ScheduleState) -> dict[str, Any]:
         "suspended": spec.suspend,
         "next_fire_times": [moment.isoformat() for moment in upcoming],
         "last_run_id": state.last_run_id,
+        "submitted_by": state.submitted_by,
+        "updated_by": state.updated_by,
         "history": [entry.to_json() for entry in book.history(spec.name)],
     }

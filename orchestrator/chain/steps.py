@@ -19,7 +19,6 @@ states) lives in orchestrator/chain/runner.py.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,16 +27,17 @@ from typing import Any
 
 from orchestrator.artifacts import RunArtifacts
 from orchestrator.azure.errors import AzureGatewayError, PermanentAzureError
-from orchestrator.azure.files import md5_base64
 from orchestrator.azure.gateway import Gateway
 from orchestrator.azure.job_params import STDOUTERR_OUTPUT_ID
+from orchestrator.azure.types import OutputFile
 from orchestrator.domain.naming import AzureNames, azure_names
 from orchestrator.domain.spec import ClusterPolicy
 from orchestrator.domain.status import FailureReason, RunStatus, Step, StepState
+from orchestrator.inputs.placement import InputPlacer, InputProblem
 from orchestrator.observability.logs import get_logger, redact_text
 from orchestrator.observability.training_metrics import parse_metrics
 from orchestrator.settings import Settings
-from orchestrator.store import RunRecord, RunStore
+from orchestrator.store import RunRecord, RunStore, StoredOutput
 
 
 @dataclass(frozen=True)
@@ -118,44 +118,29 @@ def ensure_resource_group(ctx: StepContext, run_id: str) -> StepOutcome:
     return Done()
 
 
-def _input_files(local: Path) -> list[tuple[str, Path]]:
-    """(path relative to the input directory, local file) for a file or a tree."""
-    if local.is_file():
-        return [(local.name, local)]
-    found: list[tuple[str, Path]] = []
-    for root, _dirs, files in os.walk(local):
-        for name in sorted(files):
-            path = Path(root) / name
-            found.append((path.relative_to(local).as_posix(), path))
-    return sorted(found)
-
-
 def prepare_share(ctx: StepContext, run_id: str) -> StepOutcome:
+    """Place every input where the job reads it (orchestrator/inputs/placement.py)."""
     record = ctx.store.get(run_id)
     names = ctx.names(record)
-    plan: list[tuple[str, str, Path]] = []  # (share directory, file name, local path)
-    for input_id, local_text in record.spec.inputs.items():
-        local = Path(local_text)
-        if not local.exists():
-            return Fail(FailureReason.INVALID_SPEC, f"inputs.{input_id}: {local} does not exist")
-        for relative, path in _input_files(local):
-            directory, _, name = f"{names.input_dir(input_id)}/{relative}".rpartition("/")
-            plan.append((directory, name, path))
-    gateway = ctx.gateway
-    gateway.ensure_share(names.share)
-    for directory in sorted({d for d, _, _ in plan} | {names.output_prefix}):
-        gateway.ensure_directory(names.share, directory)
-    uploaded = skipped = uploaded_bytes = 0
-    for directory, name, path in plan:
-        md5 = md5_base64(path)
-        if gateway.file_md5(names.share, directory, name) == md5:
-            skipped += 1
-            continue
-        gateway.upload_file(names.share, directory, name, path, md5)
-        uploaded += 1
-        uploaded_bytes += path.stat().st_size
-    ctx.store.update(run_id, lambda r: r.resources.update(share=names.share))
-    return Done({"uploaded": uploaded, "skipped": skipped, "uploaded_bytes": uploaded_bytes})
+    placer = InputPlacer(ctx.gateway, ctx.store.uploads, names, ctx.settings.input_roots)
+    try:
+        placed = placer.place_all(record.spec.input_refs())
+    except InputProblem as exc:
+        return Fail(FailureReason.INVALID_SPEC, str(exc))
+
+    def note(r: RunRecord) -> None:
+        r.resources.update(share=names.share)
+        r.inputs = dict(placed.inputs)
+
+    ctx.store.update(run_id, note)
+    return Done(
+        {
+            "copied": placed.copied,
+            "uploaded": placed.uploaded,
+            "skipped": placed.skipped,
+            "uploaded_bytes": placed.uploaded_bytes,
+        }
+    )
 
 
 def create_cluster(ctx: StepContext, run_id: str) -> StepOutcome:
@@ -251,28 +236,63 @@ def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
     return Wait(detail=detail)
 
 
-def collect_job_logs(ctx: StepContext, record: RunRecord) -> tuple[list[str], int]:
-    """Download the job's stdout/stderr into the run's artifacts; idempotent
-    (a second call downloads the same files over themselves).
+@dataclass
+class Collected:
+    """Files collected from the job: artifact path -> where it lies on the share.
 
-    Returns the collected paths (relative to the artifacts) and the bytes downloaded.
-    """
+    Bounded per run (ORCH_OUTPUT_MAX_FILES, ORCH_OUTPUT_MAX_BYTES by the apparent
+    size the listing gives, so a sparse file counts in full): past either, what
+    fits is kept and `truncated` is set, so no job can fill the worker's disk or
+    grow the record without bound."""
+
+    max_files: int
+    max_bytes: int
+    share: str  # the run's own share, where the job wrote them
+    files: dict[str, StoredOutput] = field(default_factory=dict)
+    downloaded_bytes: int = 0
+    truncated: bool = False
+
+    @classmethod
+    def bounded_by(cls, settings: Settings, names: AzureNames) -> Collected:
+        return cls(
+            max_files=settings.output_max_files,
+            max_bytes=settings.output_max_bytes,
+            share=names.run_share,
+        )
+
+    def add(self, ctx: StepContext, item: OutputFile, dest: Path, root: Path) -> None:
+        assert item.download_url is not None
+        announced = item.size or 0
+        if len(self.files) >= self.max_files or self.downloaded_bytes + announced > self.max_bytes:
+            self.truncated = True
+            return
+        size = ctx.gateway.download(item.download_url, dest)
+        self.downloaded_bytes += size
+        relative = dest.relative_to(root).as_posix()
+        # Without a share path (not on a share mount) it is the worker's copy only.
+        self.files[relative] = StoredOutput(
+            share_path=item.share_path or "", size=size, share=self.share
+        )
+
+
+def collect_job_logs(ctx: StepContext, record: RunRecord) -> Collected:
+    """Download the job's stdout/stderr into the run's artifacts; idempotent
+    (a second call downloads the same files over themselves)."""
     names = ctx.names(record)
     artifacts = RunArtifacts.of(ctx.settings.artifacts_dir, record.run_id)
-    collected: list[str] = []
-    downloaded_bytes = 0
+    collected = Collected.bounded_by(ctx.settings, names)
     for item in ctx.gateway.list_output_files(names, STDOUTERR_OUTPUT_ID):
         if item.is_directory or not item.download_url:
             continue
         dest = artifacts.root / RunArtifacts.safe_relative(item.name)
-        downloaded_bytes += ctx.gateway.download(item.download_url, dest)
-        collected.append(dest.relative_to(artifacts.root).as_posix())
-    return collected, downloaded_bytes
+        collected.add(ctx, item, dest, artifacts.root)
+    return collected
 
 
-def _add_outputs(ctx: StepContext, run_id: str, paths: list[str]) -> None:
+def _add_outputs(ctx: StepContext, run_id: str, collected: Collected) -> None:
     def add(r: RunRecord) -> None:
-        r.outputs = sorted(set(r.outputs) | set(paths))
+        r.outputs = sorted(set(r.outputs) | set(collected.files))
+        r.output_files = {**r.output_files, **collected.files}
 
     ctx.store.update(run_id, add)
 
@@ -301,7 +321,7 @@ def _failed_job_error(ctx: StepContext, record: RunRecord, message: str) -> str:
     (cleanup tries the collection again).
     """
     try:
-        collected, _ = collect_job_logs(ctx, record)
+        collected = collect_job_logs(ctx, record)
     except AzureGatewayError as exc:
         get_logger(run_id=record.run_id).warning("job_logs_not_collected", error=str(exc))
         return message
@@ -315,26 +335,29 @@ def collect_outputs(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
     artifacts = RunArtifacts.of(ctx.settings.artifacts_dir, run_id)
-    collected, downloaded_bytes = collect_job_logs(ctx, record)
+    collected = collect_job_logs(ctx, record)
     targets = [(output_id, artifacts.output_dir(output_id)) for output_id in record.spec.outputs]
     for output_id, destination in targets:
         for item in ctx.gateway.list_output_files(names, output_id):
             if item.is_directory or not item.download_url:
                 continue
             dest = destination / RunArtifacts.safe_relative(item.name)
-            downloaded_bytes += ctx.gateway.download(item.download_url, dest)
-            collected.append(dest.relative_to(artifacts.root).as_posix())
+            collected.add(ctx, item, dest, artifacts.root)
     stdout = artifacts.log("stdout")
     parsed = parse_metrics(stdout.read_text(errors="replace")) if stdout.exists() else None
 
     def record_outputs(r: RunRecord) -> None:
-        r.outputs = sorted(set(collected))
+        r.outputs = sorted(collected.files)
+        r.output_files = dict(collected.files)
+        r.outputs_truncated = collected.truncated
         if parsed is not None:
+            r.metrics_truncated = parsed.truncated
             r.metrics = dict(parsed.values)
             r.metric_series = {k: list(v) for k, v in parsed.series.items()}
 
     ctx.store.update(run_id, record_outputs)
-    return Done({"files": len(collected), "downloaded_bytes": downloaded_bytes})
+    detail = {"files": len(collected.files), "downloaded_bytes": collected.downloaded_bytes}
+    return Done({**detail, "truncated": collected.truncated})
 
 
 def _logs_pending(record: RunRecord) -> bool:
@@ -360,11 +383,11 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
         # Whatever the ending, the job's stdout/stderr outlive it: collected
         # before the job (and its output listing) is deleted.
         try:
-            collected, _ = collect_job_logs(ctx, record)
+            collected = collect_job_logs(ctx, record)
         except PermanentAzureError as exc:
             # Nothing to collect from (the job is already gone): cleanup goes on.
             get_logger(run_id=run_id).warning("job_logs_not_collected", error=str(exc))
-            collected = []
+            collected = Collected.bounded_by(ctx.settings, names)
         _add_outputs(ctx, run_id, collected)
         ctx.store.set_step(run_id, Step.CLEANUP, StepState.RUNNING, detail={"logs_collected": True})
     # Delete first (tolerant of "already gone"), then check: when Azure
@@ -376,6 +399,11 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
     if per_run and not requested.get("cluster"):
         gateway.delete_cluster(names.resource_group, names.workspace, names.cluster)
         requested["cluster"] = True
+    if not requested.get("inputs"):
+        # The run's own copies of its inputs (uploads stay, for the next run; the
+        # outputs stay on the run's share until output retention).
+        gateway.delete_tree(names.run_share, names.inputs_root)
+        requested["inputs"] = True
     remaining: list[str] = []
     if gateway.job_exists(names):
         remaining.append("job")

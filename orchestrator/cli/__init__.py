@@ -11,8 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import common, context, emulator, runs, schedule, serve, stack, view
+from orchestrator.cli import common, context, emulator, keys, runs, schedule, serve, stack, view
 from orchestrator.cli.common import CliError
+from orchestrator.cli.terminal import one_line
 from orchestrator.settings import SettingsError
 from orchestrator.store import StoreError
 
@@ -44,10 +45,12 @@ COMMANDS: tuple[tuple[str, Callable[..., Any], str], ...] = (
     ("emulator", emulator.emulator_command, "Serve the local Batch AI + Azure Files emulator."),
     ("context", context.context_command, "Show which stack commands run here talk to."),
 )
-for command_name, command, one_line in COMMANDS:
-    app.command(command_name, short_help=one_line)(command)
+for command_name, command, short_help in COMMANDS:
+    app.command(command_name, short_help=short_help)(command)
 # `orchestrator schedule add|ls|show|pause|resume|trigger|rm`: a group of its own.
 app.add_typer(schedule.app, name="schedule")
+# `orchestrator keys create|ls|revoke`: the API's keys, straight on Redis.
+app.add_typer(keys.app, name="keys")
 
 # Commands that start a stack of their own: a context found here must not
 # point them at another stack's Redis.
@@ -104,10 +107,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {exc.format_message()}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # One line, and safe on a terminal: a message may quote a job's output.
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except (StoreError, SettingsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

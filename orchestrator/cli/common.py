@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from orchestrator.client import OrchestratorClient
     from orchestrator.store import RunStore
 
 
@@ -37,13 +38,14 @@ def open_store() -> RunStore:
     )
     from orchestrator.settings import get_settings
     from orchestrator.store import RunStore
+    from orchestrator.store.connection import redis_client
 
     settings = get_settings()
     configure_logging("WARNING", secrets=secrets_from_settings(settings))
     url = redact_text(settings.redis_url)
     try:
-        client = redis.Redis.from_url(
-            settings.redis_url,
+        client = redis_client(
+            settings.redis_target,
             socket_connect_timeout=connect_timeout_seconds,
             socket_timeout=max(30.0, connect_timeout_seconds),
         )
@@ -57,3 +59,17 @@ def open_store() -> RunStore:
             "start the stack with `orchestrator up`, or set REDIS_URL"
         ) from None
     return RunStore(client)
+
+
+def api_client() -> OrchestratorClient | None:
+    """A client of the API at ORCH_API_URL (token ORCH_API_TOKEN), or None when unset."""
+    from orchestrator.client import OrchestratorClient
+    from orchestrator.settings import get_settings
+
+    settings = get_settings()
+    if not settings.api_url:
+        return None
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    return OrchestratorClient(
+        settings.api_url, token=token, timeout=max(30.0, connect_timeout_seconds)
+    )

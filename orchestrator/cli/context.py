@@ -105,15 +105,21 @@ def explicit_stack(environ: Mapping[str, str], cwd: Path) -> bool:
 def apply_context(environ: MutableMapping[str, str], cwd: Path) -> StackContext | None:
     """Fill `environ` from the nearest running stack's context; the context used, if any.
 
-    Only unset variables are filled: the environment always wins.
+    Only unset variables are filled: the environment always wins, except that
+    the emulator's CA bundle comes with the emulator's endpoint.
     """
     if explicit_stack(environ, cwd):
         return None
     context = find_context(cwd)
     if context is None or not context.running:
         return None
-    for key, value in context.env.items():
-        environ.setdefault(key, value)
+    filled = {key for key in context.env if key not in environ}
+    for key in filled:
+        environ[key] = context.env[key]
+    # The emulator's CA comes with its endpoint: an ambient bundle (a system one,
+    # as many machines set) cannot verify the emulator's certificate.
+    if "AZURE_ARM_ENDPOINT" in filled and "REQUESTS_CA_BUNDLE" in context.env:
+        environ["REQUESTS_CA_BUNDLE"] = context.env["REQUESTS_CA_BUNDLE"]
     return context
 
 

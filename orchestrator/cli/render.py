@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.cli.terminal import one_line
 from orchestrator.domain.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
 from orchestrator.store import RunRecord
 
@@ -50,8 +51,11 @@ def reason_text(record: RunRecord) -> str:
 
 
 def error_text(record: RunRecord) -> str | None:
-    """The run's error, unless it only repeats that the user cancelled it."""
-    return None if cancelled_by_request(record) else record.error
+    """The run's error as one line safe to print (it may quote the job's stderr),
+    unless it only repeats that the user cancelled it."""
+    if cancelled_by_request(record) or record.error is None:
+        return None
+    return one_line(record.error)
 
 
 def shown_step_state(record: RunRecord, step: Step) -> StepState:

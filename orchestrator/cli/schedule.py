@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from orchestrator.azure.errors import AzureGatewayError
 from orchestrator.cli.common import CliError, open_store
+from orchestrator.domain.access import CLI_NAME
 
 app = typer.Typer(
     help="Nightly retraining: runs fired on a cron or interval.", no_args_is_help=True
@@ -51,19 +54,35 @@ def add_command(
     as_json: Json = False,
 ) -> None:
     """Add a schedule (an existing NAME is an error)."""
+    from orchestrator.chain.enqueue import direct_uploads
     from orchestrator.chain.schedules import schedule_view
     from orchestrator.domain.spec import SpecError, load_spec
+    from orchestrator.inputs.checks import InputRejected, check_inputs
+    from orchestrator.inputs.local import LocalInputError
+    from orchestrator.inputs.submit import upload_local_inputs
+    from orchestrator.settings import get_settings
     from orchestrator.store.schedules import require_no_eviction
 
     try:
-        definition = _definition(
-            name, load_spec(spec), cron, tz, every, param, concurrency, starting_deadline
-        )
+        run = load_spec(spec)
     except SpecError as exc:
         raise CliError(str(exc)) from None
+    store = open_store()
+    settings = get_settings()
+    try:
+        # Every tick's run names these uploads: no worker reads this machine's files.
+        run, _ = upload_local_inputs(run, direct_uploads(settings, store))
+        check_inputs(run, input_roots=settings.input_roots, book=store.uploads, now=time.time())
+        definition = _definition(name, run, cron, tz, every, param, concurrency, starting_deadline)
+    except InputRejected as exc:
+        raise CliError(f"invalid spec: {exc.dotted}: {exc}") from None
+    except (SpecError, LocalInputError) as exc:
+        raise CliError(str(exc)) from None
+    except AzureGatewayError as exc:
+        raise CliError(f"cannot upload the inputs: {exc}") from None
     book = _book()
     require_no_eviction(book.redis)
-    _show(schedule_view(book, book.put(definition, mode="create")), as_json)
+    _show(schedule_view(book, book.put(definition, mode="create", by=CLI_NAME)), as_json)
 
 
 def _definition(
@@ -118,13 +137,13 @@ def show_command(name: Name, as_json: Json = False) -> None:
 
 @app.command("pause")
 def pause_command(name: Name) -> None:
-    _book().set_suspended(name, True)
+    _book().set_suspended(name, True, by=CLI_NAME)
     print(f"{name} paused")
 
 
 @app.command("resume")
 def resume_command(name: Name) -> None:
-    _book().set_suspended(name, False)
+    _book().set_suspended(name, False, by=CLI_NAME)
     print(f"{name} resumed")
 
 

@@ -11,11 +11,14 @@ import os
 import socket
 import sys
 from enum import StrEnum
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from orchestrator.cli.common import CliError
+
+if TYPE_CHECKING:
+    from orchestrator.store.connection import RedisTarget
 
 PORT = typer.Option(min=1, max=65535, metavar="PORT", help="Port to listen on.")
 
@@ -25,6 +28,12 @@ class LogLevel(StrEnum):
     INFO = "INFO"
     WARNING = "WARNING"
     ERROR = "ERROR"
+
+
+class Queues(StrEnum):
+    ALL = "all"
+    STEPS = "steps"
+    WEBHOOKS = "webhooks"
 
 
 class Pool(StrEnum):
@@ -82,19 +91,19 @@ def api_command(
         )
 
 
-def check_redis_url(url: str) -> None:
+def check_redis_url(target: RedisTarget | str) -> None:
     """One error line for a REDIS_URL that is not one: Celery would otherwise
     print a traceback, or retry a malformed broker address forever."""
-    import redis
-
     from orchestrator.observability.logs import redact_text
+    from orchestrator.store.connection import RedisTarget, redis_client
 
+    url = RedisTarget.of(target).url
     try:
-        redis.Redis.from_url(url).close()  # parses only: no connection is made
+        redis_client(target).close()  # parses only: no connection is made
     except ValueError as exc:
         raise CliError(
-            f"REDIS_URL {redact_text(url)!r} is not a Redis URL ({exc}); "
-            "e.g. redis://127.0.0.1:6379/0"
+            f"REDIS_URL {redact_text(url)!r} is not a Redis URL ({redact_text(str(exc))}); "
+            "e.g. redis://127.0.0.1:6379/0 or sentinel://s1:26379;sentinel://s2:26379/0"
         ) from None
 
 
@@ -114,17 +123,19 @@ WaitForRedisOption = Annotated[
 ]
 
 
-def wait_for_redis(url: str, seconds: float) -> None:
-    """Return once Redis answers; CliError after `seconds` of trying."""
+def wait_for_redis(target: RedisTarget | str, seconds: float) -> None:
+    """Return once Redis (for sentinel://, the current master) answers; CliError
+    after `seconds` of trying."""
     import threading
     import time
 
     import redis
 
     from orchestrator.observability.logs import redact_text
+    from orchestrator.store.connection import RedisTarget, redis_client
 
-    shown = redact_text(url)
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    shown = redact_text(RedisTarget.of(target).url)
+    client = redis_client(target, socket_connect_timeout=2, socket_timeout=5)
     deadline = time.monotonic() + seconds
     next_report = time.monotonic() + WAIT_REPORT_SECONDS
     pause = threading.Event()
@@ -154,8 +165,8 @@ def _exec_celery(
     from orchestrator.settings import get_settings
 
     settings = get_settings()  # a bad setting is one error line here, before the exec
-    check_redis_url(settings.redis_url)
-    wait_for_redis(settings.redis_url, wait_seconds)
+    check_redis_url(settings.redis_target)
+    wait_for_redis(settings.redis_target, wait_seconds)
     os.environ["ORCH_LOG_LEVEL"] = level.value
     sys.stdout.flush()
     sys.stderr.flush()
@@ -175,15 +186,29 @@ def worker_command(
     name: Annotated[
         str | None, typer.Option(metavar="NAME", help="Node name (default: unique per process).")
     ] = None,
+    queues: Annotated[
+        Queues,
+        typer.Option(help="Queues: steps and webhooks, or one (a worker of its own for hooks)."),
+    ] = Queues.ALL,
 ) -> None:
-    """Run a Celery worker consuming the chain queue (batchai)."""
+    """Run a Celery worker consuming the chain queue (batchai) and webhook deliveries."""
     node = name or f"orch-{os.getpid()}@{socket.gethostname()}"
-    _exec_celery(loglevel, worker_args(concurrency, loglevel, pool, node), wait_for_redis_seconds)
+    _exec_celery(
+        loglevel, worker_args(concurrency, loglevel, pool, node, queues), wait_for_redis_seconds
+    )
 
 
-def worker_args(concurrency: int, loglevel: LogLevel, pool: Pool, node: str) -> list[str]:
+def worker_args(
+    concurrency: int, loglevel: LogLevel, pool: Pool, node: str, queues: Queues | None = None
+) -> list[str]:
     """The Celery arguments of a chain worker (the test worker reuses them)."""
-    from orchestrator.chain.queue import CHAIN_QUEUE
+    from orchestrator.chain.queue import CHAIN_QUEUE, WEBHOOK_QUEUE
+
+    consumed = {
+        Queues.ALL: [CHAIN_QUEUE, WEBHOOK_QUEUE],
+        Queues.STEPS: [CHAIN_QUEUE],
+        Queues.WEBHOOKS: [WEBHOOK_QUEUE],
+    }[queues or Queues.ALL]
 
     return [
         # No ASCII-art banner: every line a worker prints is a JSON log line.
@@ -192,7 +217,7 @@ def worker_args(concurrency: int, loglevel: LogLevel, pool: Pool, node: str) -> 
         f"--loglevel={loglevel.value}",
         f"--concurrency={concurrency}",
         f"--pool={pool.value}",
-        f"--queues={CHAIN_QUEUE}",
+        f"--queues={','.join(consumed)}",
         f"--hostname={node}",
         # Mingle/gossip sync state between workers; the chain keeps its
         # state in the run store, so they would only add startup latency.

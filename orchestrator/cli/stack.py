@@ -25,7 +25,7 @@ from orchestrator.cli.context import (
     read_context,
     write_context,
 )
-from orchestrator.cli.render import status_text
+from orchestrator.cli.render import error_text, status_text
 from orchestrator.devstack.redis_server import free_port
 from orchestrator.devstack.stack import Stack, StackConfig, StackError
 from orchestrator.observability.logs import redact_text
@@ -177,10 +177,11 @@ def demo_command(
     ] = None,
 ) -> None:
     """Start the embedded stack, train the MNIST ConvNet through every step, show the result."""
-    from orchestrator.chain.enqueue import enqueue_run
+    from orchestrator.chain.enqueue import direct_uploads, enqueue_run
     from orchestrator.cli.view import watch_run
     from orchestrator.domain.spec import load_spec
     from orchestrator.domain.status import RunStatus
+    from orchestrator.inputs.submit import upload_local_inputs
     from orchestrator.settings import get_settings
 
     _stop_on_sigterm()
@@ -215,6 +216,8 @@ def demo_command(
             from orchestrator.cli.common import open_store
 
             store = open_store()
+            # As any submitter does: the data goes to the share first, by content.
+            spec, _ = upload_local_inputs(spec, direct_uploads(get_settings(), store))
             record, _ = enqueue_run(spec, store=store, broker_url=stack.env["REDIS_URL"])
             console.print(f"[bold]3/4[/] submitted run {record.run_id}; following its steps")
             console.print(f"     API: {stack.api_url}/docs (token in {stack.api_token_file})")
@@ -237,7 +240,9 @@ def demo_command(
     lines.append(f"  wall time:  {elapsed:.1f}s")
     typer.echo("\n".join(lines))
     if final.status is not RunStatus.SUCCEEDED:
-        raise CliError(f"the demo run ended {final.status.value}: {final.error or final.reason}")
+        raise CliError(
+            f"the demo run ended {final.status.value}: {error_text(final) or final.reason}"
+        )
     typer.echo("\n".join(["", "Next steps:", *next_steps(folder)]))
 
 

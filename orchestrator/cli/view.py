@@ -5,21 +5,25 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.live import Live
 
 from orchestrator.artifacts import RunArtifacts
-from orchestrator.cli.common import CliError, open_store
+from orchestrator.cli.common import CliError, api_client, open_store
 from orchestrator.cli.follow import follow_run
 from orchestrator.cli.render import relative_to_artifacts, run_view, runs_table
+from orchestrator.cli.terminal import TerminalSanitizer, one_line
 from orchestrator.domain.status import RunStatus
 from orchestrator.joblog import JobLogReader, LogTail
 from orchestrator.observability.logs import redact_text
 from orchestrator.settings import get_settings
 from orchestrator.store import RunRecord, RunStore
+
+if TYPE_CHECKING:
+    from orchestrator.client import OrchestratorClient
 
 LOG_TAIL_LINES = 12
 
@@ -31,6 +35,10 @@ def runs_command(
     ] = None,
     tag: Annotated[
         str | None, typer.Option(metavar="KEY=VALUE", help="Only runs with this tag, as key=value.")
+    ] = None,
+    submitted_by: Annotated[
+        str | None,
+        typer.Option(metavar="KEY_NAME", help="Only runs submitted with this API key name."),
     ] = None,
     limit: Annotated[
         int, typer.Option(metavar="N", min=1, max=500, help="At most this many runs.")
@@ -45,12 +53,15 @@ def runs_command(
             raise CliError(f"--tag must be key=value, got {tag!r}")
         tag_filter = (key, value)
     store = open_store()
-    records, _ = store.list_runs(status=status, tag=tag_filter, name=name, limit=limit)
+    records, _ = store.list_runs(
+        status=status, tag=tag_filter, name=name, submitted_by=submitted_by, limit=limit
+    )
     if as_json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
     if not records:
-        typer.echo(_no_runs_message(store, filtered=bool(status or name or tag)))
+        filtered = bool(status or name or tag or submitted_by)
+        typer.echo(_no_runs_message(store, filtered=filtered))
         return
     Console().print(runs_table(records))
 
@@ -74,7 +85,7 @@ def watch_run(run_id: str, console: Console | None = None) -> RunRecord:
 
         def redraw(record: RunRecord) -> None:
             outputs = record.spec.outputs
-            lines = [relative_to_artifacts(line, outputs) for line in tail.update(record)]
+            lines = [relative_to_artifacts(one_line(line), outputs) for line in tail.update(record)]
             live.update(run_view(record, lines))
 
         return follow_run(store, run_id, on_update=redraw, tick_seconds=0.5)
@@ -99,13 +110,29 @@ def logs_command(
     stderr: Annotated[
         bool, typer.Option("--stderr", help="Print stderr instead of stdout.")
     ] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw", help="Print the job's bytes as they are, terminal escape sequences included."
+        ),
+    ] = False,
 ) -> None:
-    """The job's stdout (or stderr): live from the cluster while it runs, else as collected."""
+    """The job's stdout (or stderr): live from the cluster while it runs, else as collected.
+
+    Terminal control sequences the job wrote (colours, titles, clears) are removed
+    unless --raw: a job must not drive the user's terminal.
+    """
     store = open_store()
     reader = JobLogReader(get_settings(), "stderr" if stderr else "stdout", min_live_interval=1.0)
+    sanitizer = TerminalSanitizer()
 
     def emit(record: RunRecord) -> None:
-        text = reader.read_new(record)
+        if raw:
+            data = reader.read_new_bytes(record)
+            if data:
+                typer.echo(data, nl=False)  # bytes: written to the binary stream as they are
+            return
+        text = sanitizer.feed(reader.read_new(record))
         if text:
             typer.echo(text, nl=False)
 
@@ -113,6 +140,8 @@ def logs_command(
     if follow and not record.terminal:
         record = follow_run(store, run_id, on_update=emit)
     emit(record)
+    if rest := sanitizer.flush():
+        typer.echo(rest, nl=False)
     if reader.offset == 0 and not follow:
         if record.terminal and reader.collected_path(run_id).is_file():
             # An empty log of a finished job is an answer, not a failure.
@@ -133,6 +162,56 @@ def _no_log_message(record: RunRecord, reader: JobLogReader) -> str:
     return f"no {name} was collected for run {run_id} (status {status})"
 
 
+def _copy_error(download: Path | None, exc: OSError) -> CliError:
+    return CliError(f"cannot copy the outputs to {download}: {exc.strerror or exc}")
+
+
+def _show_outputs(
+    run_id: str,
+    rows: list[tuple[str, int]],
+    download: Path | None,
+    as_json: bool,
+    *,
+    root: Path | None = None,
+    empty: str = "",
+) -> None:
+    """The outputs as the command prints them: (path, size) rows, under `root`
+    when they are this machine's files."""
+    if as_json:
+        document: dict[str, object] = {"run_id": run_id}
+        if root is not None:
+            document["root"] = str(root)
+        document["files"] = [{"path": path, "size": size} for path, size in rows]
+        typer.echo(json.dumps(document, indent=2))
+        return
+    if not rows:
+        typer.echo(f"run {run_id} has no collected outputs{empty}")
+    for path, size in rows:
+        shown = root / path if root is not None else path
+        typer.echo(f"{size:>12}  {one_line(str(shown))}")
+    if download is not None:
+        typer.echo(f"copied {len(rows)} file(s) to {download}")
+
+
+def _outputs_through_api(
+    client: OrchestratorClient, run_id: str, download: Path | None, as_json: bool
+) -> None:
+    from orchestrator.client import ApiError
+
+    with client:
+        try:
+            files = client.outputs(run_id)
+            for item in files if download is not None else []:
+                assert download is not None
+                target = download / RunArtifacts.safe_relative(item["path"])
+                client.download(run_id, item["path"], target)
+        except ApiError as exc:
+            raise CliError(str(exc)) from None
+        except OSError as exc:
+            raise _copy_error(download, exc) from None
+    _show_outputs(run_id, [(item["path"], item["size"]) for item in files], download, as_json)
+
+
 def outputs_command(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run whose outputs to list.")],
     download: Annotated[
@@ -143,10 +222,17 @@ def outputs_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List a run's collected outputs, or copy them to a folder."""
+    """List a run's collected outputs, or copy them to a folder.
+
+    With ORCH_API_URL set they come through the API, from the file share (any
+    machine); otherwise from this machine's ORCH_ARTIFACTS_DIR (the worker's copy)."""
+    client = api_client()
+    if client is not None:
+        _outputs_through_api(client, run_id, download, as_json)
+        return
     record = open_store().get(run_id)
     artifacts = RunArtifacts.of(get_settings().artifacts_dir, run_id)
-    files = artifacts.files()  # the same listing as GET /v1/runs/{id}/outputs
+    files = artifacts.files()
     if download is not None:
         try:
             for item in files:
@@ -154,17 +240,7 @@ def outputs_command(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(artifacts.resolve(item.path), target)
         except OSError as exc:
-            raise CliError(
-                f"cannot copy the outputs to {download}: {exc.strerror or exc}"
-            ) from None
-    if as_json:
-        rows = [{"path": item.path, "size": item.size} for item in files]
-        document = {"run_id": run_id, "root": str(artifacts.root), "files": rows}
-        typer.echo(json.dumps(document, indent=2))
-        return
-    if not files:
-        typer.echo(f"run {run_id} has no collected outputs (status {record.status.value})")
-    for item in files:
-        typer.echo(f"{item.size:>12}  {artifacts.root / item.path}")
-    if download is not None:
-        typer.echo(f"copied {len(files)} file(s) to {download}")
+            raise _copy_error(download, exc) from None
+    rows = [(item.path, item.size) for item in files]
+    empty = f" (status {record.status.value})"
+    _show_outputs(run_id, rows, download, as_json, root=artifacts.root, empty=empty)

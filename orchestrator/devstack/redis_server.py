@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -61,18 +62,24 @@ def free_port() -> int:
 
 
 class RedisServer:
+    # The log line that says the server accepts connections.
+    ready_marker = b"Ready to accept connections"
+
     def __init__(
         self,
         port: int = 0,
         data_dir: Path | None = None,
         appendonly: bool = False,
         password: str | None = None,
+        extra_config: Sequence[str] = (),
     ) -> None:
         self._requested_port = port
         # URL-safe, so it goes into the URL as it is.
         self.password = password or secrets.token_urlsafe(24)
         self._data_dir = data_dir
         self._appendonly = appendonly
+        # More config-file lines (e.g. `replicaof`, `masterauth` for a replica).
+        self._extra_config = tuple(extra_config)
         self._process: subprocess.Popen[bytes] | None = None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self.port = port
@@ -127,6 +134,8 @@ class RedisServer:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(f"requirepass {self.password}\n")
+            for line in self._extra_config:
+                out.write(f"{line}\n")
 
     def _command(self, data_dir: Path) -> list[str]:
         return [
@@ -165,7 +174,7 @@ class RedisServer:
                 if not line:  # EOF: the server exited (port taken, bad option)
                     return False
                 self._log_tail.append(line.decode(errors="replace").rstrip())
-                ready = b"Ready to accept connections" in line
+                ready = self.ready_marker in line
         threading.Thread(
             target=self._drain, args=(stream,), name=f"redis-{self.port}-log", daemon=True
         ).start()

@@ -9,14 +9,20 @@ recognise only names this module produces.
 - experiment: spec.name, so runs of one name (a sweep) share an experiment
 - cluster: ``orch-<run_id>`` for a per-run cluster, spec.cluster.name for a shared one
 - job: ``<spec.name>-<run_id>``
-- inputs: ``inputs/<spec.name>/<INPUT_ID>`` on the share; stable across runs, so
-  files whose MD5 did not change are not uploaded again
-- outputs: ``outputs/<spec.name>/<run_id>`` on the share (job stdout/stderr and
-  output directories live under it)
+- run share: ``orch-run-<sha256(run_id)[:20]>``, a file share of the run's own,
+  the only storage its job mounts: ``inputs/<INPUT_ID>`` (filled by server-side
+  copies, deleted at cleanup) and ``outputs`` (the job's stdout/stderr and
+  output directories). One share per run because Azure Files mounts whole
+  shares: a folder of a common share cannot be mounted alone, and a job that
+  mounts a common share can read and write every run's files on it
+- uploads: ``uploads/sha256/<digest>`` on the configured share, one file per
+  distinct content, so an unchanged file is never sent twice, whoever sends it;
+  never mounted by a job
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -27,6 +33,10 @@ from orchestrator.settings import Settings
 AZURE_NAME_PATTERN = r"^[-\w_]+$"
 AZURE_NAME_MAX_LENGTH = 64
 CLUSTER_PREFIX = "orch-"
+RUN_SHARE_PREFIX = "orch-run-"
+UPLOAD_BLOBS = "uploads/sha256"
+RUN_INPUTS = "inputs"
+RUN_OUTPUTS = "outputs"
 
 _AZURE_NAME = re.compile(AZURE_NAME_PATTERN)
 _RUN_ID = re.compile(RUN_ID_PATTERN)
@@ -48,10 +58,13 @@ class AzureNames:
     experiment: str
     cluster: str
     job: str
+    # The configured share: uploads (and share: inputs) live there.
     share: str
-    # Share-relative directory holding inputs/<spec.name>/<INPUT_ID>.
+    # The run's own share, the only one its job mounts.
+    run_share: str
+    # Directory of the run share holding the run's input folders (one per INPUT_ID).
     inputs_root: str
-    # Share-relative directory under which the job writes stdout/stderr and outputs.
+    # Directory of the run share under which the job writes stdout/stderr and outputs.
     output_prefix: str
 
     def __post_init__(self) -> None:
@@ -61,6 +74,16 @@ class AzureNames:
     def input_dir(self, input_id: str) -> str:
         """Share-relative directory of one input (no trailing slash)."""
         return f"{self.inputs_root}/{input_id}"
+
+
+def run_share_name(run_id: str) -> str:
+    """A share name (3-63 lowercase letters, digits, hyphens) from any run id."""
+    return RUN_SHARE_PREFIX + hashlib.sha256(run_id.encode()).hexdigest()[:20]
+
+
+def upload_blob_path(digest: str) -> str:
+    """Share-relative path of the uploaded content whose SHA-256 is `digest`."""
+    return f"{UPLOAD_BLOBS}/{digest}"
 
 
 def cluster_name(run_id: str, spec: RunSpec) -> str:
@@ -83,8 +106,9 @@ def azure_names(run_id: str, spec: RunSpec, settings: Settings) -> AzureNames:
         cluster=cluster_name(run_id, spec),
         job=job_name(run_id, spec),
         share=settings.azure_file_share,
-        inputs_root=f"inputs/{spec.name}",
-        output_prefix=f"outputs/{spec.name}/{run_id}",
+        run_share=run_share_name(run_id),
+        inputs_root=RUN_INPUTS,
+        output_prefix=RUN_OUTPUTS,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Self
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +27,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from orchestrator.domain.inputs import InputKind, InputRef, parse_input
 
 # Azure Batch AI names: ^[-\w_]+$, at most 64 characters. Names the orchestrator
 # derives from these get a run-id suffix, so user-given parts are kept shorter.
@@ -166,13 +169,22 @@ ParameterName = Annotated[
 Parameters = Annotated[dict[ParameterName, ParameterValue], Field(max_length=MAX_PARAMETERS)]
 
 
+def _valid_input(value: str) -> str:
+    parse_input(value)  # ValueError says what is wrong; pydantic names inputs.<ID>
+    return value
+
+
+InputValue = Annotated[StrictStr, AfterValidator(_valid_input)]
+
+
 class RunSpec(_Strict):
     # Prefix for experiment and job names.
     name: Annotated[StrictStr, Field(pattern=NAME_PATTERN, min_length=1, max_length=32)]
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     job: JobSpec
-    # Input id -> local file or directory, uploaded to the share. Absolute after loading.
-    inputs: dict[Annotated[str, Field(pattern=IDENTIFIER_PATTERN)], StrictStr] = Field(
+    # Input id -> upload:<id>, share:<path>, or a path (orchestrator/domain/inputs.py).
+    # Relative paths resolve against the spec file's folder when it is loaded.
+    inputs: dict[Annotated[str, Field(pattern=IDENTIFIER_PATTERN)], InputValue] = Field(
         default_factory=dict
     )
     # Output directory ids; each becomes $AZ_BATCHAI_OUTPUT_<id>.
@@ -217,10 +229,21 @@ class RunSpec(_Strict):
         """A copy whose relative input paths are resolved against base_dir."""
         data = self.model_dump(mode="json")
         data["inputs"] = {
-            key: str((base_dir / value).resolve()) if not Path(value).is_absolute() else value
+            key: str((base_dir / value).resolve())
+            if parse_input(value).kind is InputKind.PATH and not Path(value).is_absolute()
+            else value
             for key, value in self.inputs.items()
         }
         return parse_spec(data)
+
+    def with_inputs(self, inputs: dict[str, str]) -> RunSpec:
+        """A copy with some inputs replaced (an uploaded path by its upload:<id>)."""
+        data = self.model_dump(mode="json")
+        data["inputs"] = {**data["inputs"], **inputs}
+        return parse_spec(data)
+
+    def input_refs(self) -> dict[str, InputRef]:
+        return {key: parse_input(value) for key, value in self.inputs.items()}
 
     def job_args(self) -> list[str]:
         """The job's command line arguments: args, then --key value per parameter."""

@@ -43,6 +43,9 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Authorization header values: "SharedKey account:signature", "Bearer eyJ..."
     # Case-sensitive and at least 6 characters, so prose ("Basic setup") survives.
     (re.compile(r"\b(SharedKey|Bearer|Basic)\s+[^\s'\",;}]{6,}"), r"\1 " + REDACTED),
+    # The orchestrator's own API keys and webhook signing secrets (store/apikeys.py).
+    (re.compile(r"\b(orch_)[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"), r"\1" + REDACTED),
+    (re.compile(r"\b(whsec_)[A-Za-z0-9+/=]{40,}"), r"\1" + REDACTED),
     # Connection-string parts.
     (
         re.compile(r"\b(AccountKey|SharedAccessSignature|SharedAccessKey)=[^;'\"\s]+", re.I),
@@ -101,6 +104,7 @@ def secrets_from_settings(settings: Settings) -> list[str]:
         settings.azure_storage_connection_string,
         settings.api_token,
         settings.azure_emulator_token,
+        settings.redis_sentinel_password,
     ):
         if secret is not None and secret.get_secret_value():
             values.append(secret.get_secret_value())
@@ -202,6 +206,9 @@ def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> No
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    # httpx logs every request's full URL at INFO; a webhook URL's path or query can
+    # carry the receiver's own token. Our webhook log lines say what happened instead.
+    logging.getLogger("httpx").setLevel(max(numeric_level, logging.WARNING))
 
     structlog.configure(
         processors=[

@@ -12,7 +12,14 @@ from orchestrator.store.errors import (
     StoreError,
 )
 from orchestrator.store.keys import DEFAULT_NAMESPACE, Keys
-from orchestrator.store.records import Ending, RunEvent, RunRecord, StepRecord
+from orchestrator.store.records import (
+    Ending,
+    InputRecord,
+    RunEvent,
+    RunRecord,
+    StepRecord,
+    StoredOutput,
+)
 from orchestrator.store.runs import RunStore
 
 __all__ = [
@@ -20,6 +27,7 @@ __all__ = [
     "Ending",
     "IdempotencyConflict",
     "IllegalTransition",
+    "InputRecord",
     "InvalidCursor",
     "Keys",
     "RunEvent",
@@ -29,4 +37,5 @@ __all__ = [
     "StepRecord",
     "StoreContention",
     "StoreError",
+    "StoredOutput",
 ]

@@ -14,6 +14,7 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:due``                     ZSET  task id by the time its message falls due
 - ``ns:due:messages``            HASH  task id -> {step, run_id, retries} (JSON)
 - ``ns:redrive:turn``            STRING (PX ttl) the worker whose turn it is to re-drive
+- ``ns:retention:turn``          STRING (PX ttl) the worker whose turn it is to delete expired runs
 - ``ns:stats:azure_requests``    HASH  "<operation>|<outcome>" -> count, over all workers
 - ``ns:schedule:<name>``         HASH  ``definition`` (ScheduleSpec JSON), ``trigger`` (its JSON),
                                         ``next_tick`` (epoch s, '' when none left), ``last_run_id``,
@@ -24,16 +25,35 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:schedule:<name>:history``  HASH tick ISO -> entry JSON; ``...:history:order`` ZSET by tick
 - ``ns:stats:schedule_ticks``    HASH  outcome -> count; ``ns:stats:schedule_latency`` HASH
                                         histogram of tick -> enqueue seconds (bucket, sum, count)
+- ``ns:upload:<upload_id>``      STRING an upload's manifest (canonical JSON), kept while used
+- ``ns:uploads``                 ZSET  upload id by its last use (commit, or a run naming it)
+- ``ns:uploads:blobs``           ZSET  content digest by its last use (written, or uploaded again)
+- ``ns:idx:submitter:<name>``   ZSET  run_id by created_at, per submitted_by (a key's name)
+- ``ns:apikey:<sha256(key)>``    HASH  ``name``, ``scopes`` (comma-separated), ``rate`` ('' = none),
+                                        ``created_at``, ``last_used_at``, ``signing_secret``,
+                                        ``notify`` (default webhook, JSON or ''); the
+                                        key itself is never stored, only its digest
+- ``ns:apikey:name:<name>``      STRING the digest of the key named so
+- ``ns:apikeys``                 ZSET  key name by created_at (all live keys)
+- ``ns:audit``                   STREAM fields ``kind``, ``ts``, ``data`` (JSON): key changes
+- ``ns:webhook:sent:<run_id>:<event>`` STRING the webhook id, set once when the run's
+                                        ending is announced (so it is delivered once)
+- ``ns:deliveries:<run_id>``     LIST  delivery attempts (JSON: id, attempt, status code,
+                                        latency, error type; never a body)
+- ``ns:webhook:failures:<sha256(url)>`` STRING failed deliveries in a row to that URL;
+  ``ns:webhook:disabled:<sha256(url)>`` STRING set when it passed the threshold
+- ``ns:ratelimit:...``           the ``limits`` library's moving windows, one per key name
 - ``ns:test:held:<run_id>``, ``ns:test:release:<run_id>``: the test worker's hold
   (tests/support), never written by a production worker
 
-The Celery broker's own keys (the queue ``batchai``, kombu's ``unacked*``) are
-kombu's, in the same database.
+The Celery broker's own keys (the queues ``batchai`` and ``batchai.webhooks``, kombu's
+``unacked*``) are kombu's, in the same database.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator.domain.status import RunStatus
@@ -65,6 +85,21 @@ class Keys:
         digest = hashlib.sha1(f"{key}\0{value}".encode(), usedforsecurity=False).hexdigest()
         return f"{self.namespace}:idx:tag:{digest}"
 
+    def run_indexes(
+        self, name: str, tags: Mapping[str, str], submitted_by: str | None = None
+    ) -> list[str]:
+        """Every index a run is in besides its status index: written together
+        when the run is created, cleaned together when it is deleted."""
+        return [
+            self.runs,
+            self.name_index(name),
+            *(self.tag_index(k, v) for k, v in tags.items()),
+            *([self.submitter_index(submitted_by)] if submitted_by else []),
+        ]
+
+    def submitter_index(self, name: str) -> str:
+        return f"{self.namespace}:idx:submitter:{name}"
+
     def idempotency(self, key: str) -> str:
         return f"{self.namespace}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
 
@@ -82,6 +117,10 @@ class Keys:
     @property
     def redrive_turn(self) -> str:
         return f"{self.namespace}:redrive:turn"
+
+    @property
+    def retention_turn(self) -> str:
+        return f"{self.namespace}:retention:turn"
 
     @property
     def azure_requests(self) -> str:
@@ -115,6 +154,51 @@ class Keys:
     @property
     def schedule_latency_stats(self) -> str:
         return f"{self.namespace}:stats:schedule_latency"
+
+    def upload(self, upload_id: str) -> str:
+        return f"{self.namespace}:upload:{upload_id}"
+
+    @property
+    def uploads(self) -> str:
+        return f"{self.namespace}:uploads"
+
+    @property
+    def upload_blobs(self) -> str:
+        return f"{self.namespace}:uploads:blobs"
+
+    def api_key(self, digest: str) -> str:
+        """The hash of the key whose SHA-256 hex digest is `digest`."""
+        return f"{self.namespace}:apikey:{digest}"
+
+    def api_key_name(self, name: str) -> str:
+        return f"{self.namespace}:apikey:name:{name}"
+
+    @property
+    def api_keys(self) -> str:
+        return f"{self.namespace}:apikeys"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.namespace}:audit"
+
+    def webhook_sent(self, run_id: str, event: str) -> str:
+        return f"{self.namespace}:webhook:sent:{run_id}:{event}"
+
+    def deliveries(self, run_id: str) -> str:
+        return f"{self.namespace}:deliveries:{run_id}"
+
+    def webhook_receiver(self, url: str) -> tuple[str, str]:
+        """(failures in a row, disabled flag) of the receiver at `url`."""
+        digest = hashlib.sha256(url.encode()).hexdigest()
+        return (
+            f"{self.namespace}:webhook:failures:{digest}",
+            f"{self.namespace}:webhook:disabled:{digest}",
+        )
+
+    @property
+    def rate_limit_prefix(self) -> str:
+        """The prefix of the rate limiter's keys (the limits library builds the rest)."""
+        return f"{self.namespace}:ratelimit"
 
     def test_hold(self, run_id: str) -> tuple[str, str]:
         """(key set while a test worker holds the run, list it waits on to be released)."""

@@ -36,6 +36,7 @@ class RunListing:
         status: RunStatus | None = None,
         tag: tuple[str, str] | None = None,
         name: str | None = None,
+        submitted_by: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[RunRecord], str | None]:
@@ -50,6 +51,8 @@ class RunListing:
             index = self.keys.status_index(status)
         elif name is not None:
             index = self.keys.name_index(name)
+        elif submitted_by is not None:
+            index = self.keys.submitter_index(submitted_by)
         elif tag is not None:
             index = self.keys.tag_index(*tag)
         else:
@@ -61,6 +64,7 @@ class RunListing:
                 (status is None or record.status == status)
                 and (name is None or record.spec.name == name)
                 and (tag is None or record.spec.tags.get(tag[0]) == tag[1])
+                and (submitted_by is None or record.submitted_by == submitted_by)
             )
 
         found: list[RunRecord] = []

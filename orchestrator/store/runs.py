@@ -27,6 +27,7 @@ from typing import Any, cast
 import redis
 
 from orchestrator.domain.ids import new_run_id, validate_run_id
+from orchestrator.domain.notify import NotifySpec
 from orchestrator.domain.spec import RunSpec
 from orchestrator.domain.status import (
     STEP_ORDER,
@@ -38,6 +39,7 @@ from orchestrator.domain.status import (
     can_transition,
 )
 from orchestrator.observability.logs import redact_text
+from orchestrator.store.connection import RedisTarget, redis_client
 from orchestrator.store.due import DueIndex
 from orchestrator.store.errors import (
     IdempotencyConflict,
@@ -49,6 +51,8 @@ from orchestrator.store.keys import DEFAULT_NAMESPACE, Keys
 from orchestrator.store.listing import RunListing, text
 from orchestrator.store.lua import load_script
 from orchestrator.store.records import Ending, RunEvent, RunRecord, StepRecord
+from orchestrator.store.retention import RunRetention
+from orchestrator.store.uploads import UploadBook
 
 # Attempts of one compare-and-set before giving up; a lost race costs one
 # re-read, so reaching this means something rewrites the run in a loop.
@@ -102,23 +106,25 @@ def _change_events(before: RunRecord, after: RunRecord) -> list[_Event]:
     return events
 
 
-class RunStore(RunListing):
+class RunStore(RunListing, RunRetention):
     """Writes (all through _compare_and_set) and events; the read-side queries
-    are RunListing's (store/listing.py)."""
+    are RunListing's (store/listing.py), the deletion of expired runs
+    RunRetention's (store/retention.py)."""
 
     def __init__(self, redis: redis.Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.redis = redis
         self.namespace = namespace
         self.keys = Keys(namespace)
         self.due = DueIndex(redis, self.keys)
+        self.uploads = UploadBook(redis, self.keys)
         self._create = self.redis.register_script(load_script("create_run"))
         self._cas = self.redis.register_script(load_script("compare_and_set"))
         self._append = self.redis.register_script(load_script("append_event"))
 
     @classmethod
-    def from_url(cls, redis_url: str, namespace: str = DEFAULT_NAMESPACE) -> RunStore:
-        """A store on its own client of `redis_url`."""
-        return cls(redis.Redis.from_url(redis_url), namespace=namespace)
+    def from_url(cls, redis_url: RedisTarget | str, namespace: str = DEFAULT_NAMESPACE) -> RunStore:
+        """A store on its own client of `redis_url` (a URL or Settings.redis_target)."""
+        return cls(redis_client(redis_url), namespace=namespace)
 
     # --------------------------------------------------------------- create/read
     def create_run(
@@ -127,6 +133,8 @@ class RunStore(RunListing):
         *,
         run_id: str | None = None,
         idempotency_key: str | None = None,
+        submitted_by: str | None = None,
+        notify: NotifySpec | None = None,
     ) -> tuple[RunRecord, bool]:
         """Create a queued run atomically; (record, created).
 
@@ -143,6 +151,8 @@ class RunStore(RunListing):
             spec=spec,
             steps={step: StepRecord() for step in STEP_ORDER},
             idempotency_key=idempotency_key,
+            submitted_by=submitted_by,
+            notify=notify,
             spec_fingerprint=fingerprint,
             created_at=now,
             updated_at=now,
@@ -152,10 +162,8 @@ class RunStore(RunListing):
             # Unused placeholder when there is no key (the script checks ARGV[5]).
             self.keys.idempotency(idempotency_key) if idempotency_key is not None else "-",
             self.keys.events(run_id),
-            self.keys.runs,
             self.keys.status_index(RunStatus.QUEUED),
-            self.keys.name_index(spec.name),
-            *(self.keys.tag_index(k, v) for k, v in spec.tags.items()),
+            *self.keys.run_indexes(spec.name, spec.tags, submitted_by),
         ]
         event = {"status": RunStatus.QUEUED.value, "previous": None, "reason": None, "error": None}
         result = cast(
@@ -363,14 +371,16 @@ class RunStore(RunListing):
 
         return self._compare_and_set(run_id, change)
 
-    def request_cancel(self, run_id: str) -> RunRecord:
-        """Flag the run for cancellation (the chain acts on it); no-op once terminal."""
+    def request_cancel(self, run_id: str, by: str | None = None) -> RunRecord:
+        """Flag the run for cancellation (the chain acts on it); no-op once terminal.
+
+        The `cancel_requested` event carries `by`, the name of who asked."""
 
         def change(record: RunRecord) -> list[_Event] | None:
             if record.cancel_requested or record.terminal:
                 return None
             record.cancel_requested = True
-            return [("cancel_requested", {})]
+            return [("cancel_requested", {"by": by} if by else {})]
 
         return self._compare_and_set(run_id, change)
 

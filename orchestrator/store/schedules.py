@@ -44,6 +44,9 @@ class ScheduleState:
     last_tick: float | None
     created_at: float
     updated_at: float
+    # The name of the key that created it, and of the one that changed it last.
+    submitted_by: str | None = None
+    updated_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,10 +114,17 @@ class ScheduleBook:
 
     # ------------------------------------------------------------ definitions
     def put(
-        self, spec: ScheduleSpec, *, mode: Mode, now: float | None = None, restart: bool = False
+        self,
+        spec: ScheduleSpec,
+        *,
+        mode: Mode,
+        now: float | None = None,
+        restart: bool = False,
+        by: str | None = None,
     ) -> ScheduleState:
         """Store `spec`. A new trigger (or `restart`, as on resume) starts from
-        the next tick after now; otherwise the stored next tick is kept."""
+        the next tick after now; otherwise the stored next tick is kept.
+        `by` (a key's name) becomes updated_by, and submitted_by when it creates."""
         now = time.time() if now is None else now
         next_tick = spec.trigger.next_after(now)
         outcome = text(
@@ -129,6 +139,7 @@ class ScheduleBook:
                     spec.trigger.model_dump_json(),
                     repr(now),
                     "1" if spec.suspend else "0",
+                    by or "",
                 ],
             )
         )
@@ -155,6 +166,8 @@ class ScheduleBook:
             last_tick=number("last_tick"),
             created_at=number("created_at") or 0.0,
             updated_at=number("updated_at") or 0.0,
+            submitted_by=fields.get("submitted_by") or None,
+            updated_by=fields.get("updated_by") or None,
         )
 
     def names(self) -> list[str]:
@@ -170,12 +183,14 @@ class ScheduleBook:
         if not deleted:
             raise ScheduleNotFound(name)
 
-    def set_suspended(self, name: str, suspended: bool, now: float | None = None) -> ScheduleState:
+    def set_suspended(
+        self, name: str, suspended: bool, now: float | None = None, by: str | None = None
+    ) -> ScheduleState:
         state = self.get(name)
         spec = state.spec.model_copy(update={"suspend": suspended})
         # Resuming starts from the next tick after now: ticks while paused are
         # not owed (they are not recorded as missed either).
-        return self.put(spec, mode="update", now=now, restart=not suspended)
+        return self.put(spec, mode="update", now=now, restart=not suspended, by=by)
 
     # ---------------------------------------------------------------- firing
     def due_names(self, now: float, limit: int = 100) -> list[str]:

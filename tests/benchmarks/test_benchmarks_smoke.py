@@ -143,3 +143,47 @@ def test_chain_overhead_concurrent() -> None:
         absolute=0.0005,
         relative=0.0006 / total + 0.0016 / k_times_single,
     )
+
+
+def test_upload_throughput_measures_the_api_and_the_sdk() -> None:
+    summary = run_benchmark("upload_throughput.py", "--files", "2", "--mib", "1", "--rounds", "1")
+    assert (summary["files"], summary["mib_per_file"], summary["rounds"]) == (2, 1.0, 1)
+    direct, api = summary["direct_mib_per_second"], summary["api_mib_per_second"]
+    assert direct > 0 and api > 0
+    # The API adds a hop; ten times faster than the SDK alone would be a broken measurement.
+    assert 0 < summary["ratio_api_to_direct"] <= 10
+    assert_close(
+        summary["ratio_api_to_direct"],
+        api / direct,
+        absolute=0.001,
+        relative=0.06 / api + 0.06 / direct,
+    )
+    assert summary["client_hash_seconds"] >= 0 and summary["resubmit_seconds"] > 0
+
+
+def test_rate_limit_burst_counts_refusals_and_paces_to_the_rate() -> None:
+    # A 5 s window, so that the 8 requests of the burst surely land in one window.
+    summary = run_benchmark(
+        "rate_limit_burst.py", "--requests", "8", "--rate", "4/5s", "--window-seconds", "5"
+    )
+    assert (summary["requests"], summary["rate"], summary["api_processes"]) == (8, "4/5s", 2)
+    burst = summary["burst"]
+    # 8 at once against 4 per window shared by both processes: 4 through, 4 refused,
+    # all with a Retry-After within the window.
+    assert burst["statuses"] == {"202": 4, "429": 4}
+    assert burst["refused_with_retry_after"] == 4
+    assert all(1 <= value <= 5 for value in burst["retry_after_values"])
+    paced = summary["paced"]
+    assert paced["accepted"] == 8
+    assert paced["seconds"] > 0 and paced["accepted_per_second"] > 0
+    assert summary["runs_in_redis"] == 4 + 8
+
+
+def test_webhook_latency_delivers_one_verified_webhook_per_run() -> None:
+    summary = run_benchmark("webhook_latency.py", "--runs", "3", "--wave", "3", "--workers", "1")
+    assert (summary["runs"], summary["workers"], summary["wave"]) == (3, 1, 3)
+    assert summary["statuses"] == {"succeeded": 3}
+    assert summary["deliveries"] == 3
+    latency = summary["latency_seconds"]
+    assert 0 <= latency["p50"] <= latency["p95"] <= latency["max"]
+    assert summary["elapsed_seconds"] > 0

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_ten_runs_under_chaos_all_succeed_once_and_leave_nothing() -> None:
-    args = ["--runs", "10", "--kill-every", "6", "--redis-restarts", "1", "--timeout", "420"]
+    args = ["--runs", "10", "--kill-every", "4", "--job-seconds", "5", "--redis-restarts", "1"]
+    args += ["--timeout", "420"]
     completed = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "chaos.py"), *args, "--json"],
         cwd=ROOT,

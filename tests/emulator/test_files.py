@@ -193,3 +193,50 @@ def test_data_dir_is_absolute_for_job_processes(tmp_path: Path, monkeypatch: Any
     with start_emulator(Path("relative-dir")) as emu:
         assert emu.emulator.shares.share_root("data").is_absolute()
         assert Path(emu.env["REQUESTS_CA_BUNDLE"]).is_absolute()
+
+
+def test_copy_file_is_done_at_once_with_the_content_settings(
+    files: Any, emulator: RunningEmulator
+) -> None:
+    files.create_share("data")
+    files.create_directory("data", "uploads")
+    files.create_directory("data", "run")
+    files.create_file_from_bytes(
+        "data",
+        "uploads",
+        "blob",
+        b"weights",
+        content_settings=ContentSettings(content_md5=_md5(b"weights")),
+    )
+    source = files.make_file_url("data", "uploads", "blob")
+    copy = files.copy_file("data", "run", "model.bin", source)
+    assert copy.status == "success"
+    copied = files.get_file_to_bytes("data", "run", "model.bin")
+    assert copied.content == b"weights"
+    assert copied.properties.content_settings.content_md5 == _md5(b"weights")
+    with pytest.raises(AzureMissingResourceHttpError):
+        files.copy_file("data", "run", "x", files.make_file_url("data", "uploads", "absent"))
+    assert emulator.stats()["requests"]["Files_CopyFile"] == {"202": 1, "404": 1}
+    assert emulator.stats()["bytes_uploaded"] == len(b"weights")  # the copy sent nothing
+
+
+def test_symlinks_a_job_wrote_are_never_followed(
+    files: Any, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    files.create_share("data")
+    files.create_directory("data", "outputs")
+    files.create_directory("data", "other-run")
+    files.create_file_from_bytes("data", "other-run", "secret.bin", b"not yours")
+    root = emulator.emulator.shares.share_root("data")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("host file")
+    (root / "outputs" / "to-host").symlink_to(outside)
+    (root / "outputs" / "to-other-run").symlink_to(root / "other-run" / "secret.bin")
+    (root / "outputs" / "dir-link").symlink_to(root / "other-run", target_is_directory=True)
+    listed = [item.name for item in files.list_directories_and_files("data", "outputs")]
+    assert listed == []
+    for path in ("to-host", "to-other-run", "dir-link/secret.bin"):
+        directory, _, name = f"outputs/{path}".rpartition("/")
+        with pytest.raises(AzureHttpError) as refused:
+            files.get_file_to_bytes("data", directory, name)
+        assert refused.value.status_code == 400

@@ -9,7 +9,6 @@ from pydantic import SecretStr
 
 from orchestrator.api import create_app
 from orchestrator.client import OrchestratorClient
-from orchestrator.settings import Settings
 from tests.support.chain_stack import RUN_TIMEOUT, Stack
 from tests.support.live_server import serve
 
@@ -20,9 +19,7 @@ TOKEN = "e2e-token-0123456789"
 
 def test_http_submit_wait_and_download(stack: Stack) -> None:
     stack.start_worker()
-    settings = Settings(
-        redis_url=stack.redis_url, artifacts_dir=stack.artifacts, api_token=SecretStr(TOKEN)
-    )
+    settings = stack.settings(ORCH_API_TOKEN=SecretStr(TOKEN))
     with serve(create_app(settings)) as url, OrchestratorClient(url, token=TOKEN) as api:
         run_id = api.submit(stack.spec(), parameters={"seconds": 0.1}, idempotency_key="e2e")[
             "run_id"

@@ -95,8 +95,10 @@ def test_sigkill_mid_job_at_default_settings_recovers_within_90_seconds(stack: S
     doomed = stack.start_worker(defaults=True)
     run_id = stack.submit(stack.spec(seconds=8))
     wait_for(
-        lambda: stack.store.get(run_id).status is RunStatus.RUNNING
-        and stack.store.get(run_id).step(Step.POLL_JOB).state is not StepState.PENDING,
+        lambda: (
+            stack.store.get(run_id).status is RunStatus.RUNNING
+            and stack.store.get(run_id).step(Step.POLL_JOB).state is not StepState.PENDING
+        ),
         120,
         "the job to run",
     )
@@ -156,12 +158,15 @@ def test_cancel_while_running_terminates_the_job_and_deletes_the_cluster(stack: 
 
 def test_cancel_of_a_queued_run_ends_it_at_once(stack: Stack) -> None:
     run_id = stack.submit()  # no worker yet: the run stays queued
+    # The submitter uploaded the inputs (the share and two files): the run's own.
+    uploaded = stack.stats()["resources"]["created"]
+    assert uploaded == {"file_share": 1, "file": 2}
     record = cancel_run(stack.store, run_id)
     assert record.status is RunStatus.CANCELLED
     stack.start_worker()
     # The first task arrives, finds the run ended and touches nothing.
     wait_for(lambda: "run_already_terminal" in stack.workers[0].log(), 60, "the first task")
-    assert stack.stats()["resources"]["created"] == {}
+    assert stack.stats()["resources"]["created"] == uploaded
 
 
 def test_resubmitting_unchanged_inputs_uploads_no_bytes(stack: Stack) -> None:
@@ -177,5 +182,6 @@ def test_resubmitting_unchanged_inputs_uploads_no_bytes(stack: Stack) -> None:
     after = stack.stats()
     assert after["bytes_uploaded"] == before["bytes_uploaded"]
     assert after["requests"].get("Files_PutRange") == before["requests"].get("Files_PutRange")
+    # Both files (train.py, train.txt) came from the uploads, copied on the share.
     assert second.step(Step.PREPARE_SHARE).detail["uploaded"] == 0
-    assert second.step(Step.PREPARE_SHARE).detail["skipped"] == 2  # train.py, train.txt
+    assert second.step(Step.PREPARE_SHARE).detail["copied"] == 2

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator.testing import file_service
 from orchestrator.domain.spec import parse_spec
 from orchestrator.domain.status import FailureReason, RunStatus
 from tests.support.chain_stack import Stack, wait_for
@@ -37,9 +38,16 @@ def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_missing_script_and_a_wrong_argument_show_their_cause(stack: Stack) -> None:
     stack.start_worker()
-    missing = stack.spec("missing").model_copy(deep=True)
-    missing_data = missing.model_dump(mode="json")
+    # The script is missing from a share: folder (an upload without it would be
+    # refused at submission): only the job finds out.
+    files = file_service(stack.emulator.env)
+    share = stack.settings().azure_file_share
+    files.create_share(share)
+    files.create_directory(share, "code")
+    files.create_file_from_bytes(share, "code", "other.py", b"print('not the script')\n")
+    missing_data = stack.spec("missing").model_dump(mode="json")
     missing_data["job"]["script"] = "no_such_train.py"
+    missing_data["inputs"]["SCRIPTS"] = "share:code"
     missing_id = stack.submit(parse_spec(missing_data))
     wrong_id = stack.submit(stack.spec("wrongarg", bogus_flag=1))
 

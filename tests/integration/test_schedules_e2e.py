@@ -23,15 +23,14 @@ def _scheduled_runs(stack: Stack, name: str) -> list[tuple[float, str]]:
     """(trigger time, run id) of every run the schedule created, oldest first."""
     records, _ = stack.store.list_runs(tag=("schedule", name), limit=500)
     return sorted(
-        (datetime.fromisoformat(r.spec.tags["trigger_time"]).timestamp(), r.run_id)
-        for r in records
+        (datetime.fromisoformat(r.spec.tags["trigger_time"]).timestamp(), r.run_id) for r in records
     )
 
 
 def test_every_tick_runs_once_with_two_workers_and_one_sigkilled(stack: Stack) -> None:
     first, _second = stack.start_worker(), stack.start_worker()
     book = ScheduleBook(stack.client, stack.store.keys)
-    run = stack.spec(seconds=0).model_dump(mode="json")
+    run = stack.uploaded_spec(seconds=0).model_dump(mode="json")
     schedule = {
         "name": "every2",
         "trigger": {"every": f"{EVERY_SECONDS}s"},
@@ -70,7 +69,7 @@ def _schedule(stack: Stack, name: str, every: int, policy: str) -> ScheduleBook:
     schedule = {
         "name": name,
         "trigger": {"every": f"{every}s"},
-        "run": stack.spec(seconds=8).model_dump(mode="json"),
+        "run": stack.uploaded_spec(seconds=8).model_dump(mode="json"),
         "concurrency_policy": policy,
         "history_limit": 100,
     }

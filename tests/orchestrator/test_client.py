@@ -11,9 +11,11 @@ from orchestrator.api import create_app
 from orchestrator.client import ApiError, OrchestratorClient
 from orchestrator.domain.spec import parse_spec
 from orchestrator.domain.status import RunStatus
+from orchestrator.inputs.local import LocalInputError
 from orchestrator.settings import Settings
-from orchestrator.store import RunStore
+from orchestrator.store import RunRecord, RunStore, StoredOutput
 from tests.support.api import TOKEN, run_request, settings, store
+from tests.support.chain_fakes import FakeGateway
 from tests.support.live_server import serve
 
 __all__ = ["settings", "store"]  # fixtures shared with the API tests
@@ -22,8 +24,16 @@ SPEC = run_request()["spec"]
 
 
 @pytest.fixture
-def base_url(settings: Settings) -> Iterator[str]:
-    with serve(create_app(settings)) as url:
+def share() -> FakeGateway:
+    """The API's file share, in memory (these tests have no emulator)."""
+    return FakeGateway()
+
+
+@pytest.fixture
+def base_url(settings: Settings, share: FakeGateway) -> Iterator[str]:
+    app = create_app(settings)
+    app.state.gateway = share
+    with serve(app) as url:
         yield url
 
 
@@ -49,14 +59,48 @@ def test_submit_a_mapping_get_list_and_cancel(api: OrchestratorClient) -> None:
     assert api.cancel(run_id)["cancel_requested"] is True
 
 
-def test_submit_a_spec_file_resolves_its_relative_inputs(
-    api: OrchestratorClient, tmp_path: Path
+def test_submit_a_spec_file_uploads_its_relative_inputs_first(
+    api: OrchestratorClient, tmp_path: Path, share: FakeGateway, store: RunStore
 ) -> None:
-    (tmp_path / "sample").mkdir()
+    sample = tmp_path / "sample"
+    (sample / "sub").mkdir(parents=True)
+    (sample / "ConvNet_MNIST.py").write_text("print('train')\n")
+    (sample / "sub" / "data.bin").write_bytes(b"\x01" * 100)
     spec_file = tmp_path / "run.yaml"
     spec_file.write_text(yaml.safe_dump({**SPEC, "inputs": {"SAMPLE": "./sample"}}))
     run_id = api.submit(spec_file)["run_id"]
-    assert api.get(run_id)["spec"]["inputs"] == {"SAMPLE": str(tmp_path / "sample")}
+    assert api.last_upload.files == 2 and api.last_upload.sent_files == 2
+    assert api.last_upload.sent_bytes == len("print('train')\n") + 100
+    # The run names the upload, never a path of this machine.
+    value = api.get(run_id)["spec"]["inputs"]["SAMPLE"]
+    assert value.startswith("upload:")
+    manifest = store.uploads.get(value.removeprefix("upload:"))
+    assert manifest is not None
+    assert {entry.path for entry in manifest.files} == {"ConvNet_MNIST.py", "sub/data.bin"}
+    # The same folder again: nothing is sent.
+    api.submit(spec_file)
+    assert api.last_upload.sent_files == 0 and api.last_upload.sent_bytes == 0
+
+
+def test_submit_a_mapping_resolves_paths_against_base_dir(
+    api: OrchestratorClient, tmp_path: Path
+) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "ConvNet_MNIST.py").write_text("x = 1\n")
+    accepted = api.submit({**SPEC, "inputs": {"SAMPLE": "code"}}, base_dir=tmp_path)
+    assert api.get(accepted["run_id"])["spec"]["inputs"]["SAMPLE"].startswith("upload:")
+
+
+def test_a_local_input_that_cannot_be_uploaded_is_refused_naming_it(
+    api: OrchestratorClient, tmp_path: Path
+) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "link.py").symlink_to("/etc/hostname")
+    with pytest.raises(LocalInputError, match=r"^inputs\.SAMPLE: .*link\.py is a symlink"):
+        api.submit({**SPEC, "inputs": {"SAMPLE": "code"}}, base_dir=tmp_path)
+    with pytest.raises(LocalInputError, match=r"^inputs\.SAMPLE: .*does not exist"):
+        api.submit({**SPEC, "inputs": {"SAMPLE": "nowhere"}}, base_dir=tmp_path)
+    assert api.list()["items"] == []
 
 
 def test_submit_a_run_spec_object(api: OrchestratorClient) -> None:
@@ -86,32 +130,42 @@ def test_wait_raises_timeout_error_at_its_deadline(api: OrchestratorClient) -> N
         api.wait(run_id, timeout=0.2)
 
 
+def _record_outputs(
+    store: RunStore, share: FakeGateway, run_id: str, files: dict[str, bytes]
+) -> None:
+    """What collect_outputs records: each file where it lies on the share."""
+    for path, body in files.items():
+        share.share_files[f"outputs/x/{run_id}/{path}"] = body
+
+    def collected(record: RunRecord) -> None:
+        record.output_files = {
+            path: StoredOutput(share_path=f"outputs/x/{run_id}/{path}", size=len(body))
+            for path, body in files.items()
+        }
+
+    store.update(run_id, collected)
+
+
 def test_outputs_list_and_download(
-    api: OrchestratorClient,
-    settings: Settings,
-    tmp_path: Path,
+    api: OrchestratorClient, store: RunStore, share: FakeGateway, tmp_path: Path
 ) -> None:
     run_id = api.submit(SPEC)["run_id"]
-    root = settings.artifacts_dir / run_id / "MODEL"
-    root.mkdir(parents=True)
-    (root / "model.bin").write_bytes(b"weights")
-    assert api.outputs(run_id) == [{"path": "MODEL/model.bin", "size": 7}]
-    saved = api.download(run_id, "MODEL/model.bin", tmp_path / "out" / "model.bin")
+    _record_outputs(store, share, run_id, {"outputs/MODEL/model.bin": b"weights"})
+    assert api.outputs(run_id) == [{"path": "outputs/MODEL/model.bin", "size": 7}]
+    saved = api.download(run_id, "outputs/MODEL/model.bin", tmp_path / "out" / "model.bin")
     assert saved.read_bytes() == b"weights"
     with pytest.raises(ApiError) as missing:
-        api.download(run_id, "MODEL/none.bin", tmp_path / "none.bin")
+        api.download(run_id, "outputs/MODEL/none.bin", tmp_path / "none.bin")
     assert missing.value.status == 404
 
 
 @pytest.mark.parametrize("name", ["epoch #3.pt", "what?.txt", "100%25.log", "a b.txt"])
 def test_download_an_output_whose_name_has_url_characters(
-    api: OrchestratorClient, settings: Settings, tmp_path: Path, name: str
+    api: OrchestratorClient, store: RunStore, share: FakeGateway, tmp_path: Path, name: str
 ) -> None:
     run_id = api.submit(SPEC)["run_id"]
-    root = settings.artifacts_dir / run_id / "MODEL"
-    root.mkdir(parents=True)
-    (root / name).write_bytes(b"weights")
-    (root / "other").write_bytes(b"not this one")
+    files = {f"outputs/MODEL/{name}": b"weights", "outputs/MODEL/other": b"not this one"}
+    _record_outputs(store, share, run_id, files)
     [listed] = [item["path"] for item in api.outputs(run_id) if item["path"].endswith(name)]
     saved = api.download(run_id, listed, tmp_path / "out")
     assert saved.read_bytes() == b"weights"

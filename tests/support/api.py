@@ -28,7 +28,7 @@ def run_request(**spec_changes: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": "mnist-convnet",
         "job": {"script": "ConvNet_MNIST.py", "args": ["$AZ_BATCHAI_INPUT_SAMPLE"]},
-        "inputs": {"SAMPLE": "/data/mnist"},
+        "inputs": {"SAMPLE": "share:data/mnist"},
         "outputs": ["MODEL"],
         "tags": {"team": "vision"},
     }
@@ -59,3 +59,17 @@ def store(redis_url: str) -> Iterator[RunStore]:
         yield RunStore(connection)
     finally:
         connection.close()
+
+
+def create_key(
+    client: TestClient, name: str, scopes: list[str], rate: str | None = None
+) -> dict[str, Any]:
+    """POST /v1/keys with `client`'s (admin) credentials; the created key's JSON."""
+    response = client.post("/v1/keys", json={"name": name, "scopes": scopes, "rate": rate})
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

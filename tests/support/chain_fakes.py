@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.azure.errors import PermanentAzureError
+from orchestrator.azure.files import ShareNotFound
 from orchestrator.azure.gateway import Gateway
-from orchestrator.azure.types import AzureResource, JobState, NodeCounts, OutputFile
+from orchestrator.azure.types import AzureResource, JobState, NodeCounts, OutputFile, ShareFile
 from orchestrator.domain.naming import AzureNames
 from orchestrator.domain.spec import RunSpec
 
@@ -26,6 +28,8 @@ class FakeGateway:
     last_request_id: str | None = "req-1"
     # The job's stderr.txt; None lists no stderr at all (stdout.txt only).
     stderr_text: bytes | None = None
+    # More files of every output directory (after sub/model.bin).
+    extra_outputs: list[OutputFile] = field(default_factory=list)
 
     def _call(self, name: str) -> None:
         self.calls[name] += 1
@@ -51,11 +55,93 @@ class FakeGateway:
 
     def file_md5(self, share: str, directory: str, name: str) -> str | None:
         self._call("file_md5")
-        return self.share_md5.get(f"{directory}/{name}")
+        path = f"{directory}/{name}"
+        return self.share_md5.get(path) or self.share_complete.get(path)
 
     def upload_file(self, share: str, directory: str, name: str, local: Path, md5: str) -> None:
         self._call("upload_file")
         self.share_md5[f"{directory}/{name}"] = md5
+        self.share_files[f"{directory}/{name}"] = local.read_bytes()
+        self.share_complete[f"{directory}/{name}"] = md5
+
+    # ------------------------------------------- content on the share (in memory)
+    # share-relative path -> bytes, and -> Content-MD5 once complete
+    share_files: dict[str, bytes] = field(default_factory=dict)
+    share_complete: dict[str, str] = field(default_factory=dict)
+    deleted_shares: list[str] = field(default_factory=list)
+
+    def copy_file(
+        self, share: str, source: str, directory: str, name: str, *, source_share: str = ""
+    ) -> None:
+        self._call("copy_file")
+        if source not in self.share_files:
+            raise ShareNotFound(source)
+        target = f"{directory}/{name}"
+        self.share_files[target] = self.share_files[source]
+        if source in self.share_complete:
+            self.share_complete[target] = self.share_complete[source]
+
+    def list_tree(self, share: str, path: str, *, with_md5: bool = False) -> list[ShareFile]:
+        self._call("list_tree")
+        prefix = path.strip("/") + "/"
+        found = [
+            ShareFile(
+                name[len(prefix) :],
+                len(body),
+                self.share_complete.get(name) if with_md5 else None,
+            )
+            for name, body in sorted(self.share_files.items())
+            if name.startswith(prefix)
+        ]
+        if not found:
+            raise ShareNotFound(path)
+        return found
+
+    def share_file(self, share: str, path: str) -> ShareFile | None:
+        self._call("share_file")
+        if path not in self.share_files:
+            return None
+        return ShareFile(path, len(self.share_files[path]), self.share_complete.get(path))
+
+    def iter_file(self, share: str, path: str, size: int) -> Iterator[bytes]:
+        self._call("iter_file")
+        yield self.share_files[path][:size]
+
+    def create_empty_file(self, share: str, path: str, size: int) -> None:
+        self._call("create_empty_file")
+        self.share_files[path] = bytes(size)
+        self.share_complete.pop(path, None)
+
+    def write_range(self, share: str, path: str, start: int, data: bytes) -> None:
+        self._call("write_range")
+        body = self.share_files[path]
+        self.share_files[path] = body[:start] + data + body[start + len(data) :]
+
+    def set_md5(self, share: str, path: str, md5: str) -> None:
+        self._call("set_md5")
+        self.share_complete[path] = md5
+
+    def delete_file(self, share: str, path: str) -> None:
+        self._call("delete_file")
+        self.share_files.pop(path, None)
+        self.share_complete.pop(path, None)
+        self.share_md5.pop(path, None)
+
+    def delete_share(self, share: str) -> None:
+        # One dict holds every share's files here: a run share's are what is not
+        # in the configured share's folders (uploads/, etl data, ...).
+        self._call("delete_share")
+        self.deleted_shares.append(share)
+        for name in [n for n in self.share_files if n.startswith(("inputs/", "outputs/"))]:
+            self.delete_file(share, name)
+
+    def delete_tree(self, share: str, path: str) -> int:
+        self._call("delete_tree")
+        prefix = path.strip("/") + "/"
+        doomed = [name for name in self.share_files if name.startswith(prefix)]
+        for name in doomed:
+            self.delete_file(share, name)
+        return len(doomed)
 
     def ensure_cluster(self, names: AzureNames, spec: RunSpec) -> bool:
         self._call("ensure_cluster")
@@ -120,6 +206,7 @@ class FakeGateway:
         return [
             OutputFile("sub", None, True),
             OutputFile("sub/model.bin", "https://x/model", False),
+            *self.extra_outputs,
         ]
 
     def download(self, url: str, dest: Path) -> int:

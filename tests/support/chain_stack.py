@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import redis
 
 from emulator.testing import EmulatorProcess
-from orchestrator.chain.enqueue import enqueue_run
+from orchestrator.chain.enqueue import direct_uploads, enqueue_run
 from orchestrator.devstack.processes import ChildProcess, cli_argv
 from orchestrator.domain.spec import RunSpec, parse_spec
 from orchestrator.domain.status import Step
+from orchestrator.inputs.submit import upload_local_inputs
+from orchestrator.settings import Settings
 from orchestrator.store import RunRecord, RunStore
+from orchestrator.store.connection import RedisTarget, redis_client
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -93,12 +95,16 @@ def start_worker_process(
 class Stack:
     """Everything a chain test touches: store, emulator, workers, job inputs."""
 
-    def __init__(self, emulator: EmulatorProcess, redis_url: str, tmp_path: Path) -> None:
+    def __init__(
+        self, emulator: EmulatorProcess, redis_url: RedisTarget | str, tmp_path: Path
+    ) -> None:
         self.emulator = emulator
-        self.redis_url = redis_url
+        # A plain REDIS_URL, or a sentinel:// one with its master name and password.
+        self.target = RedisTarget.of(redis_url)
+        self.redis_url = self.target.url
         self.tmp_path = tmp_path
         self.artifacts = tmp_path / "artifacts"
-        self.client = redis.Redis.from_url(redis_url)
+        self.client = redis_client(self.target)
         self.store = RunStore(self.client)
         self.workers: list[ChildProcess] = []
         self.code_dir = tmp_path / "code"
@@ -115,6 +121,9 @@ class Stack:
         if not defaults:
             env.update(WORKER_SETTINGS)
         env.update(REDIS_URL=self.redis_url, ORCH_ARTIFACTS_DIR=str(self.artifacts))
+        env.update(ORCH_REDIS_SENTINEL_MASTER=self.target.sentinel_master)
+        if self.target.sentinel_password:
+            env.update(ORCH_REDIS_SENTINEL_PASSWORD=self.target.sentinel_password)
         env.update(extra)
         return env
 
@@ -144,10 +153,25 @@ class Stack:
             }
         )
 
-    def submit(self, spec: RunSpec | None = None) -> str:
-        record, created = enqueue_run(
-            spec or self.spec(), store=self.store, broker_url=self.redis_url
+    def settings(self, **extra: Any) -> Settings:
+        """Settings of a process of this stack (the emulator's Azure names, this Redis)."""
+        values: dict[str, Any] = {**self.emulator.env, "REDIS_URL": self.redis_url}
+        values["ORCH_ARTIFACTS_DIR"] = str(self.artifacts)
+        return Settings(_env_file=None, **{**values, **extra})
+
+    def uploaded_spec(self, name: str = "mnist", **parameters: Any) -> RunSpec:
+        """spec(), its local inputs uploaded: what a schedule or an HTTP body carries."""
+        spec, _ = upload_local_inputs(
+            self.spec(name, **parameters), direct_uploads(self.settings(), self.store)
         )
+        return spec
+
+    def submit(self, spec: RunSpec | None = None) -> str:
+        """Enqueue as a submitter on this machine does: local inputs uploaded first."""
+        uploaded, _ = upload_local_inputs(
+            spec or self.spec(), direct_uploads(self.settings(), self.store)
+        )
+        record, created = enqueue_run(uploaded, store=self.store, broker_url=self.target)
         assert created
         return record.run_id
 

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
+from redis.sentinel import MasterNotFoundError
 
 import workers.context as context
 import workers.policy as policy
@@ -59,6 +61,30 @@ def test_transient_errors_are_retried_then_fail_the_run(
     assert (step, reason) == (Step.POLL_JOB, FailureReason.AZURE_ERROR)
     assert "after 2 retries" in error
     assert cleanup == Dispatch(Step.CLEANUP, "run-1", "cleanup-id")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.ConnectionError("Connection closed by server."),
+        redis.TimeoutError("Timeout reading from socket"),
+        redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+        MasterNotFoundError("No master found for 'mymaster'"),
+    ],
+)
+def test_a_redis_restart_or_failover_mid_step_is_retried_not_a_failed_run(
+    calls: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    def redis_went_away(ctx: Any, step: Step, run_id: str, task_id: str) -> Dispatch | None:
+        raise error
+
+    monkeypatch.setattr(policy, "run_step", redis_went_away)
+    STEP_TASKS[Step.POLL_JOB].apply(args=["run-4"], task_id="t-4")
+
+    assert calls["fail"] == []
+    [retry] = calls["send"]
+    assert (retry.step, retry.task_id, retry.retries) == (Step.POLL_JOB, "t-4", 1)
+    assert retry.countdown is not None and retry.countdown > 0
 
 
 def test_unexpected_exceptions_fail_the_run_instead_of_sticking(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, HTTPException, Request, Response
 
-from orchestrator.api.deps import AuthDep, StoreDep
+from orchestrator.api.auth import Caller
+from orchestrator.api.deps import AdminAccess, ReadAccess, SettingsDep, StoreDep
 from orchestrator.api.errors import ERROR_RESPONSES, field_error
 from orchestrator.chain.schedules import ScheduleContext, schedule_view, trigger_now
 from orchestrator.domain.schedule import ScheduleSpec, parse_schedule
+from orchestrator.inputs.checks import InputRejected, check_inputs
+from orchestrator.settings import Settings
+from orchestrator.store import RunStore
 from orchestrator.store.schedules import (
     ScheduleBook,
     ScheduleExists,
@@ -18,7 +22,9 @@ from orchestrator.store.schedules import (
     ScheduleState,
 )
 
-router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[AuthDep])
+# Reading needs `read`; creating, changing and firing need `admin` (deps.py).
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+Admin = Annotated[Caller, AdminAccess]
 _ERRORS = ERROR_RESPONSES
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such schedule"}}
 _CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The name is taken (use PUT)"}}
@@ -28,14 +34,15 @@ def _book(store: Any) -> ScheduleBook:
     return ScheduleBook(store.redis, store.keys)
 
 
-def _parse(data: Any) -> ScheduleSpec:
+def _parse(data: Any, store: RunStore, settings: Settings) -> ScheduleSpec:
     spec = parse_schedule(data)  # ScheduleError is a SpecError: a 422 naming the field
-    for input_id, path in spec.run.inputs.items():
-        if not PurePosixPath(path).is_absolute():
-            raise field_error(
-                ("body", "run", "inputs", input_id),
-                "must be an absolute path on the workers' machines",
-            )
+    try:
+        # Every tick's run names these inputs: refused now rather than at 2 a.m.
+        check_inputs(
+            spec.run, input_roots=settings.input_roots, book=store.uploads, now=time.time()
+        )
+    except InputRejected as exc:
+        raise field_error(("body", "run", *exc.field), str(exc)) from None
     return spec
 
 
@@ -47,11 +54,16 @@ def _get(book: ScheduleBook, name: str) -> ScheduleState:
 
 
 @router.post("", status_code=201, responses={**_ERRORS, **_CONFLICT})
-def create_schedule(store: StoreDep, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+def create_schedule(
+    caller: Admin,
+    store: StoreDep,
+    settings: SettingsDep,
+    body: Annotated[dict[str, Any], Body()],
+) -> dict[str, Any]:
     """Create a schedule; an existing name is a 409 (use PUT to change it)."""
     book = _book(store)
     try:
-        state = book.put(_parse(body), mode="create")
+        state = book.put(_parse(body, store, settings), mode="create", by=caller.name)
     except ScheduleExists as exc:
         raise HTTPException(409, f"name: {exc}") from None
     return schedule_view(book, state)
@@ -59,16 +71,21 @@ def create_schedule(store: StoreDep, body: Annotated[dict[str, Any], Body()]) ->
 
 @router.put("/{name}", responses=_ERRORS)
 def put_schedule(
-    name: str, store: StoreDep, body: Annotated[dict[str, Any], Body()]
+    name: str,
+    caller: Admin,
+    store: StoreDep,
+    settings: SettingsDep,
+    body: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
     """Create or replace the schedule `name` (the body's name must match)."""
     if body.get("name", name) != name:
         raise field_error(("body", "name"), "must match the name in the path")
     book = _book(store)
-    return schedule_view(book, book.put(_parse({**body, "name": name}), mode="replace"))
+    spec = _parse({**body, "name": name}, store, settings)
+    return schedule_view(book, book.put(spec, mode="replace", by=caller.name))
 
 
-@router.get("", responses=_ERRORS)
+@router.get("", responses=_ERRORS, dependencies=[ReadAccess])
 def list_schedules(store: StoreDep) -> dict[str, Any]:
     book = _book(store)
     items = []
@@ -80,27 +97,32 @@ def list_schedules(store: StoreDep) -> dict[str, Any]:
     return {"items": items}
 
 
-@router.get("/{name}", responses={**_ERRORS, **_NOT_FOUND})
+@router.get("/{name}", responses={**_ERRORS, **_NOT_FOUND}, dependencies=[ReadAccess])
 def get_schedule(name: str, store: StoreDep) -> dict[str, Any]:
     book = _book(store)
     return schedule_view(book, _get(book, name))
 
 
 @router.post("/{name}/pause", responses={**_ERRORS, **_NOT_FOUND})
-def pause_schedule(name: str, store: StoreDep) -> dict[str, Any]:
+def pause_schedule(name: str, caller: Admin, store: StoreDep) -> dict[str, Any]:
     book = _book(store)
     _get(book, name)
-    return schedule_view(book, book.set_suspended(name, True))
+    return schedule_view(book, book.set_suspended(name, True, by=caller.name))
 
 
 @router.post("/{name}/resume", responses={**_ERRORS, **_NOT_FOUND})
-def resume_schedule(name: str, store: StoreDep) -> dict[str, Any]:
+def resume_schedule(name: str, caller: Admin, store: StoreDep) -> dict[str, Any]:
     book = _book(store)
     _get(book, name)
-    return schedule_view(book, book.set_suspended(name, False))
+    return schedule_view(book, book.set_suspended(name, False, by=caller.name))
 
 
-@router.post("/{name}/trigger", status_code=202, responses={**_ERRORS, **_NOT_FOUND})
+@router.post(
+    "/{name}/trigger",
+    status_code=202,
+    responses={**_ERRORS, **_NOT_FOUND},
+    dependencies=[AdminAccess],
+)
 def trigger_schedule(
     name: str,
     store: StoreDep,
@@ -119,7 +141,9 @@ def trigger_schedule(
     return entry.to_json()
 
 
-@router.delete("/{name}", status_code=204, responses={**_ERRORS, **_NOT_FOUND})
+@router.delete(
+    "/{name}", status_code=204, responses={**_ERRORS, **_NOT_FOUND}, dependencies=[AdminAccess]
+)
 def delete_schedule(name: str, store: StoreDep) -> Response:
     try:
         _book(store).delete(name)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from orchestrator.api.deps import AuthDep
+from orchestrator.api.deps import ReadAccess
 from orchestrator.api.errors import REDIS_RETRY_AFTER_SECONDS
 from orchestrator.api.models import Health
 
@@ -43,9 +43,9 @@ def healthz(request: Request) -> JSONResponse:
 
 @router.get(
     "/metrics",
-    dependencies=[AuthDep],
+    dependencies=[ReadAccess],
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: {}, 503: {}},
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: {}, 403: {}, 429: {}, 503: {}},
 )
 def metrics(request: Request) -> Response:
     """Prometheus text format (see orchestrator.observability.prometheus for each family)."""

@@ -1,4 +1,4 @@
--- KEYS: run, idem (or a placeholder), events, runs index, status/name/tag indexes...
+-- KEYS: run, idem (or a placeholder), events, then every index (status, runs, name, tags...)
 -- ARGV: run_id, data, fingerprint, created_at, has_idem, event kind, event ts, event data
 if ARGV[5] == '1' then
   local existing = redis.call('GET', KEYS[2])

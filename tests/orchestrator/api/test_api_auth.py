@@ -9,7 +9,9 @@ from orchestrator.api import ApiConfigError, create_app
 from orchestrator.settings import Settings
 from tests.support.api import TOKEN, run_request
 
-UNAUTHORIZED = "missing or wrong bearer token (Authorization: Bearer <ORCH_API_TOKEN>)"
+UNAUTHORIZED = (
+    "missing, wrong or revoked bearer token (Authorization: Bearer <ORCH_API_TOKEN or an API key>)"
+)
 
 
 @pytest.fixture
@@ -99,7 +101,7 @@ def test_authentication_runs_before_the_body_is_read(
     response = anonymous.post("/v1/runs", content=content, headers=headers)
     assert response.status_code == 401, response.text
     assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert response.json()["message"].startswith("missing or wrong bearer token")
+    assert response.json()["message"].startswith("missing, wrong or revoked bearer token")
 
 
 def test_the_scheme_name_is_case_insensitive(anonymous: TestClient) -> None:

@@ -36,7 +36,7 @@ def test_submit_answers_202_with_links_and_enqueues_the_first_step(
     record = client.get(body["links"]["self"]).json()
     assert record["run_id"] == run_id
     assert record["dispatched"] is True
-    assert record["spec"]["inputs"] == {"SAMPLE": "/data/mnist"}
+    assert record["spec"]["inputs"] == {"SAMPLE": "share:data/mnist"}
 
 
 def test_parameters_are_merged_over_the_spec(client: TestClient) -> None:
@@ -101,7 +101,7 @@ def test_caller_chosen_run_id(client: TestClient) -> None:
         ),
         (
             run_request(inputs={"SAMPLE": "./sample"}),
-            "spec.inputs.SAMPLE: must be an absolute path",
+            "spec.inputs.SAMPLE: paths on the workers' machines are not allowed",
         ),
         ({"spec": {"job": {"script": "a.py"}}}, "spec.name: Field required"),
         ({**run_request(), "run_id": "UPPER"}, "run_id: String should match pattern"),

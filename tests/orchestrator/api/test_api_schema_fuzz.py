@@ -18,8 +18,6 @@ filter_too_much were the candidates; generation stays fast and unfiltered).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import redis
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -38,8 +36,9 @@ from orchestrator.api import create_app
 from orchestrator.domain.spec import parse_spec
 from orchestrator.domain.status import TERMINAL, FailureReason, RunStatus
 from orchestrator.settings import Settings
-from orchestrator.store import RunEvent, RunStore
+from orchestrator.store import RunEvent, RunStore, StoredOutput
 from tests.support.api import AUTH, run_request
+from tests.support.chain_fakes import FakeGateway
 
 EXAMPLES_PER_OPERATION = 200
 OUTPUT_FILE = "MODEL/weights.bin"
@@ -87,11 +86,11 @@ CHECKS = [
     content_type_conformance,
     documented_body,
 ]
-OUTPUT_FILE = "MODEL/weights.bin"
+OUTPUT_FILE = "outputs/MODEL/weights.bin"
 
 
-def store_ended_runs(settings: Settings) -> list[str]:
-    """A failed, a cancelled and a succeeded run (with one output file)."""
+def store_ended_runs(settings: Settings, share: FakeGateway) -> list[str]:
+    """A failed, a cancelled and a succeeded run (with one output file on the share)."""
     spec = parse_spec(run_request()["spec"])
     with redis.Redis.from_url(settings.redis_url) as connection:
         store = RunStore(connection)
@@ -107,17 +106,21 @@ def store_ended_runs(settings: Settings) -> list[str]:
             RunStatus.SUCCEEDED,
         ):
             store.transition(succeeded.run_id, status)
-    output = Path(settings.artifacts_dir) / succeeded.run_id / OUTPUT_FILE
-    output.parent.mkdir(parents=True)
-    output.write_bytes(b"trained weights")
+        share_path = f"outputs/{succeeded.run_id}/{OUTPUT_FILE}"
+        share.share_files[share_path] = b"trained weights"
+        stored = StoredOutput(share_path=share_path, size=len(b"trained weights"))
+        store.update(succeeded.run_id, lambda r: r.output_files.update({OUTPUT_FILE: stored}))
     return [failed.run_id, cancelled.run_id, succeeded.run_id]
 
 
 def test_generated_requests_get_documented_answers_and_never_a_server_error(
     settings: Settings,
 ) -> None:
-    schema = from_asgi("/openapi.json", create_app(settings))
-    stored_runs = store_ended_runs(settings)
+    app = create_app(settings)
+    share = FakeGateway()  # no emulator here: uploads and outputs go to memory
+    app.state.gateway = share
+    schema = from_asgi("/openapi.json", app)
+    stored_runs = store_ended_runs(settings, share)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 9  # every route is in the schema
 

@@ -17,7 +17,7 @@ from orchestrator.azure.errors import (
     classify_status,
 )
 from orchestrator.azure.gateway import AzureGateway
-from orchestrator.azure.job_params import job_parameters
+from orchestrator.azure.job_params import job_parameters, mount_volumes
 from orchestrator.azure.operations import arm_operation
 from orchestrator.azure.pipeline import BoundedRetryPolicy, CountingPolicy, RequestRecorder
 from orchestrator.domain.status import FailureReason
@@ -202,22 +202,28 @@ def test_job_parameters_carry_the_spec(toolkit: str) -> None:
             "name": "sweep",
             "cluster": {"node_count": 2},
             "job": job,
-            "inputs": {"CODE": "/tmp/code"},
+            "inputs": {"CODE": "upload:" + "a" * 64, "DATA": "share:etl/mnist"},
             "outputs": ["MODEL"],
             "parameters": {"lr": 0.1},
         }
     )
     names = azure_names("r1", spec, Settings())
-    params = job_parameters(names, spec, cluster_id="/c/id")
+    mounts = mount_volumes("acct", "a2V5", "https://acct.file.core.windows.net/" + names.run_share)
+    params = job_parameters(names, spec, cluster_id="/c/id", mounts=mounts)
     body = params.serialize()
     properties = body["properties"]
+    # The job mounts its run's share, and only that one.
+    [share] = properties["mountVolumes"]["azureFileShares"]
+    assert share["azureFileUrl"].endswith("/" + names.run_share)
     assert properties["nodeCount"] == 2
     assert properties["cluster"]["id"] == "/c/id"
-    [code_input] = properties["inputDirectories"]
+    code_input, data_input = properties["inputDirectories"]
     assert code_input["id"] == "CODE"
-    assert code_input["path"].endswith("/inputs/sweep/CODE")
+    # Every input is copied into the run's own share, which the job alone mounts.
+    assert code_input["path"] == "$AZ_BATCHAI_JOB_MOUNT_ROOT/azfiles/inputs/CODE"
+    assert data_input["path"] == "$AZ_BATCHAI_JOB_MOUNT_ROOT/azfiles/inputs/DATA"
     assert [output["id"] for output in properties["outputDirectories"]] == ["MODEL"]
-    assert properties["stdOutErrPathPrefix"].endswith("/outputs/sweep/r1")
+    assert properties["stdOutErrPathPrefix"] == "$AZ_BATCHAI_JOB_MOUNT_ROOT/azfiles/outputs"
     settings_key = {
         "cntk": "cntkSettings",
         "pytorch": "pyTorchSettings",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +14,11 @@ from orchestrator.chain.enqueue import enqueue_run, enqueue_spec_dict
 from orchestrator.chain.queue import CHAIN_QUEUE, task_name
 from orchestrator.domain.spec import SpecError, parse_spec
 from orchestrator.domain.status import Step
+from orchestrator.inputs.checks import InputRejected
 from orchestrator.store import IdempotencyConflict, RunStore
 
-SPEC = {"name": "mnist", "job": {"script": "train.py"}, "inputs": {"SAMPLE": "/data/sample"}}
+# A share: input: enqueueing checks it at the worker, not here (no Azure call).
+SPEC = {"name": "mnist", "job": {"script": "train.py"}, "inputs": {"SAMPLE": "share:data/sample"}}
 
 
 def queued_messages(client: redis.Redis) -> list[dict[str, Any]]:
@@ -90,3 +93,50 @@ def test_enqueue_spec_dict(redis_url: str, redis_client: redis.Redis) -> None:
     with pytest.raises(ValueError, match="run_id"):
         enqueue_spec_dict(SPEC, redis_url=redis_url, run_id="Bad Id")
     assert redis_client.llen(CHAIN_QUEUE) == 1
+
+
+def test_a_worker_path_outside_the_allowed_roots_is_refused_and_nothing_is_written(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    store = RunStore(redis_client)
+    allowed = tmp_path / "allowed"
+    (allowed / "data").mkdir(parents=True)
+    (tmp_path / "secret").mkdir()
+    (allowed / "escape").symlink_to(tmp_path / "secret")
+    refused = {
+        "/etc": "not under ORCH_INPUT_ROOTS",
+        str(allowed / "escape"): "not under ORCH_INPUT_ROOTS",  # a symlink out of the root
+        f"{allowed}/../secret": "without '..'",
+        "/proc/self/environ": "not under ORCH_INPUT_ROOTS",
+        "relative/path": "absolute path",
+    }
+    for path, why in refused.items():
+        spec = parse_spec({**SPEC, "inputs": {"SAMPLE": path}})
+        with pytest.raises(InputRejected, match=why) as caught:
+            enqueue_run(spec, store=store, broker_url=redis_url, input_roots=[allowed])
+        assert caught.value.field == ("inputs", "SAMPLE")
+    with pytest.raises(InputRejected, match="ORCH_INPUT_ROOTS is empty"):
+        enqueue_run(
+            parse_spec({**SPEC, "inputs": {"SAMPLE": str(allowed / "data")}}),
+            store=store,
+            broker_url=redis_url,
+        )
+    assert redis_client.llen(CHAIN_QUEUE) == 0 and store.list_runs()[0] == []
+    _, created = enqueue_run(
+        parse_spec({**SPEC, "inputs": {"SAMPLE": str(allowed / "data")}}),
+        store=store,
+        broker_url=redis_url,
+        input_roots=[allowed],
+    )
+    assert created and redis_client.llen(CHAIN_QUEUE) == 1
+
+
+def test_an_upload_that_was_never_committed_is_refused(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    store = RunStore(redis_client)
+    spec = parse_spec({**SPEC, "inputs": {"SAMPLE": "upload:" + "ab" * 32}})
+    with pytest.raises(InputRejected, match="does not exist") as caught:
+        enqueue_run(spec, store=store, broker_url=redis_url)
+    assert caught.value.dotted == "inputs.SAMPLE"
+    assert redis_client.llen(CHAIN_QUEUE) == 0

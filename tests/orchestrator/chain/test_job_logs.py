@@ -29,7 +29,9 @@ def gateway() -> FakeGateway:
 @pytest.fixture
 def ctx(redis_url: str, tmp_path: Path, gateway: FakeGateway) -> Iterator[StepContext]:
     client = redis.Redis.from_url(redis_url)
-    settings = Settings(ORCH_ARTIFACTS_DIR=str(tmp_path / "artifacts"))
+    settings = Settings(
+        ORCH_ARTIFACTS_DIR=str(tmp_path / "artifacts"), ORCH_INPUT_ROOTS=str(tmp_path)
+    )
     yield StepContext(settings, RunStore(client), gateway, lambda: 1_000_000.0)
     client.close()
 

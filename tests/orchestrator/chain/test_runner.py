@@ -26,6 +26,7 @@ from tests.support.chain_fakes import FakeClock, FakeGateway
 def ctx(fake_redis: redis.Redis, tmp_path: Path) -> Iterator[StepContext]:
     settings = Settings(
         ORCH_ARTIFACTS_DIR=str(tmp_path / "artifacts"),
+        ORCH_INPUT_ROOTS=str(tmp_path),
         ORCH_POLL_INITIAL_SECONDS=1,
         ORCH_POLL_BACKOFF=2,
         ORCH_POLL_MAX_SECONDS=5,
@@ -205,13 +206,32 @@ def test_missing_input_is_an_invalid_spec(ctx: StepContext, tmp_path: Path) -> N
     assert states[Step.CLEANUP] is StepState.DONE
 
 
-def test_unchanged_inputs_are_not_uploaded_again(ctx: StepContext, tmp_path: Path) -> None:
-    spec = _spec(tmp_path)
-    for _ in range(2):
-        record, _ = ctx.store.create_run(spec)
-        _drive(ctx, record.run_id)
+def test_a_redelivered_prepare_share_uploads_nothing_again(
+    ctx: StepContext, tmp_path: Path
+) -> None:
+    record, _ = ctx.store.create_run(_spec(tmp_path))
+    run_step(ctx, Step.ENSURE_RESOURCE_GROUP, record.run_id, "first")
+    step_task = ctx.store.get(record.run_id).step(Step.PREPARE_SHARE).task_id
+    assert step_task is not None
+    run_step(ctx, Step.PREPARE_SHARE, record.run_id, step_task)
     assert _gateway(ctx).calls["upload_file"] == 1
-    assert ctx.store.get(record.run_id).step(Step.PREPARE_SHARE).detail["skipped"] == 1
+    # The same step again (a redelivered message): every file is already there.
+    ctx.store.set_step(record.run_id, Step.PREPARE_SHARE, StepState.RUNNING)
+    from orchestrator.chain.steps import prepare_share
+
+    outcome = prepare_share(ctx, record.run_id)
+    assert _gateway(ctx).calls["upload_file"] == 1
+    assert getattr(outcome, "detail", {})["skipped"] == 1
+    assert ctx.store.get(record.run_id).inputs["CODE"].files == 1
+
+
+def test_cleanup_deletes_the_runs_own_input_copies(ctx: StepContext, tmp_path: Path) -> None:
+    record, _ = ctx.store.create_run(_spec(tmp_path))
+    _drive(ctx, record.run_id)
+    gateway = _gateway(ctx)
+    assert gateway.calls["upload_file"] == 1  # the input was on the share...
+    assert gateway.calls["delete_tree"] == 1  # ...and is gone after cleanup
+    assert not [p for p in gateway.share_files if p.startswith(f"inputs/unit/{record.run_id}/")]
 
 
 def test_cancel_during_the_job_terminates_it_and_cleans_up(

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
 from orchestrator.cli.context import (
     StackContext,
     apply_context,
@@ -23,6 +22,7 @@ from orchestrator.devstack.redis_server import free_port
 from orchestrator.observability.logs import redact_text
 from orchestrator.settings import Settings, get_settings
 from tests.orchestrator.cli.test_view import make_run
+from tests.support.cli import run_cli
 
 
 def dead_pid() -> int:
@@ -89,13 +89,6 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,15 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.cli import main
-from orchestrator.settings import get_settings
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
+from tests.support.cli import run_cli
 
 
 def cli_process(
@@ -50,14 +42,6 @@ def listening_port() -> Iterator[int]:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         yield taken.getsockname()[1]
-
-
-@pytest.fixture
-def env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    get_settings.cache_clear()
-    yield redis_url
-    get_settings.cache_clear()
 
 
 def write_spec(folder: Path, script: str = "train.py", inputs: str = "CODE: code") -> Path:

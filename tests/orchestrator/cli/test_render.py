@@ -4,7 +4,13 @@ import io
 
 from rich.console import Console
 
-from orchestrator.cli.render import format_seconds, relative_to_artifacts, run_view, runs_table
+from orchestrator.cli.render import (
+    error_text,
+    format_seconds,
+    relative_to_artifacts,
+    run_view,
+    runs_table,
+)
 from orchestrator.domain.spec import parse_spec
 from orchestrator.domain.status import STEP_ORDER, FailureReason, RunStatus, Step, StepState
 from orchestrator.store import RunRecord, StepRecord
@@ -125,3 +131,14 @@ def test_job_output_paths_in_log_lines_read_as_the_artifacts_name_them() -> None
         relative_to_artifacts("wrote /a/outputs/MODELS/x", ["MODEL"]) == "wrote /a/outputs/MODELS/x"
     )
     assert relative_to_artifacts("read /data/train.txt", ["MODEL"]) == "read /data/train.txt"
+
+
+def test_a_job_quoting_error_is_one_line_without_escape_sequences() -> None:
+    record = record_with_steps()
+    record.status = RunStatus.FAILED
+    record.reason = FailureReason.JOB_FAILED
+    record.error = "job failed; stderr: \x1b]0;pwned\x07\x1b[2JValueError\nbad lr"
+    assert error_text(record) == "job failed; stderr: ValueError bad lr"
+    out = io.StringIO()
+    Console(file=out, width=120, force_terminal=True).print(run_view(record))
+    assert "pwned" not in out.getvalue() and "\x1b[2J" not in out.getvalue()

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from orchestrator.cli import main
 from orchestrator.domain.status import RunStatus
 from orchestrator.settings import get_settings
 from orchestrator.store import RunStore
-
-
-@pytest.fixture
-def env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    get_settings.cache_clear()
-    yield redis_url
-    get_settings.cache_clear()
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
+from tests.support.cli import run_cli
 
 
 def _error_line(err: str) -> str:
@@ -38,30 +22,30 @@ def _error_line(err: str) -> str:
 
 @pytest.fixture
 def spec_file(tmp_path: Path) -> Path:
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "train.py").write_text("print(1)\n")
+    # A share: input: nothing to upload, so no Azure call (uploads from the CLI
+    # are tested against the emulator in tests/integration/test_inputs_e2e.py).
     path = tmp_path / "run.yaml"
-    path.write_text("name: cli\njob:\n  script: train.py\ninputs:\n  CODE: code\n")
+    path.write_text("name: cli\njob:\n  script: train.py\ninputs:\n  CODE: share:code\n")
     return path
 
 
 def test_submit_prints_the_run_id_and_queues_the_run(
     env: str, spec_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = _run(["submit", str(spec_file), "--param", "epochs=3"], capsys)
+    code, out, _ = run_cli(["submit", str(spec_file), "--param", "epochs=3"], capsys)
     assert code == 0
     run_id = out.strip().splitlines()[-1]
     record = RunStore(redis.Redis.from_url(env)).get(run_id)
     assert record.status is RunStatus.QUEUED and record.dispatched
     assert record.spec.parameters == {"epochs": 3}
 
-    code, out, _ = _run(["status", run_id, "--json"], capsys)
+    code, out, _ = run_cli(["status", run_id, "--json"], capsys)
     assert code == 0 and json.loads(out)["run_id"] == run_id
 
-    code, out, _ = _run(["cancel", run_id, "--json"], capsys)
+    code, out, _ = run_cli(["cancel", run_id, "--json"], capsys)
     assert code == 0 and json.loads(out)["status"] == "cancelled"
     # The one cancel rule (chain/cancel.py), as the API's 409: an ended run is refused.
-    code, _, err = _run(["cancel", run_id], capsys)
+    code, _, err = run_cli(["cancel", run_id], capsys)
     assert code == 1
     assert err.strip().splitlines() == [f"error: run {run_id!r} has already ended (cancelled)"]
     assert RunStore(redis.Redis.from_url(env)).get(run_id).status is RunStatus.CANCELLED
@@ -72,7 +56,7 @@ def test_bad_spec_names_the_field(
 ) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("name: bad\njob:\n  script: t.py\n  toolkit: keras\ninputs: {A: .}\n")
-    code, _, err = _run(["submit", str(path)], capsys)
+    code, _, err = run_cli(["submit", str(path)], capsys)
     assert code == 1
     assert "job.toolkit" in _error_line(err)
 
@@ -80,10 +64,10 @@ def test_bad_spec_names_the_field(
 def test_bad_param_and_unknown_run_are_one_line_errors(
     env: str, spec_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = _run(["submit", str(spec_file), "--param", "novalue"], capsys)
+    code, _, err = run_cli(["submit", str(spec_file), "--param", "novalue"], capsys)
     assert code == 1 and "key=value" in _error_line(err)
     for command in ("status", "cancel"):
-        code, _, err = _run([command, "no-such-run"], capsys)
+        code, _, err = run_cli([command, "no-such-run"], capsys)
         assert code == 1 and "not found" in _error_line(err)
 
 
@@ -93,7 +77,7 @@ def test_unreachable_redis_is_one_line(
     monkeypatch.setenv("REDIS_URL", "redis://:hunter22@127.0.0.1:1/0")
     get_settings.cache_clear()
     try:
-        code, _, err = _run(["status", "abc"], capsys)
+        code, _, err = run_cli(["status", "abc"], capsys)
     finally:
         get_settings.cache_clear()
     line = _error_line(err)
@@ -115,7 +99,7 @@ def test_a_bad_setting_is_one_line_naming_the_variable(
     monkeypatch.setenv(variable, value)
     get_settings.cache_clear()
     for argv in (["runs"], ["status", "abc"], ["api", "--port", "1"]):
-        code, _, err = _run(argv, capsys)
+        code, _, err = run_cli(argv, capsys)
         assert code == 1 and variable in _error_line(err)
 
 
@@ -126,7 +110,7 @@ def test_a_malformed_redis_url_is_one_line(
     monkeypatch.setenv("REDIS_URL", url)
     get_settings.cache_clear()
     try:
-        code, _, err = _run(["runs"], capsys)
+        code, _, err = run_cli(["runs"], capsys)
     finally:
         get_settings.cache_clear()
     assert code == 1 and "REDIS_URL" in _error_line(err)
@@ -135,9 +119,9 @@ def test_a_malformed_redis_url_is_one_line(
 
 def test_worker_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     # Usage errors, found by typer from the options' declared ranges and choices.
-    code, _, err = _run(["worker", "--concurrency", "0"], capsys)
+    code, _, err = run_cli(["worker", "--concurrency", "0"], capsys)
     assert code == 2 and "--concurrency" in _error_line(err)
-    code, _, err = _run(["worker", "--loglevel", "LOUD"], capsys)
+    code, _, err = run_cli(["worker", "--loglevel", "LOUD"], capsys)
     assert code == 2 and "--loglevel" in _error_line(err)
-    code, _, err = _run(["worker", "--pool", "gevent"], capsys)
+    code, _, err = run_cli(["worker", "--pool", "gevent"], capsys)
     assert code == 2 and "--pool" in _error_line(err)

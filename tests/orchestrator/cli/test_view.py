@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
 from orchestrator.domain.spec import parse_spec
 from orchestrator.domain.status import FailureReason, RunStatus
 from orchestrator.settings import get_settings
-from orchestrator.store import RunStore
+from orchestrator.store import RunRecord, RunStore
+from tests.support.cli import run_cli
 
 
 @pytest.fixture
@@ -24,13 +24,6 @@ def store(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     get_settings.cache_clear()
     yield RunStore.from_url(redis_url)
     get_settings.cache_clear()
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
 
 
 def make_run(store: RunStore, name: str, tags: dict[str, str] | None = None) -> str:
@@ -64,6 +57,17 @@ def test_runs_filters_by_status_name_and_tag(
     assert [r["run_id"] for r in json.loads(out)] == [nightly]
     code, out, _ = run_cli(["runs", "--name", "sweep"], capsys)
     assert sweep in out and nightly not in out
+
+
+def test_runs_filters_by_submitter(store: RunStore, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = parse_spec({"name": "n", "job": {"script": "a.py"}, "inputs": {"A": "/tmp"}})
+    mine, _ = store.create_run(spec, submitted_by="vision")
+    store.create_run(spec, submitted_by="speech")
+    code, out, _ = run_cli(["runs", "--json", "--submitted-by", "vision"], capsys)
+    assert code == 0
+    assert [r["run_id"] for r in json.loads(out)] == [mine.run_id]
+    code, out, _ = run_cli(["runs", "--submitted-by", "nobody"], capsys)
+    assert out.strip() == "no run matches these filters"
 
 
 def test_runs_rejects_a_malformed_tag_in_one_line(
@@ -166,3 +170,52 @@ def test_watch_follows_until_the_end_and_exits_by_outcome(
     ender.join()
     assert code == 1  # not succeeded
     assert "failed" in out and "job_failed" in out and "poll_job" in out
+
+
+HOSTILE_LOG = "epoch 1\x1b]0;pwned\x07 \x1b[31mloss=0.5\x1b[0m\r\n\x1b[2J10%\r20%\n"
+
+
+def test_logs_strip_terminal_escapes_unless_raw(
+    store: RunStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = make_run(store, "hostile")
+    store.update(run_id, lambda r: r.resources.update(job="job-1"))
+    finish(store, run_id, RunStatus.FAILED, reason=FailureReason.JOB_FAILED, error="boom")
+    root = tmp_path / "artifacts" / run_id
+    root.mkdir(parents=True)
+    (root / "stdout.txt").write_bytes(HOSTILE_LOG.encode())
+    code, out, _ = run_cli(["logs", run_id], capsys)
+    assert (code, out) == (0, "epoch 1 loss=0.5\n10%\n20%\n")
+    code, out, _ = run_cli(["logs", run_id, "--raw"], capsys)
+    assert (code, out) == (0, HOSTILE_LOG)
+
+
+def test_status_shows_a_job_quoting_error_without_its_escapes(
+    store: RunStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = make_run(store, "quoted")
+    error = "job exited with code 1; stderr: \x1b]0;pwned\x07\x1b[31mValueError\x1b[0m\nnext"
+    finish(store, run_id, RunStatus.FAILED, reason=FailureReason.JOB_FAILED, error=error)
+    code, out, _ = run_cli(["status", run_id], capsys)
+    assert code == 0
+    assert out.splitlines()[0] == (
+        f"{run_id}  failed (job_failed)  error: job exited with code 1; stderr: ValueError next"
+    )
+    assert "\x1b" not in out and "truncated" not in out
+    code, out, _ = run_cli(["status", run_id, "--json"], capsys)
+    assert json.loads(out)["error"] == error  # the record itself is kept as written
+
+
+def test_status_says_when_metrics_were_truncated(
+    store: RunStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = make_run(store, "chatty")
+
+    def parsed(record: RunRecord) -> None:
+        record.metrics = {"loss": 0.1}
+        record.metrics_truncated = True
+
+    store.update(run_id, parsed)
+    code, out, _ = run_cli(["status", run_id], capsys)
+    assert code == 0
+    assert "  metrics truncated: the job printed more than is kept" in out

@@ -8,6 +8,8 @@ from orchestrator.domain.naming import (
     azure_names,
     parse_cluster_run_id,
     parse_job_run_id,
+    run_share_name,
+    upload_blob_path,
 )
 from orchestrator.domain.spec import RunSpec, parse_spec
 from orchestrator.settings import Settings
@@ -33,19 +35,29 @@ def test_per_run_names() -> None:
         cluster="orch-abc123",
         job="mnist-convnet-abc123",
         share="share",
-        inputs_root="inputs/mnist-convnet",
-        output_prefix="outputs/mnist-convnet/abc123",
+        run_share=run_share_name("abc123"),
+        inputs_root="inputs",
+        output_prefix="outputs",
     )
-    assert names.input_dir("SAMPLE") == "inputs/mnist-convnet/SAMPLE"
+    assert names.input_dir("SAMPLE") == "inputs/SAMPLE"
+    assert upload_blob_path("ab" * 32) == "uploads/sha256/" + "ab" * 32
 
 
-def test_names_are_deterministic_and_inputs_stable_across_runs() -> None:
+@pytest.mark.parametrize("run_id", ["abc123", "Caller_Chosen-ID.1", "x" * 64])
+def test_a_run_share_name_is_a_valid_share_name_for_any_run_id(run_id: str) -> None:
+    name = run_share_name(run_id)
+    assert re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", name), name
+    assert name == run_share_name(run_id) != run_share_name(run_id + "x")
+
+
+def test_names_are_deterministic_and_every_run_has_its_own_share() -> None:
     first, again = azure_names("r1", spec(), SETTINGS), azure_names("r1", spec(), SETTINGS)
     other = azure_names("r2", spec(), SETTINGS)
     assert first == again
-    assert first.input_dir("SAMPLE") == other.input_dir("SAMPLE")
+    # Two runs of one name never read (or overwrite) each other's inputs.
+    assert first.run_share != other.run_share
     assert first.experiment == other.experiment
-    assert first.job != other.job and first.output_prefix != other.output_prefix
+    assert first.job != other.job
 
 
 def test_shared_cluster_uses_its_name() -> None:

@@ -22,6 +22,7 @@ from orchestrator.observability.logs import (
     secrets_from_settings,
 )
 from orchestrator.settings import Settings
+from orchestrator.store.apikeys import new_key, new_signing_secret
 
 CLIENT_SECRET = "cl1ent-s3cret-VALUE"
 STORAGE_KEY = "c3RvcmFnZS1rZXktYmFzZTY0PT0="
@@ -181,3 +182,10 @@ def test_registered_secrets_and_settings() -> None:
     register_secret("raw-api-token-3456-xyz")
     register_secret("ab")  # too short to redact safely: ignored
     assert redact_text("tok raw-api-token-3456-xyz ab") == "tok *** ab"
+
+
+def test_api_keys_and_signing_secrets_are_redacted_by_pattern() -> None:
+    key, secret = new_key(), new_signing_secret()
+    text = redact_text(f"key {key} secret {secret} run orch_run_name_kept")
+    assert key not in text and secret not in text
+    assert text == "key orch_*** secret whsec_*** run orch_run_name_kept"

@@ -463,3 +463,26 @@ def _no_leaked_threads() -> Iterator[None]:
     before = threading.active_count()
     yield
     assert threading.active_count() <= before
+
+
+# ------------------------------------------------------------------- audit
+def test_submitted_by_is_recorded_and_filtered_on(store: RunStore) -> None:
+    store.create_run(make_spec(), run_id="a1", submitted_by="svc-a")
+    store.create_run(make_spec(), run_id="b1", submitted_by="svc-b")
+    store.create_run(make_spec(), run_id="a2", submitted_by="svc-a")
+    store.create_run(make_spec(), run_id="old")  # before keys existed
+    assert store.get("a1").submitted_by == "svc-a"
+    assert store.get("old").submitted_by is None
+    page, _ = store.list_runs(submitted_by="svc-a")
+    assert sorted(r.run_id for r in page) == ["a1", "a2"]
+    page, _ = store.list_runs(submitted_by="svc-a", name="other")
+    assert page == []
+    page, _ = store.list_runs(submitted_by="nobody")
+    assert page == []
+
+
+def test_a_cancel_event_names_who_asked(store: RunStore) -> None:
+    store.create_run(make_spec(), run_id="r")
+    store.request_cancel("r", by="ops")
+    events = [e for e in store.read_events("r") if e.kind == "cancel_requested"]
+    assert [e.data for e in events] == [{"by": "ops"}]
