@@ -79,8 +79,9 @@ def post_manifest(manifest: Manifest, uploads: UploadsDep) -> UploadState:
         upload_id = uploads.commit(manifest)
     except UploadTooLarge as exc:
         raise HTTPException(413, f"{exc.field}: {exc}") from None
-    except UploadIncomplete as exc:  # a content vanished between the two reads
-        return UploadState(upload_id=manifest.upload_id, committed=False, missing=[str(exc)])
+    except UploadIncomplete:  # a content vanished between the two reads: say which
+        missing = uploads.missing(manifest)
+        return UploadState(upload_id=manifest.upload_id, committed=False, missing=missing)
     return UploadState(upload_id=upload_id, committed=True, missing=[])
 
 
