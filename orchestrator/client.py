@@ -19,7 +19,7 @@ import builtins  # `list` is also a method name here
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote
@@ -119,9 +119,13 @@ class ApiUploads:
     """Uploads through the API (POST /v1/uploads, PUT .../content/<sha256>)."""
 
     client: OrchestratorClient
+    # Uploads a POST already committed (nothing was missing): commit() need not ask again.
+    committed: set[str] = field(default_factory=set)
 
     def missing(self, manifest: Manifest) -> builtins.list[str]:
         state = self.client._send("POST", "/v1/uploads", json=manifest.model_dump()).json()
+        if state["committed"]:
+            self.committed.add(state["upload_id"])
         missing: builtins.list[str] = state["missing"]
         return missing
 
@@ -137,6 +141,8 @@ class ApiUploads:
         return size if body["stored"] else 0
 
     def commit(self, manifest: Manifest) -> str:
+        if manifest.upload_id in self.committed:
+            return manifest.upload_id
         state = self.client._send("POST", "/v1/uploads", json=manifest.model_dump()).json()
         if not state["committed"]:
             raise ApiError(409, f"files: {len(state['missing'])} file(s) are still missing")

@@ -150,10 +150,16 @@ class FileCalls(AzureClients):
             found, _ = self._walk(share, root)
         if with_md5:
             found = [
-                ShareFile(f.path, f.size, self.file_md5(share, *_dir_name(root, f.path)))
+                ShareFile(
+                    f.path, f.size, self._md5_of(share, f"{root}/{f.path}" if root else f.path)
+                )
                 for f in found
             ]
         return found
+
+    def _md5_of(self, share: str, path: str) -> str | None:
+        found = self.share_file(share, path)
+        return found.md5 if found is not None else None
 
     def share_file(self, share: str, path: str) -> ShareFile | None:
         """Size and Content-MD5 of one file of the share, or None when absent."""
@@ -283,11 +289,6 @@ class FileCalls(AzureClients):
             )
             response.raise_for_status()
             return response.content
-
-
-def _dir_name(root: str, relative: str) -> tuple[str, str]:
-    directory, name = split_share_path(f"{root}/{relative}" if root else relative)
-    return directory or "", name
 
 
 def md5_base64(path: Path) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.domain.inputs import InputKind, InputRefused, allowed_worker_path
+from orchestrator.domain.inputs import InputKind, InputRefused, Manifest, allowed_worker_path
 from orchestrator.domain.spec import RunSpec
 from orchestrator.store.uploads import UploadBook
 
@@ -32,7 +32,7 @@ class InputRejected(ValueError):
 def check_inputs(
     spec: RunSpec, *, input_roots: Sequence[Path], book: UploadBook, now: float
 ) -> None:
-    uploads = []
+    uploads: list[Manifest] = []
     for input_id, ref in spec.input_refs().items():
         field = ("inputs", input_id)
         if ref.kind is InputKind.PATH:
@@ -47,7 +47,7 @@ def check_inputs(
                     field,
                     f"upload {ref.value} does not exist (upload the files first: POST /v1/uploads)",
                 )
-            uploads.append(ref.value)
+            uploads.append(manifest)
             first = next(iter(spec.inputs)) == input_id
             script = spec.job.script
             if first and script is not None and script not in {e.path for e in manifest.files}:

@@ -39,6 +39,12 @@ class UploadTooLarge(UploadRejected):
 class UploadIncomplete(UploadRejected):
     """A commit naming content that is not (or no longer) on the share."""
 
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(
+            "files", f"{len(missing)} file(s) are not uploaded yet, e.g. sha256 {missing[0]}"
+        )
+        self.missing = missing
+
 
 @dataclass
 class BlobWriter:
@@ -139,7 +145,5 @@ class ShareUploads:
         """Store the manifest once every content is complete; returns the upload id."""
         absent = self.missing(manifest)
         if absent:
-            raise UploadIncomplete(
-                "files", f"{len(absent)} file(s) are not uploaded yet, e.g. sha256 {absent[0]}"
-            )
+            raise UploadIncomplete(absent)
         return self.book.commit(manifest, self.clock())

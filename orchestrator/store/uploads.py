@@ -28,25 +28,24 @@ class UploadBook:
         upload_id = manifest.upload_id
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(self.keys.upload(upload_id), manifest.canonical())
-        pipe.zadd(self.keys.uploads, {upload_id: now})
-        pipe.zadd(self.keys.upload_blobs, {entry.sha256: now for entry in manifest.files})
+        self._mark_used(pipe, manifest, now)
         pipe.execute()
         return upload_id
+
+    def _mark_used(self, pipe: redis.client.Pipeline, manifest: Manifest, now: float) -> None:
+        pipe.zadd(self.keys.uploads, {manifest.upload_id: now})
+        pipe.zadd(self.keys.upload_blobs, {entry.sha256: now for entry in manifest.files})
 
     def get(self, upload_id: str) -> Manifest | None:
         raw = self.redis.get(self.keys.upload(upload_id))
         return Manifest.model_validate_json(raw) if raw is not None else None
 
-    def touch(self, upload_ids: Iterable[str], now: float) -> list[Manifest]:
-        """Mark uploads (and their contents) used now, as a run naming them is
-        created; returns their manifests (absent ones are left out)."""
-        found: list[Manifest] = []
-        for upload_id in upload_ids:
-            manifest = self.get(upload_id)
-            if manifest is not None:
-                self.commit(manifest, now)
-                found.append(manifest)
-        return found
+    def touch(self, manifests: Iterable[Manifest], now: float) -> None:
+        """Mark uploads (and their contents) used now, as a run naming them is created."""
+        pipe = self.redis.pipeline(transaction=True)
+        for manifest in manifests:
+            self._mark_used(pipe, manifest, now)
+        pipe.execute()
 
     def touch_blob(self, digest: str, now: float) -> None:
         """Mark a content used now, before its bytes are written: a write cut short
@@ -73,8 +72,7 @@ class UploadBook:
     def forget_blob(self, digest: str, before: float) -> bool:
         """Drop a content's entry unless it was used again since `before` (then
         it must stay on the share): True when dropped."""
-        score = self.redis.zscore(self.keys.upload_blobs, digest)
-        if score is not None and score >= before:
+        if not self.unused_since_check(digest, before):
             return False
         self.redis.zrem(self.keys.upload_blobs, digest)
         return True

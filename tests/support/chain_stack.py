@@ -159,18 +159,18 @@ class Stack:
         values["ORCH_ARTIFACTS_DIR"] = str(self.artifacts)
         return Settings(_env_file=None, **{**values, **extra})
 
+    def upload(self, spec: RunSpec) -> RunSpec:
+        """`spec` with its local inputs uploaded, as a submitter on this machine does."""
+        uploaded, _ = upload_local_inputs(spec, direct_uploads(self.settings(), self.store))
+        return uploaded
+
     def uploaded_spec(self, name: str = "mnist", **parameters: Any) -> RunSpec:
         """spec(), its local inputs uploaded: what a schedule or an HTTP body carries."""
-        spec, _ = upload_local_inputs(
-            self.spec(name, **parameters), direct_uploads(self.settings(), self.store)
-        )
-        return spec
+        return self.upload(self.spec(name, **parameters))
 
     def submit(self, spec: RunSpec | None = None) -> str:
         """Enqueue as a submitter on this machine does: local inputs uploaded first."""
-        uploaded, _ = upload_local_inputs(
-            spec or self.spec(), direct_uploads(self.settings(), self.store)
-        )
+        uploaded = self.upload(spec or self.spec())
         record, created = enqueue_run(uploaded, store=self.store, broker_url=self.target)
         assert created
         return record.run_id

@@ -73,15 +73,11 @@ async def _stream_into(writer: BlobWriter, request: Request) -> None:
 def post_manifest(manifest: Manifest, uploads: UploadsDep) -> UploadState:
     """Which contents still need a PUT; commits the upload when none does."""
     try:
-        missing = uploads.missing(manifest)
-        if missing:
-            return UploadState(upload_id=manifest.upload_id, committed=False, missing=missing)
-        upload_id = uploads.commit(manifest)
+        upload_id = uploads.commit(manifest)  # one properties read per content
     except UploadTooLarge as exc:
         raise HTTPException(413, f"{exc.field}: {exc}") from None
-    except UploadIncomplete:  # a content vanished between the two reads: say which
-        missing = uploads.missing(manifest)
-        return UploadState(upload_id=manifest.upload_id, committed=False, missing=missing)
+    except UploadIncomplete as exc:
+        return UploadState(upload_id=manifest.upload_id, committed=False, missing=exc.missing)
     return UploadState(upload_id=upload_id, committed=True, missing=[])
 
 
