@@ -221,9 +221,17 @@ class Limits(_Strict):
     # The sweep fails once this many trials have failed (see failure_threshold).
     max_failed_trials: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
 
-    @field_validator("timeout", "trial_timeout")
+    @field_validator("timeout")
     @classmethod
-    def _durations(cls, value: str | None) -> str | None:
+    def _is_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_iso8601_duration(value)
+        return value
+
+    @field_validator("trial_timeout")
+    @classmethod
+    def _is_wall_clock(cls, value: str | None) -> str | None:
+        # It becomes the trial's job.max_wall_clock, which the run spec caps.
         if value is not None and parse_iso8601_duration(value) > MAX_WALL_CLOCK_SECONDS:
             raise ValueError("must be at most 30 days (P30D)")
         return value

@@ -198,6 +198,8 @@ def test_limits() -> None:
     assert limits.failure_threshold == 4  # ceil(7 / 2)
     assert sweep(limits={"max_total_trials": 1}).limits.failure_threshold == 1
     assert sweep().limits.timeout_seconds is None
+    # Only a trial's timeout is capped (it becomes job.max_wall_clock), not the sweep's.
+    assert sweep(limits={"max_total_trials": 1, "timeout": "P60D"}).limits.timeout == "P60D"
 
 
 def test_the_default_failure_rule_waits_for_ended_trials() -> None:
