@@ -14,7 +14,7 @@ from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
 from orchestrator.api.models import UPLOADS_PATH
 from orchestrator.api.ratelimit import KeyRateLimiter
-from orchestrator.api.routes import audit, keys, runs, schedules, service, uploads
+from orchestrator.api.routes import audit, keys, runs, schedules, service, sweeps, uploads
 from orchestrator.api.sse import StreamSlots, stream_resources
 from orchestrator.azure.gateway import AzureGateway
 from orchestrator.chain.queue import CHAIN_QUEUE
@@ -49,6 +49,7 @@ ROUTERS = (
     runs.router,
     uploads.router,
     schedules.router,
+    sweeps.router,
     keys.router,
     audit.router,
 )

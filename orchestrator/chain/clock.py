@@ -23,6 +23,8 @@ from orchestrator.domain.status import Step
 from orchestrator.observability.logs import get_logger
 
 SendNow = Callable[[Dispatch], None]
+# Sends the task of one sweep's tick (batchai.sweep_tick).
+SendSweepTick = Callable[[str], None]
 # How often due messages are looked for: the lateness of a wait at worst.
 TICK_SECONDS = 0.25
 REDIS_DOWN_PAUSE_SECONDS = 2.0
@@ -64,6 +66,15 @@ def send_due(ctx: StepContext, send_now: SendNow) -> int:
     return len(claimed)
 
 
+def send_due_sweeps(ctx: StepContext, send_tick: SendSweepTick) -> int:
+    """Send a tick for every sweep whose tick is due; each claim holds the sweep
+    for CLAIM_SECONDS, so a tick lost with its worker is sent again after that."""
+    claimed = ctx.store.sweeps.claim_due(ctx.clock())
+    for sweep_id in claimed:
+        send_tick(sweep_id)
+    return len(claimed)
+
+
 def redrive_if_my_turn(ctx: StepContext, send_now: SendNow, worker: str) -> int:
     """Run the re-driver unless another worker did within the interval."""
     interval_ms = max(1, int(ctx.settings.redrive_interval_seconds * 1000))
@@ -93,9 +104,16 @@ def expire_runs_if_my_turn(ctx: StepContext, worker: str) -> list[str]:
 class ChainClock:
     """The background thread of one worker process."""
 
-    def __init__(self, context: Callable[[], StepContext], send_now: SendNow, worker: str) -> None:
+    def __init__(
+        self,
+        context: Callable[[], StepContext],
+        send_now: SendNow,
+        worker: str,
+        send_sweep_tick: SendSweepTick | None = None,
+    ) -> None:
         self._context = context
         self._send_now = send_now
+        self._send_sweep_tick = send_sweep_tick
         self._worker = worker
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chain-clock", daemon=True)
@@ -113,6 +131,8 @@ class ChainClock:
         """One pass of the clock (the thread runs one every TICK_SECONDS)."""
         ctx = self._context()
         send_due(ctx, self._send_now)
+        if self._send_sweep_tick is not None:
+            send_due_sweeps(ctx, self._send_sweep_tick)
         # Every worker looks; a per-tick claim lets only one fire each tick.
         fire_due_schedules(ctx, ctx.clock(), worker=self._worker)
         if ctx.clock() >= self._next_redrive:

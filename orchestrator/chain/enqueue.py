@@ -36,6 +36,7 @@ def enqueue_run(
     input_roots: Sequence[Path] = (),
     submitted_by: str | None = None,
     notify: NotifySpec | None = None,
+    sweep_id: str | None = None,
 ) -> tuple[RunRecord, bool]:
     """Create the run (idempotently) and dispatch its first step unless already done.
 
@@ -56,6 +57,7 @@ def enqueue_run(
         idempotency_key=idempotency_key,
         submitted_by=submitted_by,
         notify=notify,
+        sweep_id=sweep_id,
     )
     log = get_logger(run_id=record.run_id)
     if record.dispatched or record.terminal:

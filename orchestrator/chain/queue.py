@@ -24,6 +24,8 @@ CHAIN_QUEUE = "batchai"
 WEBHOOK_QUEUE = "batchai.webhooks"
 TASK_PREFIX = "batchai."
 REAP_TASK = f"{TASK_PREFIX}reap"
+# One tick of one sweep (argument: the sweep id); sent by the chain clock.
+SWEEP_TICK_TASK = f"{TASK_PREFIX}sweep_tick"
 
 
 def task_name(step: Step) -> str:

@@ -28,11 +28,17 @@ from orchestrator.azure.types import AzureResource
 from orchestrator.chain.redrive import active_runs
 from orchestrator.chain.steps import StepContext
 from orchestrator.domain.inputs import InputKind
-from orchestrator.domain.naming import parse_cluster_run_id, parse_job_run_id, upload_blob_path
+from orchestrator.domain.naming import (
+    parse_cluster_run_id,
+    parse_cluster_sweep_id,
+    parse_job_run_id,
+    upload_blob_path,
+)
 from orchestrator.domain.status import TERMINAL
 from orchestrator.observability.logs import get_logger
 from orchestrator.store import RunNotFound, RunRecord
 from orchestrator.store.schedules import ScheduleBook, ScheduleNotFound
+from orchestrator.store.sweeps import SweepNotFound
 
 
 @dataclass
@@ -96,12 +102,26 @@ def reap_jobs(ctx: StepContext, report: ReapReport) -> None:
             report.deleted_jobs.append(job.name)
 
 
+def _sweep_gone(ctx: StepContext, resource: AzureResource, sweep_id: str) -> bool:
+    """A sweep's cluster past the grace period whose sweep has ended or is unknown."""
+    if _age(ctx, resource) < ctx.settings.reaper_grace_seconds:
+        return False
+    try:
+        return ctx.store.sweeps.get(sweep_id).terminal
+    except SweepNotFound:
+        return True
+
+
 def reap_clusters(ctx: StepContext, report: ReapReport) -> None:
     gateway = ctx.gateway
     rg, ws = ctx.settings.azure_resource_group, ctx.settings.azure_workspace
     for cluster in gateway.list_clusters(rg, ws):
         run_id = parse_cluster_run_id(cluster.name)
-        if not _leaked(ctx, cluster, run_id):
+        sweep_id = parse_cluster_sweep_id(cluster.name)
+        if sweep_id is not None:
+            if not _sweep_gone(ctx, cluster, sweep_id):
+                continue
+        elif not _leaked(ctx, cluster, run_id):
             continue
         if _delete(
             "cluster", cluster.name, run_id, partial(gateway.delete_cluster, rg, ws, cluster.name)

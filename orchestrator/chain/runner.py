@@ -267,6 +267,9 @@ def _finish(ctx: StepContext, run_id: str) -> None:
     status, reason, error = final_status(record)
     record = ctx.store.transition(run_id, status, reason=reason, error=error)
     webhooks.announce(ctx.store, ctx.settings.redis_url, record)
+    if record.sweep_id is not None:
+        # Its sweep starts the next trial now rather than at its next tick.
+        ctx.store.sweeps.nudge(record.sweep_id, ctx.clock())
     get_logger(run_id=run_id).info(
         "run_finished", status=status.value, reason=reason.value if reason else None
     )

@@ -29,7 +29,8 @@ from orchestrator.artifacts import RunArtifacts
 from orchestrator.azure.errors import AzureGatewayError, PermanentAzureError
 from orchestrator.azure.gateway import Gateway
 from orchestrator.azure.job_params import STDOUTERR_OUTPUT_ID
-from orchestrator.azure.types import OutputFile
+from orchestrator.azure.types import JobState, NodeCounts, OutputFile
+from orchestrator.chain.trial_poll import cached_job_state, cached_nodes, fresh_snapshot
 from orchestrator.domain.naming import AzureNames, azure_names
 from orchestrator.domain.spec import ClusterPolicy
 from orchestrator.domain.status import FailureReason, RunStatus, Step, StepState
@@ -105,8 +106,11 @@ def _waiting_since(ctx: StepContext, record: RunRecord, step: Step) -> float:
 def ensure_resource_group(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
-    ctx.gateway.ensure_resource_group(names.resource_group)
-    ready = ctx.gateway.ensure_workspace(names.resource_group, names.workspace)
+    # A sweep's trial: the sweep ensured both before it enqueued the trial.
+    ready = record.sweep_id is not None
+    if not ready:
+        ctx.gateway.ensure_resource_group(names.resource_group)
+        ready = ctx.gateway.ensure_workspace(names.resource_group, names.workspace)
     ctx.store.update(
         run_id,
         lambda r: r.resources.update(
@@ -115,7 +119,7 @@ def ensure_resource_group(ctx: StepContext, run_id: str) -> StepOutcome:
     )
     if not ready:
         return Wait()
-    return Done()
+    return Done({"by_sweep": record.sweep_id} if record.sweep_id else {})
 
 
 def prepare_share(ctx: StepContext, run_id: str) -> StepOutcome:
@@ -146,17 +150,38 @@ def prepare_share(ctx: StepContext, run_id: str) -> StepOutcome:
 def create_cluster(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
-    adopted = ctx.gateway.ensure_cluster(names, record.spec)
     shared = record.spec.cluster.policy is ClusterPolicy.SHARED
+    if record.sweep_id is not None:
+        adopted, detail = True, {"by_sweep": record.sweep_id}  # the sweep's cluster
+    else:
+        adopted, detail = ctx.gateway.ensure_cluster(names, record.spec), {}
     ctx.store.update(run_id, lambda r: r.resources.update(cluster=names.cluster))
-    return Done({"adopted": adopted, "shared": shared})
+    return Done({"adopted": adopted, "shared": shared, **detail})
+
+
+def _cluster_nodes(ctx: StepContext, record: RunRecord, names: AzureNames) -> NodeCounts:
+    """A trial reads its sweep's poll cache; any other run (or a trial whose
+    sweep stopped polling) asks Azure."""
+    snapshot = fresh_snapshot(ctx.store, ctx.settings, record, ctx.clock())
+    cached = cached_nodes(snapshot) if snapshot is not None else None
+    return cached if cached is not None else ctx.gateway.get_cluster_nodes(names)
+
+
+def _job_state(ctx: StepContext, record: RunRecord, names: AzureNames) -> JobState:
+    snapshot = fresh_snapshot(ctx.store, ctx.settings, record, ctx.clock())
+    if snapshot is not None:
+        submitted = record.step(Step.SUBMIT_JOB).finished_at
+        cached = cached_job_state(snapshot, names.job, submitted)
+        if cached is not None:
+            return cached
+    return ctx.gateway.get_job(names)
 
 
 def wait_for_nodes(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
     needed = record.spec.cluster.node_count
-    nodes = ctx.gateway.get_cluster_nodes(names)
+    nodes = _cluster_nodes(ctx, record, names)
     since = _waiting_since(ctx, record, Step.WAIT_FOR_NODES)
     detail = {
         "since": since,
@@ -191,19 +216,29 @@ def wait_for_nodes(ctx: StepContext, run_id: str) -> StepOutcome:
 def submit_job(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
-    if not ctx.gateway.ensure_experiment(names.resource_group, names.workspace, names.experiment):
+    # A sweep's trial: the sweep ensured the experiment before enqueueing it.
+    if record.sweep_id is None and not ctx.gateway.ensure_experiment(
+        names.resource_group, names.workspace, names.experiment
+    ):
         return Wait()
-    adopted = ctx.gateway.create_job(names, record.spec)
+    adopted = ctx.gateway.create_job(names, record.spec, known_absent=_job_known_absent(record))
     ctx.store.update(
         run_id, lambda r: r.resources.update(experiment=names.experiment, job=names.job)
     )
     return Done({"adopted": adopted})
 
 
+def _job_known_absent(record: RunRecord) -> bool:
+    """A trial's first attempt at submitting: no earlier attempt could have made
+    its job, so the read that looks for one is skipped (its sweep's batch poll
+    keeps a sweep's Azure reads constant; a retried submit still looks)."""
+    return record.sweep_id is not None and record.step(Step.SUBMIT_JOB).attempts <= 1
+
+
 def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
-    job = ctx.gateway.get_job(names)
+    job = _job_state(ctx, record, names)
     since = _waiting_since(ctx, record, Step.POLL_JOB)
     previous = record.step(Step.POLL_JOB).detail
     # running -> queued: a lowpriority node was preempted and Batch AI requeued
@@ -370,6 +405,24 @@ def _logs_pending(record: RunRecord) -> bool:
     return not record.step(Step.CLEANUP).detail.get("logs_collected")
 
 
+def _keep_partial_metrics(ctx: StepContext, record: RunRecord) -> None:
+    """A run that ended before collect_outputs (cancelled, stopped early, timed
+    out) keeps the metrics its job printed until then."""
+    if record.metric_series:
+        return
+    stdout = RunArtifacts.of(ctx.settings.artifacts_dir, record.run_id).log("stdout")
+    if not stdout.is_file():
+        return
+    parsed = parse_metrics(stdout.read_text(errors="replace"))
+
+    def keep(r: RunRecord) -> None:
+        r.metrics = dict(parsed.values)
+        r.metric_series = {k: list(v) for k, v in parsed.series.items()}
+        r.metrics_truncated = parsed.truncated
+
+    ctx.store.update(record.run_id, keep)
+
+
 def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
     """Delete the job and a per-run cluster (never a shared one), then wait
     until Azure no longer lists them; the chain then ends the run."""
@@ -389,6 +442,7 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
             get_logger(run_id=run_id).warning("job_logs_not_collected", error=str(exc))
             collected = Collected.bounded_by(ctx.settings, names)
         _add_outputs(ctx, run_id, collected)
+        _keep_partial_metrics(ctx, record)
         ctx.store.set_step(run_id, Step.CLEANUP, StepState.RUNNING, detail={"logs_collected": True})
     # Delete first (tolerant of "already gone"), then check: when Azure
     # deletes quickly this finishes in one pass.
@@ -405,7 +459,9 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
         gateway.delete_tree(names.run_share, names.inputs_root)
         requested["inputs"] = True
     remaining: list[str] = []
-    if gateway.job_exists(names):
+    # A trial does not wait to see its job gone: its sweep checks its listing
+    # for leftovers before it ends (one read for all trials, not one each).
+    if record.sweep_id is None and gateway.job_exists(names):
         remaining.append("job")
     if per_run and gateway.cluster_exists(names):
         remaining.append("cluster")

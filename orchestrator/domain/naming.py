@@ -7,7 +7,8 @@ recognise only names this module produces.
 
 - resource group, workspace, share: from Settings (shared by all runs)
 - experiment: spec.name, so runs of one name (a sweep) share an experiment
-- cluster: ``orch-<run_id>`` for a per-run cluster, spec.cluster.name for a shared one
+- cluster: ``orch-<run_id>`` for a per-run cluster, spec.cluster.name for a shared one,
+  ``orchsweep-<sweep_id>`` for the cluster a sweep creates for its trials
 - job: ``<spec.name>-<run_id>``
 - run share: ``orch-run-<sha256(run_id)[:20]>``, a file share of the run's own,
   the only storage its job mounts: ``inputs/<INPUT_ID>`` (filled by server-side
@@ -33,6 +34,9 @@ from orchestrator.settings import Settings
 AZURE_NAME_PATTERN = r"^[-\w_]+$"
 AZURE_NAME_MAX_LENGTH = 64
 CLUSTER_PREFIX = "orch-"
+SWEEP_CLUSTER_PREFIX = "orchsweep-"
+# The tag every trial of a sweep carries (the run index by tag finds them).
+SWEEP_TAG = "sweep"
 RUN_SHARE_PREFIX = "orch-run-"
 UPLOAD_BLOBS = "uploads/sha256"
 RUN_INPUTS = "inputs"
@@ -91,6 +95,18 @@ def cluster_name(run_id: str, spec: RunSpec) -> str:
         assert spec.cluster.name is not None  # the spec validator guarantees it
         return spec.cluster.name
     return f"{CLUSTER_PREFIX}{run_id}"
+
+
+def sweep_cluster_name(sweep_id: str) -> str:
+    return f"{SWEEP_CLUSTER_PREFIX}{sweep_id}"
+
+
+def parse_cluster_sweep_id(cluster: str) -> str | None:
+    """The sweep id of a cluster a sweep created, else None."""
+    if not cluster.startswith(SWEEP_CLUSTER_PREFIX):
+        return None
+    candidate = cluster[len(SWEEP_CLUSTER_PREFIX) :]
+    return candidate if _RUN_ID.fullmatch(candidate) else None
 
 
 def job_name(run_id: str, spec: RunSpec) -> str:

@@ -25,6 +25,13 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:schedule:<name>:history``  HASH tick ISO -> entry JSON; ``...:history:order`` ZSET by tick
 - ``ns:stats:schedule_ticks``    HASH  outcome -> count; ``ns:stats:schedule_latency`` HASH
                                         histogram of tick -> enqueue seconds (bucket, sum, count)
+- ``ns:sweep:<sweep_id>``         STRING the sweep's record (SweepRecord JSON)
+- ``ns:sweeps``                  ZSET  sweep id by created_at (all sweeps)
+- ``ns:sweeps:due``              ZSET  sweep id by its next tick (sweeps not ended)
+- ``ns:sweep:<sweep_id>:poll``    STRING what the sweep's last listing saw (job states,
+                                        cluster nodes, JSON), read by its trials' steps
+- ``ns:sweepidem:<sha256(key)>`` STRING the sweep id created under an idempotency key
+- ``ns:lock:sweep:<sweep_id>``   STRING the worker ticking the sweep (a lease, like a run's)
 - ``ns:upload:<upload_id>``      STRING an upload's manifest (canonical JSON), kept while used
 - ``ns:uploads``                 ZSET  upload id by its last use (commit, or a run naming it)
 - ``ns:uploads:blobs``           ZSET  content digest by its last use (written, or uploaded again)
@@ -154,6 +161,23 @@ class Keys:
     @property
     def schedule_latency_stats(self) -> str:
         return f"{self.namespace}:stats:schedule_latency"
+
+    def sweep(self, sweep_id: str) -> str:
+        return f"{self.namespace}:sweep:{sweep_id}"
+
+    @property
+    def sweeps(self) -> str:
+        return f"{self.namespace}:sweeps"
+
+    @property
+    def sweeps_due(self) -> str:
+        return f"{self.namespace}:sweeps:due"
+
+    def sweep_poll(self, sweep_id: str) -> str:
+        return f"{self.namespace}:sweep:{sweep_id}:poll"
+
+    def sweep_idempotency(self, key: str) -> str:
+        return f"{self.namespace}:sweepidem:{hashlib.sha256(key.encode()).hexdigest()}"
 
     def upload(self, upload_id: str) -> str:
         return f"{self.namespace}:upload:{upload_id}"

@@ -52,6 +52,7 @@ from orchestrator.store.listing import RunListing, text
 from orchestrator.store.lua import load_script
 from orchestrator.store.records import Ending, RunEvent, RunRecord, StepRecord
 from orchestrator.store.retention import RunRetention
+from orchestrator.store.sweeps import SweepBook
 from orchestrator.store.uploads import UploadBook
 
 # Attempts of one compare-and-set before giving up; a lost race costs one
@@ -117,6 +118,7 @@ class RunStore(RunListing, RunRetention):
         self.keys = Keys(namespace)
         self.due = DueIndex(redis, self.keys)
         self.uploads = UploadBook(redis, self.keys)
+        self.sweeps = SweepBook(redis, self.keys)
         self._create = self.redis.register_script(load_script("create_run"))
         self._cas = self.redis.register_script(load_script("compare_and_set"))
         self._append = self.redis.register_script(load_script("append_event"))
@@ -135,6 +137,7 @@ class RunStore(RunListing, RunRetention):
         idempotency_key: str | None = None,
         submitted_by: str | None = None,
         notify: NotifySpec | None = None,
+        sweep_id: str | None = None,
     ) -> tuple[RunRecord, bool]:
         """Create a queued run atomically; (record, created).
 
@@ -153,6 +156,7 @@ class RunStore(RunListing, RunRetention):
             idempotency_key=idempotency_key,
             submitted_by=submitted_by,
             notify=notify,
+            sweep_id=sweep_id,
             spec_fingerprint=fingerprint,
             created_at=now,
             updated_at=now,
