@@ -175,6 +175,12 @@ def demo_command(
     epochs: Annotated[
         int | None, typer.Option(metavar="N", min=1, help="Override the training epochs.")
     ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep", help="Run examples/mnist/sweep.yaml instead: a leaderboard and a plot."
+        ),
+    ] = False,
 ) -> None:
     """Start the embedded stack, train the MNIST ConvNet through every step, show the result."""
     from orchestrator.chain.enqueue import direct_uploads, enqueue_run
@@ -216,6 +222,12 @@ def demo_command(
             from orchestrator.cli.common import open_store
 
             store = open_store()
+            if sweep:
+                from orchestrator.cli.sweep_demo import run_sweep_demo
+
+                console.print(f"     API: {stack.api_url}/docs (token in {stack.api_token_file})")
+                run_sweep_demo(console, folder / "sweep.yaml", store, home, started)
+                return
             # As any submitter does: the data goes to the share first, by content.
             spec, _ = upload_local_inputs(spec, direct_uploads(get_settings(), store))
             record, _ = enqueue_run(spec, store=store, broker_url=stack.env["REDIS_URL"])

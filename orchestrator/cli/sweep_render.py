@@ -27,12 +27,13 @@ def leaderboard_table(view: dict[str, Any]) -> Table:
         title += f" ({view['reason']})"
     table = Table(
         title=title,
-        caption=f"{objective['goal']} {objective['primary_metric']}  {counts}",
+        caption=f"{objective['goal']} {objective['primary_metric']}  {counts}  "
+        f"(* best; trial runs are {view['sweep_id']}-<#>)",
         title_justify="left",
         caption_justify="left",
     )
+    # The run id is `<sweep_id>-<#>`: the column of indexes names every trial's run.
     table.add_column("#", justify="right")
-    table.add_column("run")
     table.add_column("status")
     table.add_column(objective["primary_metric"], justify="right")
     table.add_column("intervals", justify="right")
@@ -40,6 +41,8 @@ def leaderboard_table(view: dict[str, Any]) -> Table:
     best = (view.get("best") or {}).get("run_id")
     for trial in view["trials"][:MAX_ROWS]:
         status = trial["status"] + (f" ({trial['reason']})" if trial["reason"] else "")
+        if trial["reason"] == "early_terminated":
+            status = f"stopped early (interval {trial['stopped_at_interval']})"
         style = STATUS_STYLE.get(RunStatus(trial["status"]), "")
         params = " ".join(
             f"{k}={_value(v) if isinstance(v, float) else v}"
@@ -48,7 +51,6 @@ def leaderboard_table(view: dict[str, Any]) -> Table:
         mark = "*" if trial["run_id"] == best else ""
         table.add_row(
             f"{trial['index']}{mark}",
-            trial["run_id"],
             Text(status, style=style),
             _value(trial["value"]),
             str(len(trial["series"])),

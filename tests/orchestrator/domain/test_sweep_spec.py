@@ -276,10 +276,10 @@ def test_the_mnist_example_loads() -> None:
     assert spec.trial.job.script == "ConvNet_MNIST.py"
     assert spec.trial.inputs["SAMPLE"] == str(REPO / "examples" / "mnist" / "sample")
     assert set(spec.search_space) == {"lr", "epochs"}
-    assert spec.search_space["epochs"] == Choice(type="choice", values=[2, 3, 4])
+    assert spec.search_space["epochs"] == Choice(type="choice", values=[4, 8, 12])
     assert spec.sampling_algorithm is SamplingAlgorithm.RANDOM and spec.seed == 7
-    assert (spec.objective.primary_metric, spec.objective.goal) == ("test_error", Goal.MINIMIZE)
+    assert (spec.objective.primary_metric, spec.objective.goal) == ("val_error", Goal.MINIMIZE)
     assert (spec.limits.max_total_trials, spec.limits.max_concurrent_trials) == (8, 4)
     assert spec.early_termination == MedianStopping(
-        type="median_stopping", evaluation_interval=1, delay_evaluation=1
+        type="median_stopping", evaluation_interval=1, delay_evaluation=2
     )
