@@ -553,15 +553,21 @@ def _wind_down(
     cluster and end the sweep. None once it has ended."""
     interval = ctx.settings.sweep_poll_seconds
     assert record.ending is not None
-    active = [t for t in record.trials if t.active]
-    for trial in active:
+    still_active = 0
+    for trial in record.trials:
+        if not trial.active:
+            continue
         if not trial.enqueued:
+            record = ctx.store.sweeps.update(record.sweep_id, _never_started(trial.index))
             continue
         try:
-            cancel_run(ctx.store, trial.run_id, by=f"sweep:{record.sweep_id}")
+            run = cancel_run(ctx.store, trial.run_id, by=f"sweep:{record.sweep_id}")
         except (RunAlreadyEnded, RunNotFound):
             continue
-    if active:
+        still_active += not run.terminal
+    # The trials' own chains clean up what they started; the sweep waits for them.
+    record = _refresh_trials(ctx, record, jobs)
+    if still_active:
         return interval
     if record.provisioned:
         # The trials' cleanups deleted their jobs; a job left by one whose
@@ -591,6 +597,14 @@ def _wind_down(
         "sweep_finished", status=ending.status.value, reason=ending.reason
     )
     return None
+
+
+def _never_started(index: int) -> Any:
+    def change(record: SweepRecord) -> None:
+        record.trials[index].status = RunStatus.CANCELLED
+        record.trials[index].reason = FailureReason.CANCELLED
+
+    return change
 
 
 def _mark_cluster_deleted(record: SweepRecord) -> None:
