@@ -98,6 +98,9 @@ def expire_runs_if_my_turn(ctx: StepContext, worker: str) -> list[str]:
     deleted = ctx.store.delete_expired_runs(ctx.clock() - retention, limit=RETENTION_BATCH)
     if deleted:
         get_logger(component="retention").info("expired_runs_deleted", count=len(deleted))
+    sweeps = ctx.store.sweeps.delete_expired(ctx.clock() - retention, limit=RETENTION_BATCH)
+    if sweeps:
+        get_logger(component="retention").info("expired_sweeps_deleted", count=len(sweeps))
     return deleted
 
 

@@ -197,6 +197,30 @@ class SweepBook:
         for member in self.redis.zscan_iter(self.keys.sweeps):
             yield text(member[0])
 
+    def all(self, batch: int = 200) -> Iterator[SweepRecord]:
+        """Every sweep, read `batch` records per round trip."""
+        ids = list(self.ids())
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            raw = cast(list[Any], self.redis.mget([self.keys.sweep(i) for i in chunk]))
+            yield from (SweepRecord.model_validate_json(r) for r in raw if r is not None)
+
+    def delete_expired(self, before: float, limit: int) -> list[str]:
+        """Delete up to `limit` ended sweeps that finished before `before` (their
+        trials are runs, deleted by the runs' own retention)."""
+        doomed = [
+            r.sweep_id
+            for r in self.all()
+            if r.terminal and r.finished_at is not None and r.finished_at < before
+        ][:limit]
+        for sweep_id in doomed:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.delete(self.keys.sweep(sweep_id), self.keys.sweep_poll(sweep_id))
+            pipe.zrem(self.keys.sweeps, sweep_id)
+            pipe.zrem(self.keys.sweeps_due, sweep_id)
+            pipe.execute()
+        return doomed
+
     # ------------------------------------------------------------------ writes
     def update(self, sweep_id: str, mutate: Callable[[SweepRecord], None]) -> SweepRecord:
         """Apply `mutate` to the current record with WATCH/MULTI (retried on a race)."""

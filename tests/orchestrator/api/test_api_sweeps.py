@@ -111,3 +111,41 @@ def test_runs_filter_by_sweep(client: TestClient) -> None:
     response = client.get("/v1/runs", params={"sweep": "sw000000000000"})
     assert response.status_code == 200
     assert response.json()["items"] == []
+
+
+def test_metrics_count_sweeps_by_status_and_trials_by_status_and_reason(
+    client: TestClient, store: RunStore
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from orchestrator.domain.status import FailureReason, RunStatus
+    from orchestrator.store.sweeps import SweepRecord, TrialRecord
+
+    first = client.post("/v1/sweeps", json=sweep_body()).json()["sweep_id"]
+    client.post("/v1/sweeps", json=sweep_body(seed=1))
+
+    def trials(record: SweepRecord) -> None:
+        record.trials = [
+            TrialRecord(index=0, run_id="a", parameters={}, status=RunStatus.SUCCEEDED),
+            TrialRecord(
+                index=1,
+                run_id="b",
+                parameters={},
+                status=RunStatus.CANCELLED,
+                reason=FailureReason.EARLY_TERMINATED,
+            ),
+        ]
+
+    store.sweeps.update(first, trials)
+    store.sweeps.transition(first, SweepStatus.RUNNING)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for s in family.samples
+    }
+    assert samples[("orchestrator_sweeps", (("status", "running"),))] == 1
+    assert samples[("orchestrator_sweeps", (("status", "queued"),))] == 1
+    assert samples[("orchestrator_sweeps", (("status", "failed"),))] == 0
+    stopped = (("reason", "early_terminated"), ("status", "cancelled"))
+    assert samples[("orchestrator_sweep_trials", stopped)] == 1
+    assert samples[("orchestrator_sweep_trials", (("reason", ""), ("status", "succeeded")))] == 1

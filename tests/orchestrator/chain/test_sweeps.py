@@ -232,3 +232,11 @@ def test_the_leaderboard_sorts_by_the_goal(ctx: StepContext) -> None:
     assert [t.index for t in sweeps.leaderboard(record)] == [2, 3, 0, 1]
     best = sweeps.best_trial(record)
     assert best is not None and best.index == 2
+
+
+def test_ended_sweeps_expire_with_the_run_retention(ctx: StepContext) -> None:
+    old, recent, running = _sweep(ctx), _sweep(ctx), _sweep(ctx)
+    for record, finished in ((old, 100.0), (recent, 900.0)):
+        ctx.store.sweeps.transition(record.sweep_id, SweepStatus.CANCELLED, finished_at=finished)
+    assert ctx.store.sweeps.delete_expired(before=500.0, limit=10) == [old.sweep_id]
+    assert {r.sweep_id for r in ctx.store.sweeps.all()} == {recent.sweep_id, running.sweep_id}

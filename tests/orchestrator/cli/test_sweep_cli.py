@@ -75,3 +75,35 @@ def test_plot_refuses_a_path_that_is_not_png(
     code, _, err = run_cli(["sweep", "plot", "sw1", "--out", str(tmp_path / "x.jpg")], capsys)
     assert code == 1
     assert "--out" in err and len(err.strip().splitlines()) == 1
+
+
+def test_plot_draws_every_trial_and_marks_the_stopped_ones(tmp_path: Path) -> None:
+    from orchestrator.cli.sweep_render import plot_sweep
+
+    def trial(index: int, series: list[float], reason: str | None = None) -> dict[str, object]:
+        status = "cancelled" if reason else "succeeded"
+        return {
+            "index": index,
+            "run_id": f"sw1-{index}",
+            "status": status,
+            "reason": reason,
+            "parameters": {"lr": 0.1 * (index + 1)},
+            "series": series,
+        }
+
+    view = {
+        "sweep_id": "sw1",
+        "name": "demo",
+        "objective": {"primary_metric": "loss", "goal": "minimize"},
+        "best": {"run_id": "sw1-0", "parameters": {"lr": 0.1}, "value": 0.1},
+        "trials": [trial(0, [0.5, 0.3, 0.1]), trial(1, [0.9, 0.8], "early_terminated")],
+    }
+    out = tmp_path / "plot.png"
+    plot_sweep(view, out)
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(out)
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 500
+    # Not a blank canvas: lines of several colours were drawn.
+    assert len({tuple(p) for p in pixels.reshape(-1, pixels.shape[2])[::97]}) > 10
