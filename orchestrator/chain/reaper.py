@@ -190,13 +190,24 @@ def reap_outputs(ctx: StepContext, report: ReapReport) -> None:
                 if record.outputs_expired or (record.finished_at or before) > before:
                     continue
                 names = ctx.names(record)
-                # The run's share holds nothing else by now (cleanup took its inputs).
-                delete = partial(ctx.gateway.delete_share, names.run_share)
+                # The run's share holds nothing else by now (cleanup took its
+                # inputs); a trial's share is its sweep's: only its own files go.
+                delete: Callable[[], object] = partial(
+                    ctx.gateway.delete_share, names.run_share
+                )
+                if record.sweep_id is not None:
+                    delete = partial(_delete_output_files, ctx, record)
                 if _delete("outputs", names.run_share, record.run_id, delete):
                     ctx.store.update(record.run_id, _mark_outputs_expired)
                     report.expired_outputs.append(record.run_id)
             if cursor is None:
                 break
+
+
+def _delete_output_files(ctx: StepContext, record: RunRecord) -> None:
+    for stored in record.output_files.values():
+        if stored.share and stored.share_path:
+            ctx.gateway.delete_file(stored.share, stored.share_path)
 
 
 def _mark_outputs_expired(record: RunRecord) -> None:

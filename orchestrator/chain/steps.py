@@ -72,7 +72,7 @@ class StepContext:
     after_step_work: Callable[[StepContext, Step, str], None] | None = None
 
     def names(self, record: RunRecord) -> AzureNames:
-        return azure_names(record.run_id, record.spec, self.settings)
+        return azure_names(record.run_id, record.spec, self.settings, record.sweep_id)
 
 
 def safe_countdown(settings: Settings, seconds: float) -> float:
@@ -126,6 +126,8 @@ def prepare_share(ctx: StepContext, run_id: str) -> StepOutcome:
     """Place every input where the job reads it (orchestrator/inputs/placement.py)."""
     record = ctx.store.get(run_id)
     names = ctx.names(record)
+    if record.sweep_id is not None:
+        return _inputs_of_sweep(ctx, record, names)
     placer = InputPlacer(ctx.gateway, ctx.store.uploads, names, ctx.settings.input_roots)
     try:
         placed = placer.place_all(record.spec.input_refs())
@@ -145,6 +147,19 @@ def prepare_share(ctx: StepContext, run_id: str) -> StepOutcome:
             "uploaded_bytes": placed.uploaded_bytes,
         }
     )
+
+
+def _inputs_of_sweep(ctx: StepContext, record: RunRecord, names: AzureNames) -> StepOutcome:
+    """A trial's inputs were placed once for its whole sweep, on the sweep's share."""
+    assert record.sweep_id is not None
+    placed = ctx.store.sweeps.get(record.sweep_id).inputs
+
+    def note(r: RunRecord) -> None:
+        r.resources.update(share=names.run_share)
+        r.inputs = dict(placed)
+
+    ctx.store.update(record.run_id, note)
+    return Done({"by_sweep": record.sweep_id})
 
 
 def create_cluster(ctx: StepContext, run_id: str) -> StepOutcome:
@@ -453,7 +468,8 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
     if per_run and not requested.get("cluster"):
         gateway.delete_cluster(names.resource_group, names.workspace, names.cluster)
         requested["cluster"] = True
-    if not requested.get("inputs"):
+    # A trial's inputs are its sweep's: the sweep deletes them when it ends.
+    if not requested.get("inputs") and record.sweep_id is None:
         # The run's own copies of its inputs (uploads stay, for the next run; the
         # outputs stay on the run's share until output retention).
         gateway.delete_tree(names.run_share, names.inputs_root)

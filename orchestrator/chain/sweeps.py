@@ -53,12 +53,16 @@ from orchestrator.domain.status import (
 )
 from orchestrator.domain.sweep import Goal, SweepSpec
 from orchestrator.inputs.checks import check_inputs
+from orchestrator.inputs.placement import InputPlacer, InputProblem
 from orchestrator.observability.logs import get_logger
-from orchestrator.store import RunNotFound, RunStore
+from orchestrator.store import InputRecord, RunNotFound, RunStore
 from orchestrator.store.sweeps import SweepEnding, SweepRecord, TrialRecord
 
 # How long a lease-busy tick waits before it looks again.
 BUSY_RETRY_SECONDS = 1.0
+# Without early termination, live values only feed the leaderboard: a running
+# trial's stdout is read every this many ticks, not every tick (2 reads each).
+LIVE_READ_EVERY_TICKS = 5
 # Job states the listing gives for a job that has ended.
 _JOB_ENDED = frozenset({"succeeded", "failed"})
 
@@ -118,7 +122,7 @@ def sweep_names(ctx: StepContext, record: SweepRecord) -> AzureNames:
     """Names the sweep shares with all its trials (job and run share are trial 0's)."""
     probe = TrialRecord(index=0, run_id=trial_run_id(record.sweep_id, 0), parameters={})
     spec = record.spec.trial.model_copy(update={"name": record.spec.name})
-    names = azure_names(probe.run_id, spec, ctx.settings)
+    names = azure_names(probe.run_id, spec, ctx.settings, record.sweep_id)
     return AzureNames(
         **{**names.__dict__, "cluster": cluster_of(record.sweep_id, record.spec)},
     )
@@ -169,12 +173,15 @@ def _tick(ctx: StepContext, sweep_id: str) -> float | None:
     record = _decide_limits(ctx, record, now)
     if record.ending is None and not record.provisioned:
         try:
-            if not _provision(ctx, record, names):
+            placed = _provision(ctx, record, names)
+            if placed is None:
                 return interval
         except PermanentAzureError as exc:
             record = _decide(ctx, sweep_id, SweepStatus.FAILED, exc.reason.value, str(exc))
+        except InputProblem as exc:
+            record = _decide(ctx, sweep_id, SweepStatus.FAILED, "invalid_spec", f"trial.{exc}")
         else:
-            record = book.update(sweep_id, _mark_provisioned(names))
+            record = book.update(sweep_id, _mark_provisioned(names, placed))
     jobs: dict[str, JobState] = {}
     if record.provisioned:
         jobs = _poll(ctx, record, names)
@@ -190,28 +197,33 @@ def _tick(ctx: StepContext, sweep_id: str) -> float | None:
     return interval
 
 
-def _mark_provisioned(names: AzureNames) -> Any:
+def _mark_provisioned(names: AzureNames, placed: dict[str, InputRecord]) -> Any:
     def change(record: SweepRecord) -> None:
         record.provisioned = True
+        record.inputs = dict(placed)
         record.resources.update(
             resource_group=names.resource_group,
             workspace=names.workspace,
             experiment=names.experiment,
             cluster=names.cluster,
+            share=names.run_share,
         )
 
     return change
 
 
-def _provision(ctx: StepContext, record: SweepRecord, names: AzureNames) -> bool:
-    """Resource group, workspace, experiment and cluster, once for all trials;
-    True once all are ready (each call adopts what exists)."""
+def _provision(
+    ctx: StepContext, record: SweepRecord, names: AzureNames
+) -> dict[str, InputRecord] | None:
+    """Resource group, workspace, experiment, cluster and the trial's inputs on
+    the sweep's share, once for all trials; what was placed once all are ready,
+    None while not yet (each call adopts what exists, and places again)."""
     gateway = ctx.gateway
     gateway.ensure_resource_group(names.resource_group)
     if not gateway.ensure_workspace(names.resource_group, names.workspace):
-        return False
+        return None
     if not gateway.ensure_experiment(names.resource_group, names.workspace, names.experiment):
-        return False
+        return None
     trial = record.spec.trial
     if owns_cluster(record.spec):
         # Sized for every concurrent trial at once (validation bounds a run's own
@@ -221,7 +233,8 @@ def _provision(ctx: StepContext, record: SweepRecord, names: AzureNames) -> bool
         gateway.ensure_cluster(names, trial.model_copy(update={"cluster": cluster}))
     else:
         gateway.ensure_cluster(names, trial)
-    return True
+    placer = InputPlacer(gateway, ctx.store.uploads, names, ctx.settings.input_roots)
+    return placer.place_all(trial.input_refs()).inputs
 
 
 def _poll(ctx: StepContext, record: SweepRecord, names: AzureNames) -> dict[str, JobState]:
@@ -297,6 +310,9 @@ def _refresh_trials(
     metric = record.spec.objective.primary_metric
     updates: dict[int, dict[str, Any]] = {}
     now = ctx.clock()
+    ticks = 1 if record.spec.early_termination is not None else LIVE_READ_EVERY_TICKS
+    # A little under the ticks' spacing, so a read is never put off a whole tick.
+    live_every = (ticks - 0.5) * ctx.settings.sweep_poll_seconds
     for trial in record.trials:
         if not trial.active:
             continue
@@ -322,7 +338,9 @@ def _refresh_trials(
             sweep_metrics.forget(names.job)
         else:
             change["status"] = run.status
-            if job is not None and job.execution_state in ("running", *_JOB_ENDED):
+            due = trial.live_read_at is None or now - trial.live_read_at >= live_every
+            if due and job is not None and job.execution_state == "running":
+                change["live_read_at"] = now
                 values, offset = sweep_metrics.read_new_values(
                     ctx.gateway, names, metric, trial.log_offset
                 )
@@ -578,6 +596,10 @@ def _wind_down(
             ctx.gateway.delete_job(names.resource_group, names.workspace, names.experiment, job)
         if leftover:
             return interval
+        if not record.inputs_deleted:
+            # The trials' copies of the inputs; their outputs stay on the share.
+            ctx.gateway.delete_tree(names.run_share, names.inputs_root)
+            record = ctx.store.sweeps.update(record.sweep_id, _mark_inputs_deleted)
         if owns_cluster(record.spec) and not record.cluster_deleted:
             ctx.gateway.delete_cluster(names.resource_group, names.workspace, names.cluster)
             if ctx.gateway.cluster_exists(names):
@@ -605,6 +627,10 @@ def _never_started(index: int) -> Any:
         record.trials[index].reason = FailureReason.CANCELLED
 
     return change
+
+
+def _mark_inputs_deleted(record: SweepRecord) -> None:
+    record.inputs_deleted = True
 
 
 def _mark_cluster_deleted(record: SweepRecord) -> None:

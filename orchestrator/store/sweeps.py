@@ -33,6 +33,7 @@ from orchestrator.store.errors import IdempotencyConflict, StoreContention, Stor
 from orchestrator.store.keys import Keys
 from orchestrator.store.listing import text
 from orchestrator.store.lua import load_script
+from orchestrator.store.records import InputRecord
 
 CAS_ATTEMPTS = 50
 # A claimed tick that never finished (its worker died) falls due again after this.
@@ -68,6 +69,7 @@ class TrialRecord(BaseModel):
     value: float | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     log_offset: int = 0
+    live_read_at: float | None = None  # last read of the job's stdout while it ran
     # Stopped by the early termination policy, at this interval.
     stopped_at_interval: int | None = None
     enqueued: bool = False
@@ -98,7 +100,10 @@ class SweepRecord(BaseModel):
     # What the sweep provisioned once for all its trials.
     resources: dict[str, str] = Field(default_factory=dict)
     provisioned: bool = False
+    # The trial's inputs, placed once on the sweep's share for every trial.
+    inputs: dict[str, InputRecord] = Field(default_factory=dict)
     cluster_deleted: bool = False
+    inputs_deleted: bool = False
     # Node-seconds the early termination saved: for each stopped trial, the
     # mean runtime of the completed trials minus its own.
     node_seconds_saved: float = 0.0

@@ -30,7 +30,9 @@ from tests.support.chain_fakes import FakeClock, FakeGateway
 @pytest.fixture
 def ctx(fake_redis: redis.Redis, tmp_path: Path) -> Iterator[StepContext]:
     settings = Settings(ORCH_ARTIFACTS_DIR=str(tmp_path / "artifacts"))
-    yield StepContext(settings, RunStore(fake_redis), FakeGateway(), FakeClock(1_000_000.0))
+    gateway = FakeGateway()
+    gateway.share_files["code/train.py"] = b"print('hi')\n"  # the trial's share: input
+    yield StepContext(settings, RunStore(fake_redis), gateway, FakeClock(1_000_000.0))
 
 
 @pytest.fixture
@@ -88,6 +90,7 @@ def test_the_first_tick_provisions_once_and_starts_max_concurrent_trials(
     assert [run_id for run_id, _ in enqueued] == [f"{record.sweep_id}-0", f"{record.sweep_id}-1"]
     gateway = _gateway(ctx)
     assert gateway.calls["ensure_cluster"] == 1, "provisioned once, not per tick"
+    assert gateway.calls["copy_file"] == 1, "the inputs are placed once for every trial"
     assert gateway.calls["list_jobs"] == 2, "one listing per tick"
     spec = enqueued[0][1]
     assert spec.parameters["lr"] == 0.1
