@@ -87,11 +87,12 @@ class Settings(BaseSettings):
         30.0, validation_alias="ORCH_POLL_MAX_SECONDS"
     )
     poll_backoff: Annotated[float, Field(ge=1)] = Field(1.5, validation_alias="ORCH_POLL_BACKOFF")
-    # A sweep's tick: one listing of its jobs and one read of its cluster per
-    # interval, whatever the number of trials; its trials' steps read that
-    # listing instead of polling Azure each (orchestrator/chain/sweeps.py).
+    # A sweep's tick: one listing of its jobs per interval, whatever the number
+    # of trials; its trials' steps read that listing instead of polling Azure
+    # each. This is the shortest interval: it grows with the age of the youngest
+    # running job (orchestrator/chain/sweeps.py: next_interval).
     sweep_poll_seconds: Annotated[float, Field(ge=0.2, le=300)] = Field(
-        2.0, validation_alias="ORCH_SWEEP_POLL_SECONDS"
+        1.0, validation_alias="ORCH_SWEEP_POLL_SECONDS"
     )
     node_wait_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
         1800.0, validation_alias="ORCH_NODE_WAIT_TIMEOUT_SECONDS"

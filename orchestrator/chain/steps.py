@@ -29,8 +29,8 @@ from orchestrator.artifacts import RunArtifacts
 from orchestrator.azure.errors import AzureGatewayError, PermanentAzureError
 from orchestrator.azure.gateway import Gateway
 from orchestrator.azure.job_params import STDOUTERR_OUTPUT_ID
-from orchestrator.azure.types import JobState, NodeCounts, OutputFile
-from orchestrator.chain.trial_poll import cached_job_state, cached_nodes, fresh_snapshot
+from orchestrator.azure.types import JobState, OutputFile
+from orchestrator.chain.trial_poll import cached_job_state, fresh_snapshot
 from orchestrator.domain.naming import AzureNames, azure_names
 from orchestrator.domain.spec import ClusterPolicy
 from orchestrator.domain.status import FailureReason, RunStatus, Step, StepState
@@ -174,16 +174,8 @@ def create_cluster(ctx: StepContext, run_id: str) -> StepOutcome:
     return Done({"adopted": adopted, "shared": shared, **detail})
 
 
-def _cluster_nodes(ctx: StepContext, record: RunRecord, names: AzureNames) -> NodeCounts:
-    """A trial reads its sweep's poll cache; any other run (or a trial whose
-    sweep stopped polling) asks Azure."""
-    snapshot = fresh_snapshot(ctx.store, ctx.settings, record, ctx.clock())
-    cached = cached_nodes(snapshot) if snapshot is not None else None
-    return cached if cached is not None else ctx.gateway.get_cluster_nodes(names)
-
-
 def _job_state(ctx: StepContext, record: RunRecord, names: AzureNames) -> JobState:
-    snapshot = fresh_snapshot(ctx.store, ctx.settings, record, ctx.clock())
+    snapshot = fresh_snapshot(ctx.store, record, ctx.clock())
     if snapshot is not None:
         submitted = record.step(Step.SUBMIT_JOB).finished_at
         cached = cached_job_state(snapshot, names.job, submitted)
@@ -192,11 +184,24 @@ def _job_state(ctx: StepContext, record: RunRecord, names: AzureNames) -> JobSta
     return ctx.gateway.get_job(names)
 
 
+def _wait_for_slot(ctx: StepContext, record: RunRecord) -> StepOutcome:
+    """A trial waits for a slot of its sweep instead (the sweep grants one when
+    fewer than max_concurrent_trials jobs exist, and brings this wait forward);
+    Batch AI queues the job until a node of the sweep's cluster is idle."""
+    assert record.sweep_id is not None
+    since = _waiting_since(ctx, record, Step.WAIT_FOR_NODES)
+    if ctx.store.sweeps.has_slot(record.sweep_id, record.run_id):
+        return Done({"since": since, "slot_of": record.sweep_id})
+    return Wait({"since": since, "waiting_for": f"a slot of sweep {record.sweep_id}"})
+
+
 def wait_for_nodes(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
+    if record.sweep_id is not None:
+        return _wait_for_slot(ctx, record)
     names = ctx.names(record)
     needed = record.spec.cluster.node_count
-    nodes = _cluster_nodes(ctx, record, names)
+    nodes = ctx.gateway.get_cluster_nodes(names)
     since = _waiting_since(ctx, record, Step.WAIT_FOR_NODES)
     detail = {
         "since": since,

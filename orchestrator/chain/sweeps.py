@@ -51,13 +51,16 @@ from orchestrator.domain.status import (
     StepState,
     SweepStatus,
 )
-from orchestrator.domain.sweep import Goal, SweepSpec
+from orchestrator.domain.sweep import Goal, SamplingAlgorithm, SweepSpec
 from orchestrator.inputs.checks import check_inputs
 from orchestrator.inputs.placement import InputPlacer, InputProblem
 from orchestrator.observability.logs import get_logger
 from orchestrator.store import InputRecord, RunNotFound, RunStore
 from orchestrator.store.sweeps import SweepEnding, SweepRecord, TrialRecord
 
+# The tick interval grows with the age of the youngest running job (next_interval).
+SWEEP_POLL_GROWTH = 0.1
+SWEEP_POLL_MAX_SECONDS = 120.0
 # How long a lease-busy tick waits before it looks again.
 BUSY_RETRY_SECONDS = 1.0
 # Without early termination, live values only feed the leaderboard: a running
@@ -189,12 +192,38 @@ def _tick(ctx: StepContext, sweep_id: str) -> float | None:
     if record.ending is None:
         record = _early_termination(ctx, record, jobs)
         record = _failure_rule(ctx, record)
+    if record.ending is None and record.provisioned:
+        problem = _allocation_problem(ctx, record, names, jobs)
+        if problem is not None:
+            record = _decide(ctx, sweep_id, SweepStatus.FAILED, "allocation_failed", problem)
     if record.ending is None and not record.cancel_requested:
         record = _start_trials(ctx, record)
+        _grant_slots(ctx, record)
         record = _natural_end(ctx, record)
     if record.ending is not None:
         return _wind_down(ctx, record, names, jobs)
-    return interval
+    return next_interval(ctx, record)
+
+
+def next_interval(ctx: StepContext, record: SweepRecord) -> float:
+    """The shortest interval while a slotted trial's job has not started yet (a
+    job may be short); then growing with the age of the youngest running job,
+    SWEEP_POLL_GROWTH of it, up to SWEEP_POLL_MAX_SECONDS: a job's end is
+    noticed within a tenth of its runtime, and a sweep of long jobs reads Azure
+    a few times an hour, not every second."""
+    base = ctx.settings.sweep_poll_seconds
+    now = ctx.clock()
+    slotted = ctx.store.sweeps.slots(record.sweep_id)
+    ages: list[float] = []
+    for trial in record.trials:
+        if not trial.active or trial.run_id not in slotted:
+            continue
+        if trial.started_at is None:
+            return base
+        ages.append(now - trial.started_at)
+    if not ages:
+        return base
+    return min(SWEEP_POLL_MAX_SECONDS, max(base, SWEEP_POLL_GROWTH * min(ages)))
 
 
 def _mark_provisioned(names: AzureNames, placed: dict[str, InputRecord]) -> Any:
@@ -238,30 +267,41 @@ def _provision(
 
 
 def _poll(ctx: StepContext, record: SweepRecord, names: AzureNames) -> dict[str, JobState]:
-    """The batch poll: one listing of the experiment's jobs and one read of the
-    cluster, cached for the trials' steps; waiting trials that can move on are
-    brought forward."""
+    """The batch poll: one listing of the experiment's jobs per tick, cached for
+    the trials' steps; trials whose job ended are brought forward. The cluster
+    is read only while a trial's job waits for nodes (to notice that they never
+    come)."""
     now = ctx.clock()
     jobs = ctx.gateway.list_jobs(names.resource_group, names.workspace, names.experiment)
     snapshot: dict[str, Any] = {"at": now, "jobs": {n: _job_json(j) for n, j in jobs.items()}}
-    nodes = None
-    if not record.cluster_deleted and (record.ending is None or owns_cluster(record.spec)):
-        try:
-            nodes = ctx.gateway.get_cluster_nodes(names)
-        except PermanentAzureError:
-            nodes = None  # gone (deleted at the end): nothing to wait for
-    if nodes is not None:
-        snapshot["nodes"] = {
-            "idle": nodes.idle,
-            "preparing": nodes.preparing,
-            "unusable": nodes.unusable,
-            "running": nodes.running,
-            "target": nodes.target,
-            "errors": nodes.errors,
-        }
     ctx.store.sweeps.put_poll(record.sweep_id, snapshot)
-    _bring_forward(ctx, record, jobs, nodes.idle if nodes is not None else 0)
+    _bring_forward(ctx, record, jobs)
     return jobs
+
+
+def _allocation_problem(
+    ctx: StepContext, record: SweepRecord, names: AzureNames, jobs: dict[str, JobState]
+) -> str | None:
+    """Why the cluster cannot run the trials' jobs (allocation errors, too many
+    unusable nodes), read only while a job of a slotted trial is queued."""
+    if record.cluster_deleted or record.ending is not None:
+        return None
+    slotted = ctx.store.sweeps.slots(record.sweep_id)
+    queued = any(
+        t.active and t.run_id in slotted and t.started_at is None for t in record.trials
+    )
+    if not queued:
+        return None
+    try:
+        nodes = ctx.gateway.get_cluster_nodes(names)
+    except PermanentAzureError as exc:
+        return str(exc)
+    if nodes.errors:
+        return f"cluster {names.cluster} could not allocate nodes: " + "; ".join(nodes.errors)
+    needed = record.spec.trial.cluster.node_count
+    if nodes.target > 0 and nodes.target - nodes.unusable < needed:
+        return f"cluster {names.cluster}: {nodes.unusable} of {nodes.target} nodes are unusable"
+    return None
 
 
 def _job_json(job: JobState) -> dict[str, Any]:
@@ -274,11 +314,8 @@ def _job_json(job: JobState) -> dict[str, Any]:
     }
 
 
-def _bring_forward(
-    ctx: StepContext, record: SweepRecord, jobs: dict[str, JobState], idle: int
-) -> None:
-    """Trials whose job ended, and (while nodes are idle) trials waiting for
-    nodes, get their waiting message moved to now."""
+def _bring_forward(ctx: StepContext, record: SweepRecord, jobs: dict[str, JobState]) -> None:
+    """Trials whose job the listing shows ended get their waiting poll moved to now."""
     now = ctx.clock()
     for trial in record.trials:
         if not trial.active or not trial.enqueued:
@@ -287,19 +324,35 @@ def _bring_forward(
             run = ctx.store.get(trial.run_id)
         except RunNotFound:
             continue
-        names = ctx.names(run)
-        step: Step | None = None
-        job = jobs.get(names.job)
-        if job is not None and job.execution_state in _JOB_ENDED:
-            step = Step.POLL_JOB
-        elif idle > 0 and run.step(Step.WAIT_FOR_NODES).state is StepState.WAITING:
-            step = Step.WAIT_FOR_NODES
-            idle -= run.spec.cluster.node_count
-        if step is None:
+        job = jobs.get(ctx.names(run).job)
+        poll = run.step(Step.POLL_JOB)
+        ended = job is not None and job.execution_state in _JOB_ENDED
+        if ended and poll.state is StepState.WAITING and poll.task_id:
+            ctx.store.due.bring_forward(poll.task_id, now)
+
+
+def _grant_slots(ctx: StepContext, record: SweepRecord) -> None:
+    """Let trials submit their jobs, in index order, while fewer than
+    max_concurrent_trials slotted trials are active. A slot is held until the
+    trial has ended, after its cleanup deleted its job: never more jobs exist."""
+    book = ctx.store.sweeps
+    slotted = book.slots(record.sweep_id)
+    held = sum(t.active and t.run_id in slotted for t in record.trials)
+    free = record.spec.limits.max_concurrent_trials - held
+    now = ctx.clock()
+    for trial in record.trials:
+        if free <= 0:
+            return
+        if not trial.active or not trial.enqueued or trial.run_id in slotted:
             continue
-        task_id = run.step(step).task_id
-        if run.step(step).state is StepState.WAITING and task_id:
-            ctx.store.due.bring_forward(task_id, now)
+        book.grant_slot(record.sweep_id, trial.run_id)
+        free -= 1
+        try:
+            wait = ctx.store.get(trial.run_id).step(Step.WAIT_FOR_NODES)
+        except RunNotFound:
+            continue
+        if wait.state is StepState.WAITING and wait.task_id:
+            ctx.store.due.bring_forward(wait.task_id, now)
 
 
 # ----------------------------------------------------------------- trials
@@ -478,7 +531,7 @@ def _start_trials(ctx: StepContext, record: SweepRecord) -> SweepRecord:
     for trial in record.trials:
         if not trial.enqueued:
             record = _enqueue_trial(ctx, record, trial)
-    limit = record.spec.limits.max_concurrent_trials
+    limit = record.spec.limits.max_concurrent_trials + _prefetch(record.spec)
     total = record.spec.total_trials
     while len(record.trials) < total and sum(t.active for t in record.trials) < limit:
         index = len(record.trials)
@@ -495,6 +548,15 @@ def _start_trials(ctx: StepContext, record: SweepRecord) -> SweepRecord:
         record = book.update(record.sweep_id, add)
         record = _enqueue_trial(ctx, record, record.trials[index])
     return record
+
+
+def _prefetch(spec: SweepSpec) -> int:
+    """Trials prepared ahead of a free slot (their steps up to the slot done), so
+    a slot that frees is filled at once. Bayesian sampling prefetches one only:
+    a trial's values are drawn when it is enqueued, from the results known then."""
+    if spec.sampling_algorithm is SamplingAlgorithm.BAYESIAN:
+        return 1
+    return spec.limits.max_concurrent_trials
 
 
 def _enqueue_trial(ctx: StepContext, record: SweepRecord, trial: TrialRecord) -> SweepRecord:

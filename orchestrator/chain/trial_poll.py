@@ -1,8 +1,8 @@
 """What a sweep's trial reads instead of polling Azure itself: the sweep's poll
-cache (one Jobs_ListByExperiment and one Clusters_Get per sweep tick,
-chain/sweeps.py). A trial falls back on its own request only when the cache is
-stale (the sweep's ticks stopped: no worker ran one for STALE_TICKS intervals)
-or cannot answer (a job the listing should show and does not).
+cache (one Jobs_ListByExperiment per sweep tick, chain/sweeps.py). A trial
+falls back on its own request only when the cache is stale (the sweep has
+ended, or its ticks stopped: no worker runs them) or cannot answer (a job the
+listing should show and does not).
 """
 
 from __future__ import annotations
@@ -10,26 +10,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from orchestrator.azure.types import JobState, NodeCounts
-from orchestrator.settings import Settings
+from orchestrator.azure.types import JobState
 from orchestrator.store import RunRecord, RunStore
 
-# The cache is trusted while younger than this many sweep intervals.
-STALE_TICKS = 3.0
+# The cache is trusted while the sweep's next tick is overdue by less than this:
+# its ticks still come, so what the cache lacks comes with the next one. An old
+# entry only delays a trial: a job's ended state, once listed, never changes.
+STALE_SECONDS = 10.0
 # A job is in a listing taken at least this long after it was created (clock
 # skew between workers and Azure's own listing lag).
 LISTING_LAG_SECONDS = 1.0
 
 
-def fresh_snapshot(
-    store: RunStore, settings: Settings, record: RunRecord, now: float
-) -> dict[str, Any] | None:
+def fresh_snapshot(store: RunStore, record: RunRecord, now: float) -> dict[str, Any] | None:
     if record.sweep_id is None:
         return None
-    snapshot = store.sweeps.poll(record.sweep_id)
-    if snapshot is None or now - float(snapshot["at"]) > STALE_TICKS * settings.sweep_poll_seconds:
-        return None
-    return snapshot
+    due = store.sweeps.due_at(record.sweep_id)
+    if due is None or due < now - STALE_SECONDS:
+        return None  # the sweep has ended, or no worker ticks it: ask Azure
+    return store.sweeps.poll(record.sweep_id)
 
 
 def cached_job_state(
@@ -49,22 +48,6 @@ def cached_job_state(
         errors=list(found.get("errors") or []),
         start_time=_time(found.get("start_time")),
         end_time=_time(found.get("end_time")),
-    )
-
-
-def cached_nodes(snapshot: dict[str, Any]) -> NodeCounts | None:
-    nodes = snapshot.get("nodes")
-    if nodes is None:
-        return None
-    return NodeCounts(
-        idle=int(nodes["idle"]),
-        preparing=int(nodes["preparing"]),
-        unusable=int(nodes["unusable"]),
-        running=int(nodes["running"]),
-        leaving=0,
-        target=int(nodes["target"]),
-        allocation_state="",
-        errors=list(nodes.get("errors") or []),
     )
 
 

@@ -30,6 +30,8 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:sweeps:due``              ZSET  sweep id by its next tick (sweeps not ended)
 - ``ns:sweep:<sweep_id>:poll``    STRING what the sweep's last listing saw (job states,
                                         cluster nodes, JSON), read by its trials' steps
+- ``ns:sweep:<sweep_id>:slots``   SET   trial run ids the sweep let submit their job (at
+                                        most max_concurrent_trials of them not ended)
 - ``ns:sweepidem:<sha256(key)>`` STRING the sweep id created under an idempotency key
 - ``ns:lock:sweep:<sweep_id>``   STRING the worker ticking the sweep (a lease, like a run's)
 - ``ns:upload:<upload_id>``      STRING an upload's manifest (canonical JSON), kept while used
@@ -175,6 +177,9 @@ class Keys:
 
     def sweep_poll(self, sweep_id: str) -> str:
         return f"{self.namespace}:sweep:{sweep_id}:poll"
+
+    def sweep_slots(self, sweep_id: str) -> str:
+        return f"{self.namespace}:sweep:{sweep_id}:slots"
 
     def sweep_idempotency(self, key: str) -> str:
         return f"{self.namespace}:sweepidem:{hashlib.sha256(key.encode()).hexdigest()}"

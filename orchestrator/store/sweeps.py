@@ -220,7 +220,11 @@ class SweepBook:
         ][:limit]
         for sweep_id in doomed:
             pipe = self.redis.pipeline(transaction=True)
-            pipe.delete(self.keys.sweep(sweep_id), self.keys.sweep_poll(sweep_id))
+            pipe.delete(
+                self.keys.sweep(sweep_id),
+                self.keys.sweep_poll(sweep_id),
+                self.keys.sweep_slots(sweep_id),
+            )
             pipe.zrem(self.keys.sweeps, sweep_id)
             pipe.zrem(self.keys.sweeps_due, sweep_id)
             pipe.execute()
@@ -297,6 +301,18 @@ class SweepBook:
     def due_at(self, sweep_id: str) -> float | None:
         score = self.redis.zscore(self.keys.sweeps_due, sweep_id)
         return None if score is None else float(score)
+
+    # -------------------------------------------------------------------- slots
+    def grant_slot(self, sweep_id: str, run_id: str) -> None:
+        """Let the trial submit its job (the sweep counts the slots it granted)."""
+        self.redis.sadd(self.keys.sweep_slots(sweep_id), run_id)
+
+    def has_slot(self, sweep_id: str, run_id: str) -> bool:
+        return bool(self.redis.sismember(self.keys.sweep_slots(sweep_id), run_id))
+
+    def slots(self, sweep_id: str) -> set[str]:
+        members = cast(set[Any], self.redis.smembers(self.keys.sweep_slots(sweep_id)))
+        return {text(m) for m in members}
 
     # --------------------------------------------------------------- poll cache
     def put_poll(self, sweep_id: str, snapshot: dict[str, Any]) -> None:

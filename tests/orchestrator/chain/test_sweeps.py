@@ -80,14 +80,17 @@ def _end_run(ctx: StepContext, run_id: str, status: RunStatus) -> None:
     ctx.store.transition(run_id, status)
 
 
-def test_the_first_tick_provisions_once_and_starts_max_concurrent_trials(
+def test_the_first_tick_provisions_once_and_gives_max_concurrent_trials_a_slot(
     ctx: StepContext, enqueued: list[tuple[str, RunSpec]]
 ) -> None:
     record = _sweep(ctx)
     sweeps._tick(ctx, record.sweep_id)
     sweeps._tick(ctx, record.sweep_id)
 
-    assert [run_id for run_id, _ in enqueued] == [f"{record.sweep_id}-0", f"{record.sweep_id}-1"]
+    # Two slots, and as many trials prepared ahead (grid: prefetch = max_concurrent).
+    ids = [f"{record.sweep_id}-{index}" for index in range(4)]
+    assert [run_id for run_id, _ in enqueued] == ids
+    assert ctx.store.sweeps.slots(record.sweep_id) == set(ids[:2])
     gateway = _gateway(ctx)
     assert gateway.calls["ensure_cluster"] == 1, "provisioned once, not per tick"
     assert gateway.calls["copy_file"] == 1, "the inputs are placed once for every trial"
@@ -123,25 +126,28 @@ def test_a_tick_redone_after_a_crash_enqueues_the_same_trial_not_another(
     monkeypatch.setattr(sweeps, "enqueue_run", real)
     sweeps._tick(ctx, record.sweep_id)
     trials = ctx.store.sweeps.get(record.sweep_id).trials
-    assert [t.index for t in trials] == [0, 1]
+    assert [t.index for t in trials] == [0, 1, 2, 3]
     assert enqueued[0][0] == f"{record.sweep_id}-0"
     assert enqueued[0][1].parameters["lr"] == noted[0].parameters["lr"], "same values"
     assert all(t.enqueued for t in trials)
 
 
-def test_a_new_trial_starts_when_one_ends_never_past_the_limit(
+def test_a_slot_passes_on_when_its_trial_ends_never_past_the_limit(
     ctx: StepContext, enqueued: list[tuple[str, RunSpec]]
 ) -> None:
     record = _sweep(ctx)
     sweeps._tick(ctx, record.sweep_id)
     sweeps._tick(ctx, record.sweep_id)
-    assert len(enqueued) == 2
-    _end_run(ctx, enqueued[0][0], RunStatus.SUCCEEDED)
+    assert len(enqueued) == 4
+    ids = [run_id for run_id, _ in enqueued]
+    _end_run(ctx, ids[0], RunStatus.SUCCEEDED)
     sweeps._tick(ctx, record.sweep_id)
-    assert len(enqueued) == 3
+    assert len(enqueued) == 5, "one more prepared ahead"
     trials = ctx.store.sweeps.get(record.sweep_id).trials
     assert trials[0].status is RunStatus.SUCCEEDED and trials[0].value == 0.5
-    assert sum(t.active for t in trials) == 2
+    slotted = ctx.store.sweeps.slots(record.sweep_id)
+    assert slotted == {ids[0], ids[1], ids[2]}, "the ended trial's slot went to the next"
+    assert sum(t.active and t.run_id in slotted for t in trials) == 2
 
 
 def test_a_trial_reads_its_job_from_the_sweep_listing_until_it_goes_stale(
@@ -165,8 +171,8 @@ def test_a_trial_reads_its_job_from_the_sweep_listing_until_it_goes_stale(
     assert gateway.calls["get_job"] == before, "the trial read the sweep's listing"
     assert ctx.store.get(run_id).step(Step.POLL_JOB).state is StepState.WAITING
 
-    assert isinstance(ctx.clock, FakeClock)
-    ctx.clock.now += 60  # no sweep tick for 60 s: the listing is stale
+    # No worker ticked the sweep for a minute: the listing is stale.
+    ctx.store.sweeps.schedule(record.sweep_id, ctx.clock() - 60)
     task_id = ctx.store.get(run_id).step(Step.POLL_JOB).task_id
     assert task_id is not None
     run_step(ctx, Step.POLL_JOB, run_id, task_id)
@@ -178,11 +184,11 @@ def test_half_the_trials_failing_fails_the_sweep_and_cleans_up(
 ) -> None:
     record = _sweep(ctx, limits={"max_total_trials": 6, "max_concurrent_trials": 3})
     sweeps._tick(ctx, record.sweep_id)
-    for run_id, _ in list(enqueued):
+    assert len(enqueued) == 6  # 3 with a slot, 3 prepared ahead
+    for run_id, _ in enqueued[:3]:
         _end_run(ctx, run_id, RunStatus.FAILED)
     sweeps._tick(ctx, record.sweep_id)  # 3 failed of 3 ended: under the 4-ended rule
     assert ctx.store.sweeps.get(record.sweep_id).ending is None
-    assert len(enqueued) == 6
     _end_run(ctx, enqueued[3][0], RunStatus.FAILED)
     for run_id, _ in enqueued[4:]:
         ctx.store.transition(run_id, RunStatus.PROVISIONING)  # started: a cancel only flags it
@@ -209,8 +215,8 @@ def test_cancel_ends_every_trial_then_deletes_the_cluster(
     assert sweeps._tick(ctx, record.sweep_id) is None
     done = ctx.store.sweeps.get(record.sweep_id)
     assert done.status is SweepStatus.CANCELLED
-    assert [ctx.store.get(r).reason for r, _ in enqueued] == [FailureReason.CANCELLED] * 2
-    assert len(enqueued) == 2, "nothing started after the cancel"
+    assert [ctx.store.get(r).reason for r, _ in enqueued] == [FailureReason.CANCELLED] * 4
+    assert len(enqueued) == 4, "nothing enqueued after the cancel (2 slotted, 2 ahead)"
     assert ctx.store.sweeps.due_at(record.sweep_id) is None
 
 
@@ -243,3 +249,24 @@ def test_ended_sweeps_expire_with_the_run_retention(ctx: StepContext) -> None:
         ctx.store.sweeps.transition(record.sweep_id, SweepStatus.CANCELLED, finished_at=finished)
     assert ctx.store.sweeps.delete_expired(before=500.0, limit=10) == [old.sweep_id]
     assert {r.sweep_id for r in ctx.store.sweeps.all()} == {recent.sweep_id, running.sweep_id}
+
+
+def test_the_tick_interval_grows_with_the_youngest_running_job(
+    ctx: StepContext, enqueued: list[tuple[str, RunSpec]]
+) -> None:
+    record = _sweep(ctx)
+    sweeps._tick(ctx, record.sweep_id)
+    base = ctx.settings.sweep_poll_seconds
+    now = ctx.clock()
+    assert sweeps.next_interval(ctx, ctx.store.sweeps.get(record.sweep_id)) == base
+
+    def started(ages: tuple[float, float]) -> SweepRecord:
+        def change(current: SweepRecord) -> None:
+            for index, age in enumerate(ages):
+                current.trials[index].started_at = now - age
+
+        return ctx.store.sweeps.update(record.sweep_id, change)
+
+    assert sweeps.next_interval(ctx, started((300.0, 900.0))) == pytest.approx(30.0)
+    assert sweeps.next_interval(ctx, started((5.0, 900.0))) == base
+    assert sweeps.next_interval(ctx, started((9000.0, 7200.0))) == sweeps.SWEEP_POLL_MAX_SECONDS
