@@ -11,7 +11,9 @@ Every trial and run is the same job: it prints `loss=<x>` once a second for
 --job-seconds seconds (default 3). Printed, for the sweeps:
 
 - makespan (the sweep's first tick to its end) as a ratio to the ideal
-  ceil(trials / concurrent) x job seconds (the goal: <= 1.15);
+  ceil(trials / concurrent) x job seconds (the goal: <= 1.15), and the same for
+  the trials alone (first trial created to last trial ended: without the
+  sweep's provisioning and clean-up);
 - Azure reads per poll interval: the batch poll's reads (Jobs_ListByExperiment,
   Clusters_Get, and any Jobs_Get a trial made itself) divided by the sweep's
   ticks (one listing each), at --small and at --trials trials (the goal: the
@@ -111,6 +113,10 @@ def run_sweep(
     assert done.started_at is not None and done.finished_at is not None
     makespan = done.finished_at - done.started_at
     ideal = math.ceil(trials / concurrent) * seconds
+    # The trials alone: the first trial's run created -> the last one's ended
+    # (without the sweep's provisioning before, and its clean-up after).
+    runs = [stack.store.get(t.run_id) for t in done.trials]
+    span = max(r.finished_at or 0.0 for r in runs) - min(r.created_at for r in runs)
     intervals = requests["Jobs_ListByExperiment"]
     polling = sum(requests[op] for op in POLL_OPERATIONS)
     reads = sum(count for op, count in requests.items() if is_read(op))
@@ -121,6 +127,8 @@ def run_sweep(
         "makespan_seconds": round(makespan, 3),
         "ideal_seconds": ideal,
         "makespan_to_ideal": round(makespan / ideal, 3),
+        "trials_span_seconds": round(span, 3),
+        "trials_span_to_ideal": round(span / ideal, 3),
         "poll_intervals": intervals,
         "polling_reads_per_interval": round(polling / intervals, 3),
         "all_reads_per_interval": round(reads / intervals, 3),
@@ -201,7 +209,8 @@ def main() -> None:
         print(
             f"sweep of {s['trials']:>4} trials, {s['concurrent']} at once: makespan "
             f"{s['makespan_seconds']:.1f} s = {s['makespan_to_ideal']:.2f} x ideal "
-            f"({s['ideal_seconds']} s); polling reads per interval "
+            f"({s['ideal_seconds']} s), trials alone {s['trials_span_to_ideal']:.2f} x; "
+            f"polling reads per interval "
             f"{s['polling_reads_per_interval']:.2f} (all reads {s['all_reads_per_interval']:.2f}, "
             f"{s['poll_intervals']} intervals); Jobs_Get {s['jobs_get']}; "
             f"{s['requests_total']} requests"
