@@ -276,6 +276,10 @@ class OrchestratorClient:
         if isinstance(run, Mapping | RunSpec):
             uploaded, self.last_upload = upload_local_inputs(_spec(run, base_dir), ApiUploads(self))
             body["run"] = uploaded.model_dump(mode="json")
+        sweep = body.get("sweep")
+        if isinstance(sweep, Mapping | Path):
+            # A sweep target: its trial's local inputs, uploaded once for every tick.
+            body["sweep"] = self._sweep_body(sweep, base_dir)
         return body
 
     def create_schedule(
@@ -362,9 +366,7 @@ class OrchestratorClient:
         return items
 
     def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(
-            "POST", f"/v1/sweeps/{quote(sweep_id)}/cancel"
-        ).json()
+        result: dict[str, Any] = self._send("POST", f"/v1/sweeps/{quote(sweep_id)}/cancel").json()
         return result
 
     def wait_sweep(

@@ -135,7 +135,7 @@ def _uploads_in_use(ctx: StepContext) -> tuple[set[str], set[str]]:
     schedules = ScheduleBook(ctx.store.redis, ctx.store.keys)
     for name in schedules.names():
         with suppress(ScheduleNotFound):
-            specs.append(schedules.get(name).spec.run)
+            specs.append(schedules.get(name).spec.run_template)
     upload_ids = {
         ref.value
         for spec in specs

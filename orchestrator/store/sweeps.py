@@ -178,6 +178,11 @@ class SweepBook:
         pipe.execute()
         return record, True
 
+    def id_for_key(self, idempotency_key: str) -> str | None:
+        """The sweep created under `idempotency_key`, if any."""
+        raw = self.redis.get(self.keys.sweep_idempotency(idempotency_key))
+        return None if raw is None else text(raw)
+
     def get(self, sweep_id: str) -> SweepRecord:
         data = self.redis.get(self.keys.sweep(sweep_id))
         if data is None:
