@@ -236,10 +236,11 @@ class OrchestratorClient:
         tag: tuple[str, str] | None = None,
         name: str | None = None,
         submitted_by: str | None = None,
+        sweep: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> dict[str, Any]:
-        """One page: {items, next_cursor}."""
+        """One page: {items, next_cursor}; `sweep` keeps the trials of that sweep."""
         params: dict[str, Any] = {"limit": limit}
         if status is not None:
             params["status"] = status
@@ -249,6 +250,8 @@ class OrchestratorClient:
             params["name"] = name
         if submitted_by is not None:
             params["submitted_by"] = submitted_by
+        if sweep is not None:
+            params["sweep"] = sweep
         if cursor is not None:
             params["cursor"] = cursor
         result: dict[str, Any] = self._send("GET", "/v1/runs", params=params).json()

@@ -210,3 +210,38 @@ def test_sigkilled_worker_mid_sweep_leaves_it_whole(stack: Stack) -> None:
     assert stats["resources"]["deleted"].get("job") == 6
     assert stats["resources"]["created"].get("cluster") == 1
     assert stats["resources"]["deleted"].get("cluster") == 1
+
+
+def test_a_sweep_over_http_with_the_client(stack: Stack) -> None:
+    from pydantic import SecretStr
+
+    from orchestrator.api import create_app
+    from orchestrator.client import OrchestratorClient
+    from tests.support.live_server import serve
+
+    token = "sweep-e2e-token-0123456789"
+    stack.start_worker(defaults=True, concurrency=2)
+    (stack.code_dir / "sweep_train.py").write_text(SWEEP_SCRIPT)
+    trial = stack.spec("sweep", steps=2, pause=0.2).model_dump(mode="json")
+    trial["job"]["script"] = "sweep_train.py"
+    trial["outputs"] = []
+    sweep = {
+        "name": "httpsweep",
+        "trial": trial,  # local input paths: the client uploads them first
+        "search_space": {"lr": {"type": "choice", "values": [0.1, 0.3]}},
+        "sampling_algorithm": "grid",
+        "objective": {"primary_metric": "loss", "goal": "minimize"},
+        "limits": {"max_total_trials": 2, "max_concurrent_trials": 2},
+    }
+    settings = stack.settings(ORCH_API_TOKEN=SecretStr(token))
+    with serve(create_app(settings)) as url, OrchestratorClient(url, token=token) as api:
+        sweep_id = api.submit_sweep(sweep, idempotency_key="sweep-e2e")
+        assert api.submit_sweep(sweep, idempotency_key="sweep-e2e") == sweep_id
+        view = api.wait_sweep(sweep_id, timeout=SWEEP_TIMEOUT)
+        assert view["status"] == "succeeded", view
+        assert view["best"]["parameters"] == {"lr": 0.3}
+        assert [t["parameters"]["lr"] for t in view["trials"]] == [0.3, 0.1], "leaderboard order"
+        assert view["counts"] == {"succeeded": 2}
+        runs = api.list(sweep=sweep_id)["items"]
+        assert sorted(r["run_id"] for r in runs) == sorted(t["run_id"] for t in view["trials"])
+        assert [s["sweep_id"] for s in api.list_sweeps()] == [sweep_id]
