@@ -149,3 +149,25 @@ def test_metrics_count_sweeps_by_status_and_trials_by_status_and_reason(
     stopped = (("reason", "early_terminated"), ("status", "cancelled"))
     assert samples[("orchestrator_sweep_trials", stopped)] == 1
     assert samples[("orchestrator_sweep_trials", (("reason", ""), ("status", "succeeded")))] == 1
+
+
+def test_the_event_stream_sends_the_sweep_and_ends_once_it_has_ended(
+    client: TestClient, store: RunStore
+) -> None:
+    import json
+
+    sweep_id = client.post("/v1/sweeps", json=sweep_body()).json()["sweep_id"]
+    store.sweeps.transition(sweep_id, SweepStatus.CANCELLED, reason="cancelled")
+    with client.stream("GET", f"/v1/sweeps/{sweep_id}/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[0] == "event: sweep"
+    view = json.loads(lines[1].removeprefix("data: "))
+    assert (view["sweep_id"], view["status"], view["reason"]) == (
+        sweep_id,
+        "cancelled",
+        "cancelled",
+    )
+    assert len(lines) == 2, "an ended sweep: one event, then the stream ends"
+    assert client.get("/v1/sweeps/sw404/events").status_code == 404
