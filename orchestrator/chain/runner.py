@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 
 from orchestrator.azure.errors import PermanentAzureError
-from orchestrator.chain import webhooks
+from orchestrator.chain import sweeps, webhooks
 from orchestrator.chain.lease import Lease
 from orchestrator.chain.steps import (
     STEP_FUNCTIONS,
@@ -268,8 +268,8 @@ def _finish(ctx: StepContext, run_id: str) -> None:
     record = ctx.store.transition(run_id, status, reason=reason, error=error)
     webhooks.announce(ctx.store, ctx.settings.redis_url, record)
     if record.sweep_id is not None:
-        # Its sweep starts the next trial now rather than at its next tick.
-        ctx.store.sweeps.nudge(record.sweep_id, ctx.clock())
+        # Its slot goes to the next trial now, not at the sweep's next tick.
+        sweeps.trial_ended(ctx, record.sweep_id, run_id)
     get_logger(run_id=run_id).info(
         "run_finished", status=status.value, reason=reason.value if reason else None
     )

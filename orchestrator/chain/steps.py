@@ -34,6 +34,7 @@ from orchestrator.chain.trial_poll import cached_job_state, fresh_snapshot
 from orchestrator.domain.naming import AzureNames, azure_names
 from orchestrator.domain.spec import ClusterPolicy
 from orchestrator.domain.status import FailureReason, RunStatus, Step, StepState
+from orchestrator.domain.sweep import TRIAL_TAG
 from orchestrator.inputs.placement import InputPlacer, InputProblem
 from orchestrator.observability.logs import get_logger, redact_text
 from orchestrator.observability.training_metrics import parse_metrics
@@ -185,12 +186,14 @@ def _job_state(ctx: StepContext, record: RunRecord, names: AzureNames) -> JobSta
 
 
 def _wait_for_slot(ctx: StepContext, record: RunRecord) -> StepOutcome:
-    """A trial waits for a slot of its sweep instead (the sweep grants one when
-    fewer than max_concurrent_trials jobs exist, and brings this wait forward);
+    """A trial waits for a slot of its sweep instead: at most max_concurrent_trials
+    trials hold one, in index order, each until it has ended (a trial that ends
+    passes its slot on and brings the next one's wait forward: chain/sweeps.py).
     Batch AI queues the job until a node of the sweep's cluster is idle."""
     assert record.sweep_id is not None
     since = _waiting_since(ctx, record, Step.WAIT_FOR_NODES)
-    if ctx.store.sweeps.has_slot(record.sweep_id, record.run_id):
+    index = int(record.spec.tags.get(TRIAL_TAG, "0"))
+    if ctx.store.sweeps.take_slot(record.sweep_id, record.run_id, index):
         return Done({"since": since, "slot_of": record.sweep_id})
     return Wait({"since": since, "waiting_for": f"a slot of sweep {record.sweep_id}"})
 

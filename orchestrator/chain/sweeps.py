@@ -185,6 +185,7 @@ def _tick(ctx: StepContext, sweep_id: str) -> float | None:
             record = _decide(ctx, sweep_id, SweepStatus.FAILED, "invalid_spec", f"trial.{exc}")
         else:
             record = book.update(sweep_id, _mark_provisioned(names, placed))
+            book.set_slot_limit(sweep_id, record.spec.limits.max_concurrent_trials)
     jobs: dict[str, JobState] = {}
     if record.provisioned:
         jobs = _poll(ctx, record, names)
@@ -198,7 +199,7 @@ def _tick(ctx: StepContext, sweep_id: str) -> float | None:
             record = _decide(ctx, sweep_id, SweepStatus.FAILED, "allocation_failed", problem)
     if record.ending is None and not record.cancel_requested:
         record = _start_trials(ctx, record)
-        _grant_slots(ctx, record)
+        _pass_slots(ctx, record)
         record = _natural_end(ctx, record)
     if record.ending is not None:
         return _wind_down(ctx, record, names, jobs)
@@ -331,28 +332,32 @@ def _bring_forward(ctx: StepContext, record: SweepRecord, jobs: dict[str, JobSta
             ctx.store.due.bring_forward(poll.task_id, now)
 
 
-def _grant_slots(ctx: StepContext, record: SweepRecord) -> None:
-    """Let trials submit their jobs, in index order, while fewer than
-    max_concurrent_trials slotted trials are active. A slot is held until the
-    trial has ended, after its cleanup deleted its job: never more jobs exist."""
-    book = ctx.store.sweeps
-    slotted = book.slots(record.sweep_id)
-    held = sum(t.active and t.run_id in slotted for t in record.trials)
-    free = record.spec.limits.max_concurrent_trials - held
+def _pass_slots(ctx: StepContext, record: SweepRecord) -> None:
+    """Free the slots of trials that ended without passing theirs on (cancelled
+    while queued, or their worker died between the two writes), and give free
+    slots to the lowest waiting trials."""
+    ended = [t.run_id for t in record.trials if not t.active]
+    granted = ctx.store.sweeps.pass_slots(record.sweep_id, ended)
+    _hurry_waits(ctx, granted)
+
+
+def _hurry_waits(ctx: StepContext, run_ids: list[str]) -> None:
+    """Bring the slot waits of `run_ids` forward: they hold a slot now."""
     now = ctx.clock()
-    for trial in record.trials:
-        if free <= 0:
-            return
-        if not trial.active or not trial.enqueued or trial.run_id in slotted:
-            continue
-        book.grant_slot(record.sweep_id, trial.run_id)
-        free -= 1
+    for run_id in run_ids:
         try:
-            wait = ctx.store.get(trial.run_id).step(Step.WAIT_FOR_NODES)
+            wait = ctx.store.get(run_id).step(Step.WAIT_FOR_NODES)
         except RunNotFound:
             continue
         if wait.state is StepState.WAITING and wait.task_id:
             ctx.store.due.bring_forward(wait.task_id, now)
+
+
+def trial_ended(ctx: StepContext, sweep_id: str, run_id: str) -> None:
+    """A trial's run has ended (runner._finish): its slot goes to the next
+    waiting trial at once, and the sweep's next tick is brought forward."""
+    _hurry_waits(ctx, ctx.store.sweeps.pass_slots(sweep_id, [run_id]))
+    ctx.store.sweeps.nudge(sweep_id, ctx.clock())
 
 
 # ----------------------------------------------------------------- trials
@@ -391,7 +396,10 @@ def _refresh_trials(
             sweep_metrics.forget(names.job)
         else:
             change["status"] = run.status
-            due = trial.live_read_at is None or now - trial.live_read_at >= live_every
+            # The first read too waits live_every after the job started: a short
+            # job's values come with its collected run, for no read at all.
+            last = trial.live_read_at or (trial.started_at if ticks > 1 else None)
+            due = last is None or now - last >= live_every
             if due and job is not None and job.execution_state == "running":
                 change["live_read_at"] = now
                 values, offset = sweep_metrics.read_new_values(

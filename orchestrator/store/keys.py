@@ -30,8 +30,9 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:sweeps:due``              ZSET  sweep id by its next tick (sweeps not ended)
 - ``ns:sweep:<sweep_id>:poll``    STRING what the sweep's last listing saw (job states,
                                         cluster nodes, JSON), read by its trials' steps
-- ``ns:sweep:<sweep_id>:slots``   SET   trial run ids the sweep let submit their job (at
-                                        most max_concurrent_trials of them not ended)
+- ``ns:sweep:<sweep_id>:slots``   SET   trial run ids holding a slot: allowed to submit their
+                                        job (at most ``...:slots:limit``, max_concurrent_trials);
+  ``ns:sweep:<sweep_id>:slots:queue`` ZSET run id -> trial index, trials waiting for a slot
 - ``ns:sweepidem:<sha256(key)>`` STRING the sweep id created under an idempotency key
 - ``ns:lock:sweep:<sweep_id>``   STRING the worker ticking the sweep (a lease, like a run's)
 - ``ns:upload:<upload_id>``      STRING an upload's manifest (canonical JSON), kept while used
@@ -180,6 +181,12 @@ class Keys:
 
     def sweep_slots(self, sweep_id: str) -> str:
         return f"{self.namespace}:sweep:{sweep_id}:slots"
+
+    def sweep_slot_queue(self, sweep_id: str) -> str:
+        return f"{self.namespace}:sweep:{sweep_id}:slots:queue"
+
+    def sweep_slot_limit(self, sweep_id: str) -> str:
+        return f"{self.namespace}:sweep:{sweep_id}:slots:limit"
 
     def sweep_idempotency(self, key: str) -> str:
         return f"{self.namespace}:sweepidem:{hashlib.sha256(key.encode()).hexdigest()}"

@@ -134,6 +134,8 @@ class SweepBook:
         self.redis = client
         self.keys = keys
         self._claim = client.register_script(load_script("claim_due_sweeps"))
+        self._take_slot = client.register_script(load_script("take_sweep_slot"))
+        self._pass_slots = client.register_script(load_script("pass_sweep_slots"))
 
     # ------------------------------------------------------------- create/read
     def create(
@@ -228,7 +230,7 @@ class SweepBook:
             pipe.delete(
                 self.keys.sweep(sweep_id),
                 self.keys.sweep_poll(sweep_id),
-                self.keys.sweep_slots(sweep_id),
+                *self._slot_keys(sweep_id),
             )
             pipe.zrem(self.keys.sweeps, sweep_id)
             pipe.zrem(self.keys.sweeps_due, sweep_id)
@@ -308,12 +310,27 @@ class SweepBook:
         return None if score is None else float(score)
 
     # -------------------------------------------------------------------- slots
-    def grant_slot(self, sweep_id: str, run_id: str) -> None:
-        """Let the trial submit its job (the sweep counts the slots it granted)."""
-        self.redis.sadd(self.keys.sweep_slots(sweep_id), run_id)
+    def _slot_keys(self, sweep_id: str) -> list[str]:
+        return [
+            self.keys.sweep_slots(sweep_id),
+            self.keys.sweep_slot_queue(sweep_id),
+            self.keys.sweep_slot_limit(sweep_id),
+        ]
 
-    def has_slot(self, sweep_id: str, run_id: str) -> bool:
-        return bool(self.redis.sismember(self.keys.sweep_slots(sweep_id), run_id))
+    def set_slot_limit(self, sweep_id: str, limit: int) -> None:
+        self.redis.set(self.keys.sweep_slot_limit(sweep_id), limit)
+
+    def take_slot(self, sweep_id: str, run_id: str, index: int) -> bool:
+        """True when the trial holds one of the sweep's slots (it may submit its
+        job); else it waits in index order for one (lua/take_sweep_slot.lua)."""
+        taken = self._take_slot(keys=self._slot_keys(sweep_id), args=[run_id, index])
+        return bool(taken)
+
+    def pass_slots(self, sweep_id: str, ended: list[str]) -> list[str]:
+        """Free the slots of `ended` trials and give free slots to the lowest
+        waiting trials, atomically; the run ids given one now."""
+        granted = cast(list[Any], self._pass_slots(keys=self._slot_keys(sweep_id), args=ended))
+        return [text(g) for g in granted]
 
     def slots(self, sweep_id: str) -> set[str]:
         members = cast(set[Any], self.redis.smembers(self.keys.sweep_slots(sweep_id)))

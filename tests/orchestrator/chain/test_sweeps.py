@@ -90,7 +90,16 @@ def test_the_first_tick_provisions_once_and_gives_max_concurrent_trials_a_slot(
     # Two slots, and as many trials prepared ahead (grid: prefetch = max_concurrent).
     ids = [f"{record.sweep_id}-{index}" for index in range(4)]
     assert [run_id for run_id, _ in enqueued] == ids
-    assert ctx.store.sweeps.slots(record.sweep_id) == set(ids[:2])
+    # Slots are taken as trials reach wait_for_nodes, lowest index first.
+    book = ctx.store.sweeps
+    assert [book.take_slot(record.sweep_id, ids[i], i) for i in (3, 1, 0, 2)] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert book.slots(record.sweep_id) == {ids[3], ids[1]}
+    assert book.pass_slots(record.sweep_id, [ids[3]]) == [ids[0]], "the lowest waiting first"
     gateway = _gateway(ctx)
     assert gateway.calls["ensure_cluster"] == 1, "provisioned once, not per tick"
     assert gateway.calls["copy_file"] == 1, "the inputs are placed once for every trial"
@@ -140,14 +149,21 @@ def test_a_slot_passes_on_when_its_trial_ends_never_past_the_limit(
     sweeps._tick(ctx, record.sweep_id)
     assert len(enqueued) == 4
     ids = [run_id for run_id, _ in enqueued]
-    _end_run(ctx, ids[0], RunStatus.SUCCEEDED)
+    book = ctx.store.sweeps
+    assert [book.take_slot(record.sweep_id, ids[i], i) for i in range(4)] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    _end_run(ctx, ids[0], RunStatus.SUCCEEDED)  # a run ended without passing its slot on
     sweeps._tick(ctx, record.sweep_id)
     assert len(enqueued) == 5, "one more prepared ahead"
-    trials = ctx.store.sweeps.get(record.sweep_id).trials
+    trials = book.get(record.sweep_id).trials
     assert trials[0].status is RunStatus.SUCCEEDED and trials[0].value == 0.5
-    slotted = ctx.store.sweeps.slots(record.sweep_id)
-    assert slotted == {ids[0], ids[1], ids[2]}, "the ended trial's slot went to the next"
-    assert sum(t.active and t.run_id in slotted for t in trials) == 2
+    assert book.slots(record.sweep_id) == {ids[1], ids[2]}, "the tick passed the slot on"
+    sweeps.trial_ended(ctx, record.sweep_id, ids[1])  # as runner._finish does
+    assert book.slots(record.sweep_id) == {ids[2], ids[3]}
 
 
 def test_a_trial_reads_its_job_from_the_sweep_listing_until_it_goes_stale(
@@ -256,6 +272,8 @@ def test_the_tick_interval_grows_with_the_youngest_running_job(
 ) -> None:
     record = _sweep(ctx)
     sweeps._tick(ctx, record.sweep_id)
+    for index in (0, 1):  # the two trials holding a slot
+        ctx.store.sweeps.take_slot(record.sweep_id, enqueued[index][0], index)
     base = ctx.settings.sweep_poll_seconds
     now = ctx.clock()
     assert sweeps.next_interval(ctx, ctx.store.sweeps.get(record.sweep_id)) == base
