@@ -1,0 +1,335 @@
+"""The dashboard in a real headless Chromium (Debian's, through Playwright) against
+a real API, worker, Redis and emulator: one stack and one browser for the module,
+a fresh browser context (so a fresh login) per test.
+
+Each test saves screenshots in its tmp_path; `make screenshots` runs this module
+with UI_SCREENSHOTS_DIR=docs/screenshots to collect one of every page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from emulator.testing import EmulatorProcess
+from orchestrator.api import create_app
+from orchestrator.api.ui.sweeps import SweepNotFound
+from orchestrator.client import ApiError, OrchestratorClient
+from orchestrator.devstack.redis_server import RedisServer
+from orchestrator.domain.spec import parse_spec
+from orchestrator.store import RunRecord, StoredOutput
+from tests.support.browser import axe_violations, chromium, painted_pixels, screenshot
+from tests.support.chain_stack import RUN_TIMEOUT, Stack
+from tests.support.live_server import serve
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "ui-token-0123456789abcdef"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+EXPECT_MS = int(RUN_TIMEOUT * 1000)
+# The run page draws every series in the first colour of ui.js's palette.
+SERIES_RGB = (0x0B, 0x57, 0xD0)
+HOSTILE = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+
+
+@dataclass
+class Dashboard:
+    stack: Stack
+    app: FastAPI
+    url: str
+    api: OrchestratorClient
+
+
+@pytest.fixture(scope="module")
+def dashboard(
+    emulator_process: EmulatorProcess,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Dashboard]:
+    emulator_process.reset(state=True)
+    stack = Stack(emulator_process, redis_server.url, tmp_path_factory.mktemp("ui"))
+    stack.client.flushall()
+    stack.start_worker()
+    app = create_app(stack.settings(ORCH_API_TOKEN=SecretStr(TOKEN)))
+    try:
+        with serve(app) as url, OrchestratorClient(url, token=TOKEN) as api:
+            yield Dashboard(stack, app, url, api)
+    finally:
+        stack.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as found:
+        yield found
+
+
+@pytest.fixture
+def page(browser: Browser, dashboard: Dashboard) -> Iterator[Page]:
+    context = browser.new_context(viewport=DESKTOP, base_url=dashboard.url)
+    context.set_default_timeout(15_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def login(page: Page, token: str = TOKEN) -> None:
+    page.goto("/ui/login")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Log in").click()
+
+
+def assert_accessible(page: Page) -> None:
+    violations = axe_violations(page)
+    assert not violations, json.dumps(violations, indent=1)
+
+
+def test_login_wrong_then_right_token_then_logout(
+    page: Page, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/ui/")
+    expect(page).to_have_url(re.compile(r"/ui/login$"))
+    assert_accessible(page)
+    screenshot(page, tmp_path, "login")
+
+    login(page, "not-the-token")
+    expect(page.get_by_role("alert")).to_have_text("That token was not accepted.")
+    assert page.locator(".error").count() == 1
+    assert "not-the-token" not in page.content()
+
+    login(page)
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    assert TOKEN not in page.content() and TOKEN not in page.url
+    cookie = next(c for c in page.context.cookies() if c["name"] == "orch_ui_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and TOKEN not in cookie["value"]
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/ui/login$"))
+    page.goto("/ui/")
+    expect(page).to_have_url(re.compile(r"/ui/login$"))
+
+
+def test_run_appears_live_succeeds_and_draws_its_metrics(
+    page: Page, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    login(page)
+    page.evaluate("window.__sameDocument = true")
+    run_id = dashboard.api.submit(dashboard.stack.spec(), parameters={"seconds": 0.1})["run_id"]
+
+    row = page.locator(f'tr[data-run-id="{run_id}"]')
+    expect(row).to_be_visible()
+    expect(row.locator(".badge")).to_have_text("succeeded", timeout=EXPECT_MS)
+    assert page.evaluate("window.__sameDocument") is True, "the table reloaded the page"
+    assert_accessible(page)
+    screenshot(page, tmp_path, "runs")
+
+    record = dashboard.api.get(run_id)
+    series = record["metric_series"]
+    assert series, record
+    row.get_by_role("link", name=run_id).click()
+    expect(page.locator("#run-status")).to_have_text("succeeded")
+    expect(page.locator(".timeline li")).to_have_count(8)
+    expect(page.locator("#charts")).to_have_attribute("data-series-count", str(len(series)))
+    charts = page.locator("#charts figure.chart")
+    expect(charts).to_have_count(len(series))
+    assert all(c == "1" for c in charts.evaluate_all("fs => fs.map(f => f.dataset.series)"))
+    painted = painted_pixels(page, "#charts canvas", SERIES_RGB)
+    assert len(painted) == len(series) and all(count > 0 for count in painted), painted
+    expect(page.locator("#log")).to_contain_text("accuracy=0.94")
+    model = "outputs/MODEL/ConvNet_MNIST.model"
+    link = page.get_by_role("link", name=model)
+    with page.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_text() == "trained weights"
+    assert_accessible(page)
+    screenshot(page, tmp_path, "run")
+
+    page.set_viewport_size(PHONE)
+    page.reload()
+    expect(page.locator("#charts canvas")).to_have_count(len(series))
+    width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"the page scrolls sideways on a phone: {width}"
+    screenshot(page, tmp_path, "run-phone")
+
+
+def test_cancel_from_the_run_page(page: Page, dashboard: Dashboard, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    login(page)
+    run_id = dashboard.api.submit(dashboard.stack.spec(), parameters={"seconds": 60})["run_id"]
+    page.goto(f"/ui/runs/{run_id}")
+    expect(page.locator("#run-status")).to_have_text("running", timeout=EXPECT_MS)
+    assert_accessible(page)
+    page.get_by_role("button", name="Cancel run").click()
+    expect(page.locator("#run-status")).to_have_text("cancelled", timeout=EXPECT_MS)
+    expect(page.get_by_role("button", name="Cancel run")).to_be_hidden()
+    record = dashboard.api.get(run_id)
+    assert record["status"] == "cancelled" and record["reason"] in (None, "cancelled"), record
+    screenshot(page, tmp_path, "run-cancelled")
+
+
+def test_pause_resume_and_trigger_a_schedule(
+    page: Page, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    spec = dashboard.stack.uploaded_spec("nightly-mnist").model_dump(mode="json")
+    body = {"name": "nightly", "trigger": {"cron": "0 2 * * *", "time_zone": "UTC"}, "run": spec}
+    dashboard.api.create_schedule(body)
+    login(page)
+    page.goto("/ui/schedules")
+    row = page.locator('tr[data-schedule="nightly"]')
+    expect(row.locator(".state")).to_have_text("active")
+    assert_accessible(page)
+
+    row.get_by_role("button", name="Pause nightly").click()
+    expect(row.locator(".state")).to_have_text("paused")
+    assert dashboard.api.get_schedule("nightly")["suspended"] is True
+    screenshot(page, tmp_path, "schedules")
+
+    row.get_by_role("button", name="Resume nightly").click()
+    expect(row.locator(".state")).to_have_text("active")
+    assert dashboard.api.get_schedule("nightly")["suspended"] is False
+
+    row.get_by_role("link", name="nightly").click()
+    page.get_by_role("button", name="Trigger now nightly").click()
+    history = page.locator("table tbody tr").first
+    expect(history.locator(".badge")).to_have_text("ran")
+    run_id = dashboard.api.get_schedule("nightly")["history"][0]["run_id"]
+    expect(history.get_by_role("link", name=run_id)).to_be_visible()
+    with contextlib.suppress(ApiError):
+        dashboard.api.cancel(run_id)  # not needed further: free the worker
+    assert_accessible(page)
+    screenshot(page, tmp_path, "schedule")
+
+
+def test_html_in_names_is_shown_as_text(page: Page, dashboard: Dashboard, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    store = dashboard.stack.store
+    spec = parse_spec(
+        {
+            "name": "hostile",
+            "job": {"toolkit": "custom", "command": "true"},
+            "tags": {"note": HOSTILE},
+        }
+    )
+    record, _ = store.create_run(spec)  # recorded only: never dispatched to a worker
+
+    def hostile_outputs(r: RunRecord) -> None:
+        r.output_files = {f"outputs/MODEL/{HOSTILE}.bin": StoredOutput(share_path="x", size=1)}
+        r.metric_series = {HOSTILE: [1.0, 0.5]}
+
+    store.update(record.run_id, hostile_outputs)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    login(page)
+    expect(page.locator(f'tr[data-run-id="{record.run_id}"]')).to_contain_text(HOSTILE)
+    page.goto(f"/ui/runs/{record.run_id}")
+    expect(page.get_by_role("link", name=f"outputs/MODEL/{HOSTILE}.bin")).to_be_visible()
+    expect(page.locator("#charts h3")).to_contain_text(HOSTILE)
+    expect(page.locator("main")).to_contain_text(f"note={HOSTILE}")
+    assert page.evaluate("window.__xss") is None and not dialogs
+    assert page.locator('main img, main script:not([type="application/json"])').count() == 0
+    screenshot(page, tmp_path, "hostile-names")
+
+
+SWEEP: dict[str, Any] = {
+    "sweep_id": "sw-1",
+    "name": "lr-search",
+    "status": "running",
+    "reason": None,
+    "created_at": 1_790_000_000.0,
+    "ended_at": None,
+    "objective": {"primary_metric": "val_loss", "goal": "minimize"},
+    "counts": {"succeeded": 2, "cancelled": 1, "running": 1},
+    "best": {"run_id": "trial-b", "parameters": {"lr": 0.01, "opt": "adam"}, "value": 0.21},
+    "trials": [
+        {"index": 1, "run_id": "trial-b", "status": "succeeded", "reason": None,
+         "parameters": {"lr": 0.01, "opt": "adam"}, "value": 0.21, "metrics": {},
+         "series": [0.9, 0.5, 0.3, 0.21]},
+        {"index": 0, "run_id": "trial-a", "status": "succeeded", "reason": None,
+         "parameters": {"lr": 0.1, "opt": "sgd"}, "value": 0.35, "metrics": {},
+         "series": [0.8, 0.6, 0.45, 0.35]},
+        {"index": 2, "run_id": "trial-c", "status": "cancelled", "reason": "early_stopped",
+         "parameters": {"lr": 1.0, "opt": "sgd"}, "value": 0.7, "metrics": {},
+         "series": [1.2, 0.7]},
+        {"index": 3, "run_id": "trial-d", "status": "running", "reason": None,
+         "parameters": {"lr": 0.001, "opt": "adam"}, "value": None, "metrics": {},
+         "series": [1.0]},
+    ],
+    "search_space": {"lr": {"log_uniform": [0.001, 1.0]}, "opt": {"choice": ["sgd", "adam"]}},
+}  # fmt: skip
+
+
+class FakeSweeps:
+    """A SweepReader serving SWEEP, until sweeps are on main (then the real one)."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[tuple[str, str]] = []
+
+    def list(self) -> list[dict[str, Any]]:
+        return [SWEEP]
+
+    def get(self, sweep_id: str) -> dict[str, Any]:
+        if sweep_id != SWEEP["sweep_id"]:
+            raise SweepNotFound(sweep_id)
+        return SWEEP
+
+    def cancel(self, sweep_id: str, by: str) -> None:
+        self.cancelled.append((sweep_id, by))
+
+
+def test_sweep_page_shows_the_leaderboard_in_objective_order(
+    page: Page, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    """Against the SweepView shape, served by a fake reader (see the skipped test below)."""
+    from playwright.sync_api import expect
+
+    sweeps = FakeSweeps()
+    dashboard.app.state.sweep_reader = sweeps
+    try:
+        login(page)
+        page.goto("/ui/sweeps")
+        assert_accessible(page)
+        page.get_by_role("link", name="sw-1").click()
+        board = page.locator("table.leaderboard tbody tr")
+        expect(board).to_have_count(4)
+        runs = board.evaluate_all("rows => rows.map(r => r.dataset.runId)")
+        assert runs == ["trial-b", "trial-a", "trial-c", "trial-d"]
+        values = [float(v) for v in board.locator(".value").all_inner_texts() if v.strip()]
+        assert values == sorted(values)
+        expect(page.locator("tr.best")).to_have_attribute("data-run-id", "trial-b")
+        expect(page.locator("#sweep-curves canvas")).to_have_count(1)
+        expect(page.locator("#sweep-params figure.chart")).to_have_count(2)  # lr and opt
+        assert all(n > 0 for n in painted_pixels(page, "#sweep-params canvas", SERIES_RGB))
+        assert_accessible(page)
+        screenshot(page, tmp_path, "sweep")
+        page.get_by_role("button", name="Cancel sweep").click()
+        assert sweeps.cancelled == [("sw-1", "admin")]
+    finally:
+        del dashboard.app.state.sweep_reader
+
+
+@pytest.mark.skip(reason="sweeps not on main yet")
+def test_sweep_page_of_a_real_sweep(page: Page, dashboard: Dashboard, tmp_path: Path) -> None:
+    """To wire once sweeps land: create a sweep through POST /v1/sweeps, wait for its
+    trials, and check the page's leaderboard against GET /v1/sweeps/{id}."""
