@@ -252,6 +252,28 @@ def test_html_in_names_is_shown_as_text(page: Page, dashboard: Dashboard, tmp_pa
     screenshot(page, tmp_path, "hostile-names")
 
 
+def test_runs_table_filters(page: Page, dashboard: Dashboard, tmp_path: Path) -> None:
+    """After the tests above: runs of every kind, filtered by status and by schedule."""
+    from playwright.sync_api import expect
+
+    runs = dashboard.api.list()["items"]
+    assert len(runs) >= 4, runs  # succeeded, cancelled, the schedule's, the hostile one
+    login(page)
+    expect(page.locator("#run-rows tr")).to_have_count(len(runs))
+    screenshot(page, tmp_path, "runs-all")
+    page.get_by_label("Status").select_option("queued")
+    page.get_by_role("button", name="Filter").click()
+    queued = [run["run_id"] for run in runs if run["status"] == "queued"]
+    rows = page.locator("#run-rows tr")
+    expect(rows).to_have_count(len(queued))
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.runId)") == queued
+    page.goto("/ui/?schedule=nightly")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("nightly-mnist")
+    page.goto("/ui/?tag=no-equals-sign")
+    expect(page.get_by_role("alert")).to_have_text("tag: write it key=value")
+
+
 SWEEP: dict[str, Any] = {
     "sweep_id": "sw-1",
     "name": "lr-search",

@@ -5,6 +5,7 @@
   "use strict";
   var INTERVAL_MS = 1500;
   var LOGIN = "/ui/login";
+  var WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];  /* x ticks: intervals */
   var COLORS = ["#0b57d0", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207", "#be185d"];
 
   function get(url, as) {
@@ -57,7 +58,10 @@
       scales: { x: { time: false } },
       legend: { show: !!opts.legend },
       series: series,
-      axes: [{ label: opts.xLabel || "interval", values: opts.xValues }, { label: opts.yLabel || "" }]
+      axes: [
+        { label: opts.xLabel || "interval", values: opts.xValues, incrs: opts.xIncrs },
+        { label: opts.yLabel || "" }
+      ]
     }, [xs].concat(columns.map(function (c) { return c.values; })), figure);
     figure.setAttribute("role", "img");
     figure.setAttribute("aria-label", title);
@@ -93,7 +97,7 @@
     names.forEach(function (name) {
       var values = data.series[name];
       lineChart(charts, name + " (" + values.length + " points)", range(values.length),
-        [{ label: name, values: values }], { xLabel: "interval", yLabel: name });
+        [{ label: name, values: values }], { xLabel: "interval", yLabel: name, xIncrs: WHOLE });
     });
   }
 
@@ -147,7 +151,7 @@
           dash: t.status !== "succeeded" ? [6, 4] : undefined,
           color: COLORS[i % COLORS.length]
         };
-      }), { legend: true, xLabel: "interval", yLabel: sweep.metric });
+      }), { legend: true, xLabel: "interval", yLabel: sweep.metric, xIncrs: WHOLE });
     } else {
       curves.textContent = "No intervals reported yet.";
     }
@@ -170,6 +174,7 @@
         [{ label: sweep.metric, values: points.map(function (p) { return p[1]; }) }],
         {
           scatter: true, xLabel: name, yLabel: sweep.metric,
+          xIncrs: numeric ? undefined : WHOLE,
           xValues: numeric ? undefined : function (u, ticks) {
             return ticks.map(function (v) { return Number.isInteger(v) && labels[v] !== undefined ? labels[v] : ""; });
           }
