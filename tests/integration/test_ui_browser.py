@@ -170,13 +170,27 @@ def test_run_appears_live_succeeds_and_draws_its_metrics(
     screenshot(page, tmp_path, "run-phone")
 
 
+# A job that writes its log as it goes (flushed), then runs until cancelled.
+SLOW_SCRIPT = """\
+import time
+for step in range(600):
+    print(f"step {step}: still training", flush=True)
+    time.sleep(0.2)
+"""
+
+
 def test_cancel_from_the_run_page(page: Page, dashboard: Dashboard, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
+    stack = dashboard.stack
+    (stack.code_dir / "slow.py").write_text(SLOW_SCRIPT)
+    spec = stack.spec("slow").model_dump(mode="json")
+    spec["job"]["script"] = "slow.py"
     login(page)
-    run_id = dashboard.api.submit(dashboard.stack.spec(), parameters={"seconds": 60})["run_id"]
+    run_id = dashboard.api.submit(parse_spec(spec))["run_id"]
     page.goto(f"/ui/runs/{run_id}")
     expect(page.locator("#run-status")).to_have_text("running", timeout=EXPECT_MS)
+    expect(page.locator("#log")).to_contain_text("step 5: still training")  # live from the share
     assert_accessible(page)
     page.get_by_role("button", name="Cancel run").click()
     expect(page.locator("#run-status")).to_have_text("cancelled", timeout=EXPECT_MS)
@@ -270,6 +284,11 @@ def test_runs_table_filters(page: Page, dashboard: Dashboard, tmp_path: Path) ->
     page.goto("/ui/?schedule=nightly")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("nightly-mnist")
+    page.set_viewport_size(PHONE)
+    page.goto("/ui/")
+    width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"the page scrolls sideways on a phone: {width}"
+    screenshot(page, tmp_path, "runs-phone")
     page.goto("/ui/?tag=no-equals-sign")
     expect(page.get_by_role("alert")).to_have_text("tag: write it key=value")
 

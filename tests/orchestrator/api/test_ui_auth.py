@@ -72,6 +72,7 @@ def test_the_session_cookie_and_what_it_allows(
     page = browser.get("/ui/")
     assert TOKEN not in page.text and TOKEN not in caplog.text
     assert page.headers["cache-control"] == "no-store"
+    assert "script-src 'self';" in page.headers["content-security-policy"]
     # The cookie reads the JSON API (a page's links), and does nothing else there.
     assert browser.get("/v1/runs").status_code == 200
     assert browser.post("/v1/runs", json={"spec": RUN}).status_code == 401
