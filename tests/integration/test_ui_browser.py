@@ -9,6 +9,7 @@ with UI_SCREENSHOTS_DIR=docs/screenshots to collect one of every page.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import re
 from collections.abc import Iterator
@@ -312,7 +313,7 @@ SWEEP: dict[str, Any] = {
          "series": [0.8, 0.6, 0.45, 0.35]},
         {"index": 2, "run_id": "trial-c", "status": "cancelled", "reason": "early_stopped",
          "parameters": {"lr": 1.0, "opt": "sgd"}, "value": 0.7, "metrics": {},
-         "series": [1.2, 0.7]},
+         "series": [1.2, 0.7], "stopped_at_interval": 2},
         {"index": 3, "run_id": "trial-d", "status": "running", "reason": None,
          "parameters": {"lr": 0.001, "opt": "adam"}, "value": None, "metrics": {},
          "series": [1.0]},
@@ -322,18 +323,31 @@ SWEEP: dict[str, Any] = {
 
 
 class FakeSweeps:
-    """A SweepReader serving SWEEP, until sweeps are on main (then the real one)."""
+    """A SweepReader serving SWEEP (GET /v1/sweeps/{id}'s shape), until sweeps are on main."""
 
     def __init__(self) -> None:
+        self.sweep = copy.deepcopy(SWEEP)
         self.cancelled: list[tuple[str, str]] = []
 
     def list(self) -> list[dict[str, Any]]:
-        return [SWEEP]
+        return [self.sweep]
 
     def get(self, sweep_id: str) -> dict[str, Any]:
-        if sweep_id != SWEEP["sweep_id"]:
+        if sweep_id != self.sweep["sweep_id"]:
             raise SweepNotFound(sweep_id)
-        return SWEEP
+        return self.sweep
+
+    def finish_trial_d(self) -> None:
+        """trial-d succeeds with the best value: first on the leaderboard, as the API sorts."""
+        trials = self.sweep["trials"]
+        trial_d = trials.pop()
+        trial_d.update(status="succeeded", value=0.1, series=[1.0, 0.4, 0.2, 0.1])
+        self.sweep["best"] = {
+            "run_id": "trial-d",
+            "parameters": trial_d["parameters"],
+            "value": 0.1,
+        }
+        trials.insert(0, trial_d)
 
     def cancel(self, sweep_id: str, by: str) -> None:
         self.cancelled.append((sweep_id, by))
@@ -359,11 +373,18 @@ def test_sweep_page_shows_the_leaderboard_in_objective_order(
         values = [float(v) for v in board.locator(".value").all_inner_texts() if v.strip()]
         assert values == sorted(values)
         expect(page.locator("tr.best")).to_have_attribute("data-run-id", "trial-b")
+        expect(board.nth(2)).to_contain_text("stopped at interval 2")
         expect(page.locator("#sweep-curves canvas")).to_have_count(1)
         expect(page.locator("#sweep-params figure.chart")).to_have_count(2)  # lr and opt
         assert all(n > 0 for n in painted_pixels(page, "#sweep-params canvas", SERIES_RGB))
         assert_accessible(page)
         screenshot(page, tmp_path, "sweep")
+
+        page.evaluate("window.__sameDocument = true")
+        sweeps.finish_trial_d()
+        expect(page.locator("tr.best")).to_have_attribute("data-run-id", "trial-d")
+        assert board.evaluate_all("rows => rows.map(r => r.dataset.runId)")[0] == "trial-d"
+        assert page.evaluate("window.__sameDocument") is True, "the sweep page reloaded"
         page.get_by_role("button", name="Cancel sweep").click()
         assert sweeps.cancelled == [("sw-1", "admin")]
     finally:

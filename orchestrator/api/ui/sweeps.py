@@ -68,14 +68,13 @@ def sweeps_page(request: Request, session: SessionDep) -> Any:
     return page(request, "sweeps.html", session, title="Sweeps", sweeps=sweeps, api_path=API_PATH)
 
 
-@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
-def sweep_page(request: Request, sweep_id: str, session: SessionDep) -> Any:
-    sweep = _get(_reader(request), sweep_id)
+def _sweep_context(sweep: dict[str, Any]) -> dict[str, Any]:
     summary = views.sweep_summary(sweep)
     chart_data = {
         "goal": summary["objective"].get("goal", "minimize"),
         "metric": summary["objective"].get("primary_metric", ""),
         "parameters": summary["parameters"],
+        "terminal": sweep.get("status") in TERMINAL,
         "trials": [
             {
                 "index": trial.get("index"),
@@ -83,23 +82,35 @@ def sweep_page(request: Request, sweep_id: str, session: SessionDep) -> Any:
                 "status": trial.get("status"),
                 "value": trial.get("value"),
                 "series": trial.get("series") or [],
+                "stopped_at": trial.get("stopped_at_interval"),
                 "parameters": trial.get("parameters") or {},
                 "best": trial["best"],
             }
             for trial in summary["trials"]
         ],
     }
+    return {"sweep": sweep, "chart_data": chart_data, **summary}
+
+
+@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+def sweep_page(request: Request, sweep_id: str, session: SessionDep) -> Any:
+    sweep = _get(_reader(request), sweep_id)
     return page(
         request,
         "sweep.html",
         session,
         title=f"Sweep {sweep.get('name') or sweep_id}",
-        sweep=sweep,
         api_path=f"{API_PATH}/{sweep_id}",
         can_cancel=session.caller.may(Scope.CANCEL) and sweep.get("status") not in TERMINAL,
-        chart_data=chart_data,
-        **summary,
+        **_sweep_context(sweep),
     )
+
+
+@router.get("/sweeps/{sweep_id}/live", response_class=HTMLResponse)
+def sweep_live(request: Request, sweep_id: str, session: SessionDep) -> Any:
+    """The sweep page's changing part alone: what the page fetches to stay live."""
+    sweep = _get(_reader(request), sweep_id)
+    return page(request, "sweep_live.html", session, **_sweep_context(sweep))
 
 
 @router.post("/sweeps/{sweep_id}/cancel")

@@ -134,28 +134,39 @@
   }
 
   /* ---------------------------------------------------------------- sweep page */
-  var sweepNode = document.getElementById("sweep-data");
-  if (sweepNode) {
-    var sweep = JSON.parse(sweepNode.textContent);
+  var sweepLive = document.getElementById("sweep-live");
+  var sweepDrawn = null;
+
+  function sweepData() { return JSON.parse(document.getElementById("sweep-data").textContent); }
+
+  function drawSweep(sweep) {
+    var key = JSON.stringify(sweep.trials);
+    if (key === sweepDrawn) { return; }
+    sweepDrawn = key;
     var curves = document.getElementById("sweep-curves");
+    var params = document.getElementById("sweep-params");
+    curves.textContent = "";
+    params.textContent = "";
     var longest = 0;
     sweep.trials.forEach(function (t) { longest = Math.max(longest, t.series.length); });
     if (longest > 0) {
       lineChart(curves, sweep.metric + " per interval", range(longest), sweep.trials.map(function (t, i) {
         var values = t.series.slice();
         while (values.length < longest) { values.push(null); }
+        var stopped = t.stopped_at !== null && t.stopped_at !== undefined;
+        var ended = stopped || ["failed", "cancelled"].indexOf(t.status) >= 0;
         return {
-          label: "trial " + t.index + (t.best ? " (best)" : "") + (t.status !== "succeeded" ? " (" + t.status + ")" : ""),
+          label: "trial " + t.index + (t.best ? " (best)" : "") +
+            (stopped ? " (stopped at " + t.stopped_at + ")" : ended ? " (" + t.status + ")" : ""),
           values: values,
           width: t.best ? 4 : 1.5,
-          dash: t.status !== "succeeded" ? [6, 4] : undefined,
+          dash: ended ? [6, 4] : undefined,
           color: COLORS[i % COLORS.length]
         };
       }), { legend: true, xLabel: "interval", yLabel: sweep.metric, xIncrs: WHOLE });
     } else {
       curves.textContent = "No intervals reported yet.";
     }
-    var params = document.getElementById("sweep-params");
     var scored = sweep.trials.filter(function (t) { return typeof t.value === "number"; });
     sweep.parameters.forEach(function (name) {
       var numeric = scored.every(function (t) { return typeof t.parameters[name] === "number"; });
@@ -180,5 +191,22 @@
           }
         });
     });
+  }
+
+  if (sweepLive) {
+    var firstSweep = sweepData();
+    drawSweep(firstSweep);
+    var sweepCancel = document.getElementById("sweep-cancel-form");
+    if (!firstSweep.terminal) {
+      every(function () {
+        return get(sweepLive.dataset.live).then(function (html) {
+          sweepLive.innerHTML = html;
+          var data = sweepData();
+          drawSweep(data);
+          if (data.terminal && sweepCancel) { sweepCancel.hidden = true; }
+          return !data.terminal;
+        });
+      });
+    }
   }
 })();
