@@ -114,7 +114,7 @@ def sweep_live(request: Request, sweep_id: str, session: SessionDep) -> Any:
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
-def cancel_sweep(request: Request, sweep_id: str, session: ActionDep) -> RedirectResponse:
+def sweep_cancel(request: Request, sweep_id: str, session: ActionDep) -> RedirectResponse:
     require_scope(session, Scope.CANCEL)
     reader = _reader(request)
     _get(reader, sweep_id)
