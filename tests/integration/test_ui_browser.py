@@ -27,7 +27,7 @@ from orchestrator.api import create_app
 from orchestrator.api.ui.sweeps import SweepNotFound
 from orchestrator.client import ApiError, OrchestratorClient
 from orchestrator.devstack.redis_server import RedisServer
-from orchestrator.domain.spec import parse_spec
+from orchestrator.domain.spec import RunSpec, parse_spec
 from orchestrator.store import RunRecord, StoredOutput
 from tests.support.browser import axe_violations, chromium, painted_pixels, screenshot
 from tests.support.chain_stack import RUN_TIMEOUT, Stack
@@ -181,15 +181,19 @@ for step in range(600):
 """
 
 
+def script_spec(stack: Stack, name: str, script: str) -> RunSpec:
+    """The stack's run spec, running `script` (saved as <name>.py beside train.py)."""
+    (stack.code_dir / f"{name}.py").write_text(script)
+    spec = stack.spec(name).model_dump(mode="json")
+    spec["job"]["script"] = f"{name}.py"
+    return parse_spec(spec)
+
+
 def test_cancel_from_the_run_page(page: Page, dashboard: Dashboard, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    stack = dashboard.stack
-    (stack.code_dir / "slow.py").write_text(SLOW_SCRIPT)
-    spec = stack.spec("slow").model_dump(mode="json")
-    spec["job"]["script"] = "slow.py"
     login(page)
-    run_id = dashboard.api.submit(parse_spec(spec))["run_id"]
+    run_id = dashboard.api.submit(script_spec(dashboard.stack, "slow", SLOW_SCRIPT))["run_id"]
     page.goto(f"/ui/runs/{run_id}")
     expect(page.locator("#run-status")).to_have_text("running", timeout=EXPECT_MS)
     expect(page.locator("#log")).to_contain_text("step 5: still training")  # live from the share
@@ -417,27 +421,29 @@ for step in range(3):
 """
 
 
+def submit_sweep(dashboard: Dashboard, name: str, script: str, lrs: list[float]) -> str:
+    """A grid sweep over `lrs`, every trial at once, submitted over HTTP; its id."""
+    trial = script_spec(dashboard.stack, name, script).model_dump(mode="json")
+    trial["outputs"] = []
+    body = {
+        "name": f"ui-{name}",
+        "trial": dashboard.stack.upload(parse_spec(trial)).model_dump(mode="json"),
+        "search_space": {"lr": {"type": "choice", "values": lrs}},
+        "sampling_algorithm": "grid",
+        "objective": {"primary_metric": "loss", "goal": "minimize"},
+        "limits": {"max_total_trials": len(lrs), "max_concurrent_trials": len(lrs)},
+    }
+    sweep_id: str = call(dashboard, "POST", "/v1/sweeps", body)["sweep_id"]
+    return sweep_id
+
+
 @NEEDS_SWEEPS
 def test_sweep_page_of_a_real_sweep(page: Page, dashboard: Dashboard, tmp_path: Path) -> None:
     """A grid sweep submitted over HTTP: the page's leaderboard is the API's, in
     objective order, best first, and its charts draw every trial."""
     from playwright.sync_api import expect
 
-    stack = dashboard.stack
-    (stack.code_dir / "sweep_train.py").write_text(SWEEP_SCRIPT)
-    trial = stack.spec("sweep").model_dump(mode="json")
-    trial["job"]["script"] = "sweep_train.py"
-    trial["outputs"] = []
-    trial = stack.upload(parse_spec(trial)).model_dump(mode="json")
-    body = {
-        "name": "ui-lr",
-        "trial": trial,
-        "search_space": {"lr": {"type": "choice", "values": [0.1, 0.3, 0.6]}},
-        "sampling_algorithm": "grid",
-        "objective": {"primary_metric": "loss", "goal": "minimize"},
-        "limits": {"max_total_trials": 3, "max_concurrent_trials": 3},
-    }
-    sweep_id = call(dashboard, "POST", "/v1/sweeps", body)["sweep_id"]
+    sweep_id = submit_sweep(dashboard, "sweep_train", SWEEP_SCRIPT, [0.1, 0.3, 0.6])
     login(page)
     page.goto(f"/ui/sweeps/{sweep_id}")
     status = page.locator("dl.facts .badge").first
@@ -462,21 +468,7 @@ def test_sweep_page_of_a_real_sweep(page: Page, dashboard: Dashboard, tmp_path: 
 def test_cancel_a_real_sweep_from_its_page(page: Page, dashboard: Dashboard) -> None:
     from playwright.sync_api import expect
 
-    stack = dashboard.stack
-    (stack.code_dir / "slow.py").write_text(SLOW_SCRIPT)
-    trial = stack.spec("slow").model_dump(mode="json")
-    trial["job"]["script"] = "slow.py"
-    trial["outputs"] = []
-    trial = stack.upload(parse_spec(trial)).model_dump(mode="json")
-    body = {
-        "name": "ui-cancel",
-        "trial": trial,
-        "search_space": {"lr": {"type": "choice", "values": [0.1, 0.3]}},
-        "sampling_algorithm": "grid",
-        "objective": {"primary_metric": "loss", "goal": "minimize"},
-        "limits": {"max_total_trials": 2, "max_concurrent_trials": 2},
-    }
-    sweep_id = call(dashboard, "POST", "/v1/sweeps", body)["sweep_id"]
+    sweep_id = submit_sweep(dashboard, "slow_sweep", SLOW_SCRIPT, [0.1, 0.3])
     login(page)
     page.goto(f"/ui/sweeps/{sweep_id}")
     status = page.locator("dl.facts .badge").first
