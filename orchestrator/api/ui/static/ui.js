@@ -68,6 +68,23 @@
     return plot;
   }
 
+  /* A page's live part: swapped for its fragment until the data it carries says the
+     thing ended; draw() gets that data each time, the Cancel form goes at the end. */
+  function follow(container, readData, draw, cancelForm) {
+    var first = readData();
+    draw(first);
+    if (first.terminal) { return; }
+    every(function () {
+      return get(container.dataset.live).then(function (html) {
+        container.innerHTML = html;
+        var data = readData();
+        draw(data);
+        if (data.terminal && cancelForm) { cancelForm.hidden = true; }
+        return !data.terminal;
+      });
+    });
+  }
+
   function range(n) { var out = []; for (var i = 1; i <= n; i++) { out.push(i); } return out; }
 
   /* ---------------------------------------------------------------- runs table */
@@ -102,20 +119,7 @@
   }
 
   if (live && charts) {
-    var first = runData();
-    drawRunCharts(first);
-    var cancelForm = document.getElementById("cancel-form");
-    if (!first.terminal) {
-      every(function () {
-        return get(live.dataset.live).then(function (html) {
-          live.innerHTML = html;
-          var data = runData();
-          drawRunCharts(data);
-          if (data.terminal && cancelForm) { cancelForm.hidden = true; }
-          return !data.terminal;
-        });
-      });
-    }
+    follow(live, runData, drawRunCharts, document.getElementById("cancel-form"));
     var log = document.getElementById("log");
     var offset = 0;
     var readLog = function () {
@@ -194,19 +198,6 @@
   }
 
   if (sweepLive) {
-    var firstSweep = sweepData();
-    drawSweep(firstSweep);
-    var sweepCancel = document.getElementById("sweep-cancel-form");
-    if (!firstSweep.terminal) {
-      every(function () {
-        return get(sweepLive.dataset.live).then(function (html) {
-          sweepLive.innerHTML = html;
-          var data = sweepData();
-          drawSweep(data);
-          if (data.terminal && sweepCancel) { sweepCancel.hidden = true; }
-          return !data.terminal;
-        });
-      });
-    }
+    follow(sweepLive, sweepData, drawSweep, document.getElementById("sweep-cancel-form"));
   }
 })();
