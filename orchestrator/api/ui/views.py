@@ -8,8 +8,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.cli.render import format_seconds, reason_text, shown_step_state, step_elapsed
-from orchestrator.domain.status import STEP_ORDER, RunStatus, StepState
+from orchestrator.cli.render import format_seconds, reason_text, step_rows
+from orchestrator.domain.status import RunStatus, StepState
 from orchestrator.store import RunRecord
 
 # The CSS class of each status and step state: the CLI's colours (cli/render.py).
@@ -67,28 +67,19 @@ def run_row(record: RunRecord) -> dict[str, Any]:
 def timeline(record: RunRecord, now: float | None = None) -> list[dict[str, Any]]:
     """The eight steps: state, attempts and elapsed time (as `orchestrator watch`)."""
     now = time.time() if now is None else now
-    steps = []
-    for number, step in enumerate(STEP_ORDER, start=1):
-        step_record = record.steps.get(step)
-        state = shown_step_state(record, step)
-        elapsed = (
-            step_elapsed(step_record.started_at, step_record.finished_at, now)
-            if step_record
-            else None
-        )
-        steps.append(
-            {
-                "number": number,
-                "name": step.value,
-                "state": state.value,
-                "state_class": STATE_CLASS[state],
-                "attempts": step_record.attempts if step_record else 0,
-                "elapsed": format_seconds(elapsed),
-                "error": step_record.error if step_record else None,
-                "current": record.current_step is step and not record.terminal,
-            }
-        )
-    return steps
+    return [
+        {
+            "number": row.number,
+            "name": row.step.value,
+            "state": row.state.value,
+            "state_class": STATE_CLASS[row.state],
+            "attempts": row.attempts,
+            "elapsed": format_seconds(row.elapsed),
+            "error": row.error,
+            "current": record.current_step is row.step and not record.terminal,
+        }
+        for row in step_rows(record, now)
+    ]
 
 
 def human_size(size: int) -> str:
