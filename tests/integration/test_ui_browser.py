@@ -273,23 +273,36 @@ def test_html_in_names_is_shown_as_text(page: Page, dashboard: Dashboard, tmp_pa
 
 
 def test_runs_table_filters(page: Page, dashboard: Dashboard, tmp_path: Path) -> None:
-    """After the tests above: runs of every kind, filtered by status and by schedule."""
+    """Status, tag and schedule filters select what GET /v1/runs selects."""
     from playwright.sync_api import expect
 
+    store = dashboard.stack.store
+    spec = parse_spec(
+        {"name": "filtered", "job": {"toolkit": "custom", "command": "true"}, "tags": {"t": "v"}}
+    )
+    tagged, _ = store.create_run(spec)  # recorded only: never dispatched to a worker
+    scheduled, _ = store.create_run(
+        spec.model_copy(update={"tags": {"schedule": "filters"}}), submitted_by="schedule:filters"
+    )
     runs = dashboard.api.list()["items"]
-    assert len(runs) >= 4, runs  # succeeded, cancelled, the schedule's, the hostile one
     login(page)
-    expect(page.locator("#run-rows tr")).to_have_count(len(runs))
+    rows = page.locator("#run-rows tr")
+    expect(rows).to_have_count(len(runs))
     screenshot(page, tmp_path, "runs-all")
+
     page.get_by_label("Status").select_option("queued")
     page.get_by_role("button", name="Filter").click()
-    queued = [run["run_id"] for run in runs if run["status"] == "queued"]
-    rows = page.locator("#run-rows tr")
+    queued = [run["run_id"] for run in dashboard.api.list(status="queued")["items"]]
+    assert tagged.run_id in queued and scheduled.run_id in queued
     expect(rows).to_have_count(len(queued))
     assert rows.evaluate_all("rows => rows.map(r => r.dataset.runId)") == queued
-    page.goto("/ui/?schedule=nightly")
+    page.goto("/ui/?tag=t%3Dv")
     expect(rows).to_have_count(1)
-    expect(rows.first).to_contain_text("nightly-mnist")
+    expect(rows.first).to_have_attribute("data-run-id", tagged.run_id)
+    page.goto("/ui/?schedule=filters")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-run-id", scheduled.run_id)
+
     page.set_viewport_size(PHONE)
     page.goto("/ui/")
     width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
