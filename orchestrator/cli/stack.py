@@ -143,6 +143,7 @@ def up_command(
             typer.echo(f"AZURE_ARM_ENDPOINT={stack.env['AZURE_ARM_ENDPOINT']}")
         if stack.api_url:
             typer.echo(f"API: {stack.api_url}/docs (bearer token in {stack.api_token_file})")
+            typer.echo(f"dashboard: {stack.api_url}/ui/ (log in with that token)")
         if home.name == CONTEXT_DIR:
             typer.echo(f"context: {context.path} (commands run in {home.parent} or below use it)")
         else:

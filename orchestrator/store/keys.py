@@ -52,6 +52,8 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
                                         latency, error type; never a body)
 - ``ns:webhook:failures:<sha256(url)>`` STRING failed deliveries in a row to that URL;
   ``ns:webhook:disabled:<sha256(url)>`` STRING set when it passed the threshold
+- ``ns:ui:session:<sha256(id)>`` STRING (EX ttl) a dashboard session (JSON: caller name,
+                                        key digest or '', CSRF token); never the token
 - ``ns:ratelimit:...``           the ``limits`` library's moving windows, one per key name
 - ``ns:test:held:<run_id>``, ``ns:test:release:<run_id>``: the test worker's hold
   (tests/support), never written by a production worker
@@ -230,6 +232,10 @@ class Keys:
             f"{self.namespace}:webhook:failures:{digest}",
             f"{self.namespace}:webhook:disabled:{digest}",
         )
+
+    def ui_session(self, digest: str) -> str:
+        """The dashboard session whose cookie's SHA-256 hex digest is `digest`."""
+        return f"{self.namespace}:ui:session:{digest}"
 
     @property
     def rate_limit_prefix(self) -> str:
