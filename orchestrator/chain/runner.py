@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 
 from orchestrator.azure.errors import PermanentAzureError
-from orchestrator.chain import sweeps, webhooks
+from orchestrator.chain import sweep_trials, webhooks
 from orchestrator.chain.lease import Lease
 from orchestrator.chain.steps import (
     STEP_FUNCTIONS,
@@ -269,7 +269,7 @@ def _finish(ctx: StepContext, run_id: str) -> None:
     webhooks.announce(ctx.store, ctx.settings.redis_url, record)
     if record.sweep_id is not None:
         # Its slot goes to the next trial now, not at the sweep's next tick.
-        sweeps.trial_ended(ctx, record.sweep_id, run_id)
+        sweep_trials.trial_ended(ctx, record.sweep_id, run_id)
     get_logger(run_id=run_id).info(
         "run_finished", status=status.value, reason=reason.value if reason else None
     )

@@ -7,43 +7,50 @@ clock, executed as the task `batchai.sweep_tick` under the sweep's lease).
 One tick:
 
 1. provisions once what every trial shares: resource group, workspace,
-   experiment and, unless the trial names a shared cluster, a cluster of the
-   sweep's own sized max_concurrent_trials x the trial's node_count;
-2. polls: one Jobs_ListByExperiment and one Clusters_Get, written to the poll
-   cache the trials' steps read (steps.py), whatever the number of trials;
-   trials whose job ended, or that wait for nodes now idle, are brought
-   forward in the due index so they notice at once;
+   experiment, unless the trial names a shared cluster a cluster of the
+   sweep's own sized max_concurrent_trials x the trial's node_count, and the
+   trial's inputs on the sweep's share;
+2. polls: one Jobs_ListByExperiment, written to the poll cache the trials'
+   steps read (steps.py, trial_poll.py), whatever the number of trials;
+   trials whose job ended are brought forward in the due index so they
+   notice at once; the cluster is read only while a job waits for nodes;
 3. reads the running trials' new stdout lines (sweep_metrics.py) and applies
    the early termination policy (domain/early_termination.py);
 4. decides the sweep's ending (cancel, timeout, failure threshold, or all
-   trials done) or starts trials up to max_concurrent_trials;
+   trials done) or prepares trials and passes free slots on;
 5. once an ending is decided and every trial has ended: makes sure no trial
-   job is left, deletes the sweep's cluster and ends the sweep.
+   job is left, deletes the inputs and the sweep's cluster and ends the sweep.
 
-Crash safety: a trial's parameters are written to the sweep record before its
-run is enqueued under the run id `<sweep_id>-<index>` (idempotent), so a tick
-redone after a SIGKILL enqueues the same trial, never a second one; a trial
-index is only ever added by the lease holder.
+The trials' part of a tick (their runs mirrored, stopped early, started,
+their slots) is chain/sweep_trials.py; what callers see of a sweep,
+chain/sweep_view.py.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.azure.errors import PermanentAzureError, TransientAzureError
 from orchestrator.azure.types import JobState
-from orchestrator.chain import sweep_metrics
 from orchestrator.chain.cancel import RunAlreadyEnded, cancel_run
-from orchestrator.chain.enqueue import enqueue_run
 from orchestrator.chain.lease import Lease
 from orchestrator.chain.steps import StepContext
-from orchestrator.domain.early_termination import TrialProgress, trials_to_stop
-from orchestrator.domain.naming import SWEEP_TAG, AzureNames, azure_names, sweep_cluster_name
-from orchestrator.domain.sampling import FinishedTrial, suggest
-from orchestrator.domain.spec import ClusterPolicy, RunSpec, parse_spec
+from orchestrator.chain.sweep_trials import (
+    JOB_ENDED,
+    apply_failure_rule,
+    cluster_of,
+    decide,
+    natural_end,
+    owns_cluster,
+    pass_slots_on,
+    refresh_trials,
+    start_trials,
+    stop_trials_early,
+    trial_run_id,
+)
+from orchestrator.domain.naming import AzureNames, azure_names
 from orchestrator.domain.status import (
     FailureReason,
     RunStatus,
@@ -51,23 +58,18 @@ from orchestrator.domain.status import (
     StepState,
     SweepStatus,
 )
-from orchestrator.domain.sweep import Goal, SamplingAlgorithm, SweepSpec
+from orchestrator.domain.sweep import SweepSpec
 from orchestrator.inputs.checks import check_inputs
 from orchestrator.inputs.placement import InputPlacer, InputProblem
 from orchestrator.observability.logs import get_logger
 from orchestrator.store import InputRecord, RunNotFound, RunStore
-from orchestrator.store.sweeps import SweepEnding, SweepRecord, TrialRecord
+from orchestrator.store.sweeps import SweepRecord, TrialRecord
 
 # The tick interval grows with the age of the youngest running job (next_interval).
 SWEEP_POLL_GROWTH = 0.1
 SWEEP_POLL_MAX_SECONDS = 120.0
 # How long a lease-busy tick waits before it looks again.
 BUSY_RETRY_SECONDS = 1.0
-# Without early termination, live values only feed the leaderboard: a running
-# trial's stdout is read every this many ticks, not every tick (2 reads each).
-LIVE_READ_EVERY_TICKS = 5
-# Job states the listing gives for a job that has ended.
-_JOB_ENDED = frozenset({"succeeded", "failed"})
 
 
 # ------------------------------------------------------------- submission
@@ -91,36 +93,6 @@ def cancel_sweep(store: RunStore, sweep_id: str) -> SweepRecord:
 
 
 # ------------------------------------------------------------------ names
-def cluster_of(sweep_id: str, spec: SweepSpec) -> str:
-    if spec.trial.cluster.policy is ClusterPolicy.SHARED:
-        assert spec.trial.cluster.name is not None
-        return spec.trial.cluster.name
-    return sweep_cluster_name(sweep_id)
-
-
-def owns_cluster(spec: SweepSpec) -> bool:
-    return spec.trial.cluster.policy is ClusterPolicy.PER_RUN
-
-
-def trial_run_id(sweep_id: str, index: int) -> str:
-    return f"{sweep_id}-{index}"
-
-
-def trial_run_spec(record: SweepRecord, trial: TrialRecord) -> RunSpec:
-    """The trial's run spec: the sweep's values as parameters, the sweep's name
-    (its experiment), the sweep's cluster, tagged with the sweep."""
-    spec = record.spec.trial_spec(trial.index, trial.parameters)
-    data = spec.model_dump(mode="json")
-    data["name"] = record.spec.name
-    data["tags"] = {**data["tags"], SWEEP_TAG: record.sweep_id}
-    data["cluster"] = {
-        **data["cluster"],
-        "policy": ClusterPolicy.SHARED.value,
-        "name": cluster_of(record.sweep_id, record.spec),
-    }
-    return parse_spec(data)
-
-
 def sweep_names(ctx: StepContext, record: SweepRecord) -> AzureNames:
     """Names the sweep shares with all its trials (job and run share are trial 0's)."""
     probe = TrialRecord(index=0, run_id=trial_run_id(record.sweep_id, 0), parameters={})
@@ -180,27 +152,27 @@ def _tick(ctx: StepContext, sweep_id: str) -> float | None:
             if placed is None:
                 return interval
         except PermanentAzureError as exc:
-            record = _decide(ctx, sweep_id, SweepStatus.FAILED, exc.reason.value, str(exc))
+            record = decide(ctx, sweep_id, SweepStatus.FAILED, exc.reason.value, str(exc))
         except InputProblem as exc:
-            record = _decide(ctx, sweep_id, SweepStatus.FAILED, "invalid_spec", f"trial.{exc}")
+            record = decide(ctx, sweep_id, SweepStatus.FAILED, "invalid_spec", f"trial.{exc}")
         else:
             record = book.update(sweep_id, _mark_provisioned(names, placed))
             book.set_slot_limit(sweep_id, record.spec.limits.max_concurrent_trials)
     jobs: dict[str, JobState] = {}
     if record.provisioned:
         jobs = _poll(ctx, record, names)
-    record = _refresh_trials(ctx, record, jobs)
+    record = refresh_trials(ctx, record, jobs)
     if record.ending is None:
-        record = _early_termination(ctx, record, jobs)
-        record = _failure_rule(ctx, record)
+        record = stop_trials_early(ctx, record, jobs)
+        record = apply_failure_rule(ctx, record)
     if record.ending is None and record.provisioned:
         problem = _allocation_problem(ctx, record, names, jobs)
         if problem is not None:
-            record = _decide(ctx, sweep_id, SweepStatus.FAILED, "allocation_failed", problem)
+            record = decide(ctx, sweep_id, SweepStatus.FAILED, "allocation_failed", problem)
     if record.ending is None and not record.cancel_requested:
-        record = _start_trials(ctx, record)
-        _pass_slots(ctx, record)
-        record = _natural_end(ctx, record)
+        record = start_trials(ctx, record)
+        pass_slots_on(ctx, record)
+        record = natural_end(ctx, record)
     if record.ending is not None:
         return _wind_down(ctx, record, names, jobs)
     return next_interval(ctx, record)
@@ -288,9 +260,7 @@ def _allocation_problem(
     if record.cluster_deleted or record.ending is not None:
         return None
     slotted = ctx.store.sweeps.slots(record.sweep_id)
-    queued = any(
-        t.active and t.run_id in slotted and t.started_at is None for t in record.trials
-    )
+    queued = any(t.active and t.run_id in slotted and t.started_at is None for t in record.trials)
     if not queued:
         return None
     try:
@@ -327,304 +297,22 @@ def _bring_forward(ctx: StepContext, record: SweepRecord, jobs: dict[str, JobSta
             continue
         job = jobs.get(ctx.names(run).job)
         poll = run.step(Step.POLL_JOB)
-        ended = job is not None and job.execution_state in _JOB_ENDED
+        ended = job is not None and job.execution_state in JOB_ENDED
         if ended and poll.state is StepState.WAITING and poll.task_id:
             ctx.store.due.bring_forward(poll.task_id, now)
 
 
-def _pass_slots(ctx: StepContext, record: SweepRecord) -> None:
-    """Free the slots of trials that ended without passing theirs on (cancelled
-    while queued, or their worker died between the two writes), and give free
-    slots to the lowest waiting trials."""
-    ended = [t.run_id for t in record.trials if not t.active]
-    granted = ctx.store.sweeps.pass_slots(record.sweep_id, ended)
-    _hurry_waits(ctx, granted)
-
-
-def _hurry_waits(ctx: StepContext, run_ids: list[str]) -> None:
-    """Bring the slot waits of `run_ids` forward: they hold a slot now."""
-    now = ctx.clock()
-    for run_id in run_ids:
-        try:
-            wait = ctx.store.get(run_id).step(Step.WAIT_FOR_NODES)
-        except RunNotFound:
-            continue
-        if wait.state is StepState.WAITING and wait.task_id:
-            ctx.store.due.bring_forward(wait.task_id, now)
-
-
-def trial_ended(ctx: StepContext, sweep_id: str, run_id: str) -> None:
-    """A trial's run has ended (runner._finish): its slot goes to the next
-    waiting trial at once, and the sweep's next tick is brought forward."""
-    _hurry_waits(ctx, ctx.store.sweeps.pass_slots(sweep_id, [run_id]))
-    ctx.store.sweeps.nudge(sweep_id, ctx.clock())
-
-
-# ----------------------------------------------------------------- trials
-def _refresh_trials(
-    ctx: StepContext, record: SweepRecord, jobs: dict[str, JobState]
-) -> SweepRecord:
-    """Mirror each trial's run (status, metrics) and read new live values."""
-    metric = record.spec.objective.primary_metric
-    updates: dict[int, dict[str, Any]] = {}
-    now = ctx.clock()
-    ticks = 1 if record.spec.early_termination is not None else LIVE_READ_EVERY_TICKS
-    # A little under the ticks' spacing, so a read is never put off a whole tick.
-    live_every = (ticks - 0.5) * ctx.settings.sweep_poll_seconds
-    for trial in record.trials:
-        if not trial.active:
-            continue
-        change: dict[str, Any] = {}
-        try:
-            run = ctx.store.get(trial.run_id)
-        except RunNotFound:
-            continue  # not enqueued yet (see _start_trials)
-        names = ctx.names(run)
-        job = jobs.get(names.job)
-        if job is not None and job.execution_state == "running" and trial.started_at is None:
-            change["started_at"] = now
-        if run.terminal:
-            series = run.metric_series.get(metric) or trial.series
-            change.update(
-                status=run.status,
-                reason=run.reason,
-                metrics=dict(run.metrics),
-                series=list(series),
-                value=run.metrics.get(metric, series[-1] if series else None),
-                ended_at=run.finished_at or now,
-            )
-            sweep_metrics.forget(names.job)
-        else:
-            change["status"] = run.status
-            # The first read too waits live_every after the job started: a short
-            # job's values come with its collected run, for no read at all.
-            last = trial.live_read_at or (trial.started_at if ticks > 1 else None)
-            due = last is None or now - last >= live_every
-            if due and job is not None and job.execution_state == "running":
-                change["live_read_at"] = now
-                values, offset = sweep_metrics.read_new_values(
-                    ctx.gateway, names, metric, trial.log_offset
-                )
-                if values or offset != trial.log_offset:
-                    series = [*trial.series, *values]
-                    change.update(
-                        series=series, log_offset=offset, value=series[-1] if series else None
-                    )
-        if any(getattr(trial, k) != v for k, v in change.items()):
-            updates[trial.index] = change
-    if not updates:
-        return record
-
-    def apply(current: SweepRecord) -> None:
-        for index, change in updates.items():
-            trial = current.trials[index]
-            for key, value in change.items():
-                setattr(trial, key, value)
-
-    return ctx.store.sweeps.update(record.sweep_id, apply)
-
-
-def _early_termination(
-    ctx: StepContext, record: SweepRecord, jobs: dict[str, JobState]
-) -> SweepRecord:
-    policy = record.spec.early_termination
-    if policy is None:
-        return record
-    progress = [
-        TrialProgress(
-            trial=str(t.index),
-            values=tuple(t.series),
-            # Only a trial whose job still runs can be stopped.
-            active=t.active and t.stopped_at_interval is None and _job_running(ctx, t, jobs),
-        )
-        for t in record.trials
-        if t.series
-    ]
-    doomed = trials_to_stop(policy, record.spec.objective.goal, progress)
-    if not doomed:
-        return record
-    stopped: dict[int, int] = {}
-    for index_text in doomed:
-        trial = record.trials[int(index_text)]
-        interval = len(trial.series)
-        _stop_trial(ctx, record, trial, f"stopped early by {policy.type} at interval {interval}")
-        stopped[trial.index] = interval
-    saved = _node_seconds_saved(ctx, record, stopped)
-
-    def mark(current: SweepRecord) -> None:
-        for index, interval in stopped.items():
-            current.trials[index].stopped_at_interval = interval
-        current.node_seconds_saved += saved
-
-    return ctx.store.sweeps.update(record.sweep_id, mark)
-
-
-def _job_running(ctx: StepContext, trial: TrialRecord, jobs: dict[str, JobState]) -> bool:
-    try:
-        run = ctx.store.get(trial.run_id)
-    except RunNotFound:
-        return False
-    job = jobs.get(ctx.names(run).job)
-    return job is not None and job.execution_state == "running"
-
-
-def _node_seconds_saved(ctx: StepContext, record: SweepRecord, stopped: dict[int, int]) -> float:
-    """For each stopped trial: the mean runtime of the trials that ran to the
-    end (else its own runtime so far, doubled: a lower bound) minus its own."""
-    now = ctx.clock()
-    full = [
-        t.ended_at - t.started_at
-        for t in record.trials
-        if t.status is RunStatus.SUCCEEDED and t.started_at and t.ended_at
-    ]
-    nodes = record.spec.trial.cluster.node_count
-    saved = 0.0
-    for index in stopped:
-        trial = record.trials[index]
-        ran = now - (trial.started_at or now)
-        expected = statistics.fmean(full) if full else 2 * ran
-        saved += max(0.0, expected - ran) * nodes
-    return saved
-
-
-def _stop_trial(ctx: StepContext, record: SweepRecord, trial: TrialRecord, why: str) -> None:
-    """End the trial cancelled/early_terminated: its job is terminated now (the
-    slot frees at once), and its chain goes to cleanup at its next step."""
-    store = ctx.store
-    try:
-        run = store.decide_ending(
-            trial.run_id, RunStatus.CANCELLED, FailureReason.EARLY_TERMINATED, why
-        )
-    except RunNotFound:
-        return
-    store.request_cancel(trial.run_id, by=f"sweep:{record.sweep_id}")
-    ctx.gateway.terminate_job(ctx.names(run))
-    for step in (Step.POLL_JOB, Step.WAIT_FOR_NODES):
-        task_id = run.step(step).task_id
-        if run.step(step).state is StepState.WAITING and task_id:
-            store.due.bring_forward(task_id, ctx.clock())
-    get_logger(sweep_id=record.sweep_id, run_id=trial.run_id).info("trial_stopped_early", why=why)
-
-
-def _failure_rule(ctx: StepContext, record: SweepRecord) -> SweepRecord:
-    limits = record.spec.limits
-    ended = [t for t in record.trials if not t.active]
-    failed = sum(t.status is RunStatus.FAILED for t in ended)
-    if not limits.too_many_failures(failed, len(ended)):
-        return record
-    return _decide(
-        ctx,
-        record.sweep_id,
-        SweepStatus.FAILED,
-        "too_many_failed_trials",
-        f"{failed} trials failed (threshold {limits.failure_threshold})",
-    )
-
-
-def _finished_trials(record: SweepRecord) -> list[FinishedTrial]:
-    return [
-        FinishedTrial(
-            parameters=t.parameters,
-            value=t.value if t.status is RunStatus.SUCCEEDED else None,
-        )
-        for t in record.trials
-        if not t.active
-    ]
-
-
-def _start_trials(ctx: StepContext, record: SweepRecord) -> SweepRecord:
-    """Enqueue trials not enqueued yet (a tick died between the two writes),
-    then new ones while fewer than max_concurrent_trials are active."""
-    book = ctx.store.sweeps
-    for trial in record.trials:
-        if not trial.enqueued:
-            record = _enqueue_trial(ctx, record, trial)
-    limit = record.spec.limits.max_concurrent_trials + _prefetch(record.spec)
-    total = record.spec.total_trials
-    while len(record.trials) < total and sum(t.active for t in record.trials) < limit:
-        index = len(record.trials)
-        parameters = suggest(record.spec, index, _finished_trials(record))
-        trial = TrialRecord(
-            index=index, run_id=trial_run_id(record.sweep_id, index), parameters=parameters
-        )
-
-        def add(current: SweepRecord, trial: TrialRecord = trial) -> None:
-            if len(current.trials) == trial.index:
-                current.trials.append(trial)
-
-        # The values are fixed before the run exists: a redone tick enqueues these.
-        record = book.update(record.sweep_id, add)
-        record = _enqueue_trial(ctx, record, record.trials[index])
-    return record
-
-
-def _prefetch(spec: SweepSpec) -> int:
-    """Trials prepared ahead of a free slot (their steps up to the slot done), so
-    a slot that frees is filled at once. Bayesian sampling prefetches one only:
-    a trial's values are drawn when it is enqueued, from the results known then."""
-    if spec.sampling_algorithm is SamplingAlgorithm.BAYESIAN:
-        return 1
-    return spec.limits.max_concurrent_trials
-
-
-def _enqueue_trial(ctx: StepContext, record: SweepRecord, trial: TrialRecord) -> SweepRecord:
-    spec = trial_run_spec(record, trial)
-    enqueue_run(
-        spec,
-        store=ctx.store,
-        broker_url=ctx.settings.redis_target,
-        run_id=trial.run_id,
-        input_roots=ctx.settings.input_roots,
-        submitted_by=record.submitted_by,
-        sweep_id=record.sweep_id,
-    )
-    get_logger(sweep_id=record.sweep_id, run_id=trial.run_id).info(
-        "trial_enqueued", index=trial.index, parameters=trial.parameters
-    )
-
-    def mark(current: SweepRecord) -> None:
-        current.trials[trial.index].enqueued = True
-
-    return ctx.store.sweeps.update(record.sweep_id, mark)
-
-
-def _natural_end(ctx: StepContext, record: SweepRecord) -> SweepRecord:
-    if len(record.trials) < record.spec.total_trials or any(t.active for t in record.trials):
-        return record
-    if any(t.status is RunStatus.SUCCEEDED for t in record.trials):
-        return _decide(ctx, record.sweep_id, SweepStatus.SUCCEEDED, None, None)
-    return _decide(
-        ctx, record.sweep_id, SweepStatus.FAILED, "all_trials_failed", "no trial succeeded"
-    )
-
-
 # ----------------------------------------------------------------- ending
-def _decide(
-    ctx: StepContext, sweep_id: str, status: SweepStatus, reason: str | None, error: str | None
-) -> SweepRecord:
-    """The sweep's ending; the first decision wins."""
-
-    def change(record: SweepRecord) -> None:
-        if record.ending is None:
-            record.ending = SweepEnding(status=status, reason=reason, error=error)
-
-    record = ctx.store.sweeps.update(sweep_id, change)
-    get_logger(sweep_id=sweep_id).info(
-        "sweep_ending_decided", status=record.ending.status if record.ending else None
-    )
-    return record
-
-
 def _decide_limits(ctx: StepContext, record: SweepRecord, now: float) -> SweepRecord:
     if record.ending is not None:
         return record
     if record.cancel_requested:
-        return _decide(
+        return decide(
             ctx, record.sweep_id, SweepStatus.CANCELLED, "cancelled", "cancelled by request"
         )
     timeout = record.spec.limits.timeout_seconds
     if timeout is not None and now - (record.started_at or now) > timeout:
-        return _decide(
+        return decide(
             ctx,
             record.sweep_id,
             SweepStatus.CANCELLED,
@@ -654,7 +342,7 @@ def _wind_down(
             continue
         still_active += not run.terminal
     # The trials' own chains clean up what they started; the sweep waits for them.
-    record = _refresh_trials(ctx, record, jobs)
+    record = refresh_trials(ctx, record, jobs)
     if still_active:
         return interval
     if record.provisioned:
@@ -705,69 +393,3 @@ def _mark_inputs_deleted(record: SweepRecord) -> None:
 
 def _mark_cluster_deleted(record: SweepRecord) -> None:
     record.cluster_deleted = True
-
-
-# ---------------------------------------------------------------- leaderboard
-def leaderboard(record: SweepRecord) -> list[TrialRecord]:
-    """Trials sorted by the objective: those with a value first, best first."""
-    goal = record.spec.objective.goal
-    sign = 1.0 if goal is Goal.MINIMIZE else -1.0
-    return sorted(
-        record.trials,
-        key=lambda t: (t.value is None, sign * t.value if t.value is not None else 0.0, t.index),
-    )
-
-
-def best_trial(record: SweepRecord) -> TrialRecord | None:
-    """The best succeeded trial by the objective."""
-    for trial in leaderboard(record):
-        if trial.status is RunStatus.SUCCEEDED and trial.value is not None:
-            return trial
-    return None
-
-
-def trial_view(trial: TrialRecord) -> dict[str, Any]:
-    return {
-        "index": trial.index,
-        "run_id": trial.run_id,
-        "status": trial.status.value,
-        "reason": trial.reason.value if trial.reason else None,
-        "parameters": trial.parameters,
-        "value": trial.value,
-        "metrics": trial.metrics,
-        "series": trial.series,
-        "stopped_at_interval": trial.stopped_at_interval,
-    }
-
-
-def sweep_view(record: SweepRecord) -> dict[str, Any]:
-    """The sweep as the API, the client and `sweep status --json` show it: status,
-    counts by status, the best trial and the leaderboard (trials by the objective)."""
-    best = best_trial(record)
-    spec = record.spec
-    return {
-        "sweep_id": record.sweep_id,
-        "name": spec.name,
-        "status": record.status.value,
-        "reason": record.reason,
-        "error": record.error,
-        "cancel_requested": record.cancel_requested,
-        "created_at": record.created_at,
-        "started_at": record.started_at,
-        "ended_at": record.finished_at,
-        "objective": spec.objective.model_dump(mode="json"),
-        "sampling_algorithm": spec.sampling_algorithm.value,
-        "search_space": {k: v.model_dump(mode="json") for k, v in spec.search_space.items()},
-        "early_termination": spec.early_termination.model_dump(mode="json")
-        if spec.early_termination
-        else None,
-        "limits": spec.limits.model_dump(mode="json"),
-        "total_trials": spec.total_trials,
-        "counts": record.counts(),
-        "cluster": record.resources.get("cluster"),
-        "node_seconds_saved": round(record.node_seconds_saved, 3),
-        "best": None
-        if best is None
-        else {"run_id": best.run_id, "parameters": best.parameters, "value": best.value},
-        "trials": [trial_view(t) for t in leaderboard(record)],
-    }

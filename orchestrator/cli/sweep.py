@@ -30,7 +30,7 @@ def _view(sweep_id: str) -> dict[str, Any]:
     if client is not None:
         with client:
             return client.get_sweep(sweep_id)
-    from orchestrator.chain.sweeps import sweep_view
+    from orchestrator.chain.sweep_view import sweep_view
     from orchestrator.store.sweeps import SweepNotFound
 
     try:
@@ -122,7 +122,7 @@ def status_command(sweep_id: SweepId, as_json: Json = False) -> None:
 @app.command("ls")
 def ls_command(as_json: Json = False) -> None:
     """Sweeps, newest first."""
-    from orchestrator.chain.sweeps import sweep_view
+    from orchestrator.chain.sweep_view import sweep_view
 
     client = api_client()
     if client is not None:

@@ -21,7 +21,8 @@ def run_sweep_demo(
     console: Console, sweep_file: Path, store: RunStore, home: Path, started: float
 ) -> None:
     from orchestrator.chain.enqueue import direct_uploads
-    from orchestrator.chain.sweeps import submit_sweep, sweep_view
+    from orchestrator.chain.sweep_view import sweep_view
+    from orchestrator.chain.sweeps import submit_sweep
     from orchestrator.cli.sweep_render import leaderboard_table, plot_sweep
     from orchestrator.domain.status import SWEEP_TERMINAL
     from orchestrator.domain.sweep import load_sweep

@@ -13,7 +13,8 @@ from fastapi.responses import StreamingResponse
 from orchestrator.api.auth import Caller
 from orchestrator.api.deps import CancelAccess, ReadAccess, SettingsDep, StoreDep, SubmitAccess
 from orchestrator.api.errors import ERROR_RESPONSES, field_error
-from orchestrator.chain.sweeps import cancel_sweep, submit_sweep, sweep_view
+from orchestrator.chain.sweep_view import sweep_view
+from orchestrator.chain.sweeps import cancel_sweep, submit_sweep
 from orchestrator.domain.sweep import SweepError, parse_sweep
 from orchestrator.inputs.checks import InputRejected
 from orchestrator.store import IdempotencyConflict, RunStore

@@ -22,7 +22,8 @@ from orchestrator.api.ui.common import (
     require_scope,
     see_other,
 )
-from orchestrator.chain.sweeps import cancel_sweep, sweep_view
+from orchestrator.chain.sweep_view import sweep_view
+from orchestrator.chain.sweeps import cancel_sweep
 from orchestrator.domain.access import Scope
 from orchestrator.store import RunStore
 from orchestrator.store.sweeps import SweepNotFound as StoredSweepNotFound

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from orchestrator.chain import sweeps
+from orchestrator.chain import sweep_trials, sweep_view, sweeps
 from orchestrator.chain.runner import run_step
 from orchestrator.chain.steps import StepContext
 from orchestrator.domain.spec import RunSpec
@@ -44,7 +44,7 @@ def enqueued(ctx: StepContext, monkeypatch: pytest.MonkeyPatch) -> list[tuple[st
         calls.append((kwargs["run_id"], spec))
         return ctx.store.create_run(spec, run_id=kwargs["run_id"], sweep_id=kwargs["sweep_id"])
 
-    monkeypatch.setattr(sweeps, "enqueue_run", enqueue)
+    monkeypatch.setattr(sweep_trials, "enqueue_run", enqueue)
     return calls
 
 
@@ -121,18 +121,18 @@ def test_a_tick_redone_after_a_crash_enqueues_the_same_trial_not_another(
         seed=5,
         search_space={"lr": {"type": "uniform", "min_value": 0, "max_value": 1}},
     )
-    real = sweeps.enqueue_run
+    real = sweep_trials.enqueue_run
 
     def crash(spec: RunSpec, **kwargs: Any) -> Any:
         raise ConnectionError("worker killed between the two writes")
 
-    monkeypatch.setattr(sweeps, "enqueue_run", crash)
+    monkeypatch.setattr(sweep_trials, "enqueue_run", crash)
     with pytest.raises(ConnectionError):
         sweeps._tick(ctx, record.sweep_id)
     noted = ctx.store.sweeps.get(record.sweep_id).trials
     assert [(t.index, t.enqueued) for t in noted] == [(0, False)]
 
-    monkeypatch.setattr(sweeps, "enqueue_run", real)
+    monkeypatch.setattr(sweep_trials, "enqueue_run", real)
     sweeps._tick(ctx, record.sweep_id)
     trials = ctx.store.sweeps.get(record.sweep_id).trials
     assert [t.index for t in trials] == [0, 1, 2, 3]
@@ -162,7 +162,7 @@ def test_a_slot_passes_on_when_its_trial_ends_never_past_the_limit(
     trials = book.get(record.sweep_id).trials
     assert trials[0].status is RunStatus.SUCCEEDED and trials[0].value == 0.5
     assert book.slots(record.sweep_id) == {ids[1], ids[2]}, "the tick passed the slot on"
-    sweeps.trial_ended(ctx, record.sweep_id, ids[1])  # as runner._finish does
+    sweep_trials.trial_ended(ctx, record.sweep_id, ids[1])  # as runner._finish does
     assert book.slots(record.sweep_id) == {ids[2], ids[3]}
 
 
@@ -254,8 +254,8 @@ def test_the_leaderboard_sorts_by_the_goal(ctx: StepContext) -> None:
             )
 
     record = ctx.store.sweeps.update(record.sweep_id, values)
-    assert [t.index for t in sweeps.leaderboard(record)] == [2, 3, 0, 1]
-    best = sweeps.best_trial(record)
+    assert [t.index for t in sweep_view.leaderboard(record)] == [2, 3, 0, 1]
+    best = sweep_view.best_trial(record)
     assert best is not None and best.index == 2
 
 
