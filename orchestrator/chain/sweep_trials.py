@@ -123,6 +123,10 @@ def refresh_trials(ctx: StepContext, record: SweepRecord, jobs: dict[str, JobSta
         job = jobs.get(names.job)
         if job is not None and job.execution_state == "running" and trial.started_at is None:
             change["started_at"] = now
+        if job is not None and job.start_time is not None and trial.job_started_at is None:
+            change["job_started_at"] = job.start_time.timestamp()
+        if job is not None and job.runtime_seconds is not None and trial.job_seconds is None:
+            change["job_seconds"] = job.runtime_seconds
         if run.terminal:
             series = run.metric_series.get(metric) or trial.series
             change.update(
@@ -138,7 +142,8 @@ def refresh_trials(ctx: StepContext, record: SweepRecord, jobs: dict[str, JobSta
             change["status"] = run.status
             # The first read too waits live_every after the job started: a short
             # job's values come with its collected run, for no read at all.
-            last = trial.live_read_at or (trial.started_at if ticks > 1 else None)
+            started = change.get("started_at", trial.started_at)
+            last = trial.live_read_at or (started if ticks > 1 else None)
             due = last is None or now - last >= live_every
             if due and job is not None and job.execution_state == "running":
                 change["live_read_at"] = now

@@ -28,6 +28,7 @@ chain/sweep_view.py.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -68,6 +69,10 @@ from orchestrator.store.sweeps import SweepRecord, TrialRecord
 # The tick interval grows with the age of the youngest running job (next_interval).
 SWEEP_POLL_GROWTH = 0.1
 SWEEP_POLL_MAX_SECONDS = 120.0
+# A tick aimed at a job's expected end (next_interval) comes this long after it,
+# and never sooner than MIN_TICK_SECONDS after the last tick.
+END_MARGIN_SECONDS = 0.2
+MIN_TICK_SECONDS = 0.2
 # How long a lease-busy tick waits before it looks again.
 BUSY_RETRY_SECONDS = 1.0
 
@@ -196,7 +201,30 @@ def next_interval(ctx: StepContext, record: SweepRecord) -> float:
         ages.append(now - trial.started_at)
     if not ages:
         return base
-    return min(SWEEP_POLL_MAX_SECONDS, max(base, SWEEP_POLL_GROWTH * min(ages)))
+    interval = min(SWEEP_POLL_MAX_SECONDS, max(base, SWEEP_POLL_GROWTH * min(ages)))
+    expected = _next_expected_end(record, slotted, now)
+    if expected is not None:
+        # Just after the next job is expected to end: noticed then, not up to
+        # an interval later (one read more when it is late).
+        interval = min(interval, max(MIN_TICK_SECONDS, expected - now + END_MARGIN_SECONDS))
+    return interval
+
+
+def _next_expected_end(record: SweepRecord, slotted: set[str], now: float) -> float | None:
+    """The soonest expected end of a running job: its start (from the listing)
+    plus the median runtime of the trials' jobs that ended; None before any did,
+    or when every expected end has passed."""
+    runtimes = [t.job_seconds for t in record.trials if t.job_seconds is not None]
+    if not runtimes:
+        return None
+    typical = statistics.median(runtimes)
+    ends = [
+        t.job_started_at + typical
+        for t in record.trials
+        if t.active and t.run_id in slotted and t.job_started_at is not None
+    ]
+    upcoming = [end for end in ends if end + END_MARGIN_SECONDS > now]
+    return min(upcoming) if upcoming else None
 
 
 def _mark_provisioned(names: AzureNames, placed: dict[str, InputRecord]) -> Any:

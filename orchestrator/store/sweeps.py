@@ -74,6 +74,9 @@ class TrialRecord(BaseModel):
     stopped_at_interval: int | None = None
     enqueued: bool = False
     started_at: float | None = None  # the job started running (seen in the listing)
+    # From the listing (Azure's clock): when the job started, and how long it ran.
+    job_started_at: float | None = None
+    job_seconds: float | None = None
     ended_at: float | None = None
 
     @property

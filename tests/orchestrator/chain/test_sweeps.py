@@ -288,3 +288,30 @@ def test_the_tick_interval_grows_with_the_youngest_running_job(
     assert sweeps.next_interval(ctx, started((300.0, 900.0))) == pytest.approx(30.0)
     assert sweeps.next_interval(ctx, started((5.0, 900.0))) == base
     assert sweeps.next_interval(ctx, started((9000.0, 7200.0))) == sweeps.SWEEP_POLL_MAX_SECONDS
+
+
+def test_the_next_tick_comes_just_after_a_job_is_expected_to_end(
+    ctx: StepContext, enqueued: list[tuple[str, RunSpec]]
+) -> None:
+    record = _sweep(ctx)
+    sweeps._tick(ctx, record.sweep_id)
+    for index in (0, 1):
+        ctx.store.sweeps.take_slot(record.sweep_id, enqueued[index][0], index)
+    now = ctx.clock()
+
+    def jobs(current: SweepRecord) -> None:
+        ended, running = current.trials[2], current.trials[0]
+        ended.status, ended.job_seconds = RunStatus.SUCCEEDED, 100.0  # jobs take 100 s
+        running.started_at = running.job_started_at = now - 97.0  # ends in about 3 s
+        current.trials[1].started_at = now - 500.0
+
+    record = ctx.store.sweeps.update(record.sweep_id, jobs)
+    # Without the expectation: a tenth of the youngest job's age (9.7 s).
+    assert sweeps.next_interval(ctx, record) == pytest.approx(3.0 + sweeps.END_MARGIN_SECONDS)
+
+    def late(current: SweepRecord) -> None:
+        current.trials[0].job_started_at = now - 150.0  # past its expected end
+
+    assert sweeps.next_interval(ctx, ctx.store.sweeps.update(record.sweep_id, late)) == (
+        pytest.approx(9.7)
+    )
