@@ -135,16 +135,23 @@ class RunStore(RunListing, RunRetention):
         idempotency_key: str | None = None,
         submitted_by: str | None = None,
         notify: NotifySpec | None = None,
+        dispatch: Callable[[str], tuple[str, str]] | None = None,
     ) -> tuple[RunRecord, bool]:
         """Create a queued run atomically; (record, created).
 
         The same idempotency key (or run id) with the same spec returns the
         existing run and created=False; with a different spec it raises
         IdempotencyConflict.
+
+        `dispatch(run_id)` gives (the broker's queue key, the first task's
+        message): the script pushes that message when it creates the run, which
+        is then recorded dispatched: one round trip, and no run created but not
+        sent. Nothing is pushed when the run already existed.
         """
         run_id_given = run_id is not None
         run_id = validate_run_id(run_id) if run_id is not None else new_run_id()
         fingerprint = spec.fingerprint()
+        first_task = dispatch(run_id) if dispatch is not None else None
         now = time.time()
         record = RunRecord(
             run_id=run_id,
@@ -156,12 +163,14 @@ class RunStore(RunListing, RunRetention):
             spec_fingerprint=fingerprint,
             created_at=now,
             updated_at=now,
+            dispatched=first_task is not None,
         )
         keys = [
             self.keys.run(run_id),
             # Unused placeholder when there is no key (the script checks ARGV[5]).
             self.keys.idempotency(idempotency_key) if idempotency_key is not None else "-",
             self.keys.events(run_id),
+            first_task[0] if first_task is not None else "-",  # unused unless ARGV[9]
             self.keys.status_index(RunStatus.QUEUED),
             *self.keys.run_indexes(spec.name, spec.tags, submitted_by),
         ]
@@ -179,6 +188,7 @@ class RunStore(RunListing, RunRetention):
                     "status",
                     repr(now),
                     _dump(event),
+                    first_task[1] if first_task is not None else "",
                 ],
             ),
         )
