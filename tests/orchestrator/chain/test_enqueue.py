@@ -163,9 +163,7 @@ def test_step_message_is_what_celery_sends(redis_client: redis.Redis, redis_url:
     assert ours["properties"]["correlation_id"] == task_id
 
 
-def test_enqueue_writes_and_queues_in_one_script(
-    redis_url: str, redis_client: redis.Redis
-) -> None:
+def test_enqueue_writes_and_queues_in_one_script(redis_url: str, redis_client: redis.Redis) -> None:
     """One round trip: the run, its events (status, dispatched) and its task together."""
     store = RunStore(redis_client)
     before = redis_client.info("commandstats")
