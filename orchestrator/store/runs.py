@@ -52,6 +52,7 @@ from orchestrator.store.listing import RunListing, text
 from orchestrator.store.lua import load_script
 from orchestrator.store.records import Ending, RunEvent, RunRecord, StepRecord
 from orchestrator.store.retention import RunRetention
+from orchestrator.store.runtimes import JobRuntimes
 from orchestrator.store.uploads import UploadBook
 
 # Attempts of one compare-and-set before giving up; a lost race costs one
@@ -117,6 +118,7 @@ class RunStore(RunListing, RunRetention):
         self.keys = Keys(namespace)
         self.due = DueIndex(redis, self.keys)
         self.uploads = UploadBook(redis, self.keys)
+        self.runtimes = JobRuntimes(redis, self.keys)
         self._create = self.redis.register_script(load_script("create_run"))
         self._cas = self.redis.register_script(load_script("compare_and_set"))
         self._append = self.redis.register_script(load_script("append_event"))

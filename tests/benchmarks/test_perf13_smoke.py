@@ -58,3 +58,18 @@ def test_seed_procedure_side_by_side() -> None:
         assert_close(
             row[key], row["chain"][figure] / row["script"][figure], absolute=0.0005, relative=0.01
         )
+
+
+def test_runs_in_flight_small() -> None:
+    summary = run_benchmark("runs_in_flight.py", "--runs", "20", "--window", "3")
+    (row,) = summary["levels"]
+    assert row["runs"] == 20 and row["window_seconds"] == 3
+    assert row["worker_processes"] == 2  # prefork: the main process and one child
+    assert row["worker_rss_mib_max"] >= row["worker_rss_mib_before_window"] > 0
+    assert row["redis_used_memory_mib"] > 0 and row["redis_memory_per_run_kib"] > 0
+    assert row["polls"] >= 0 and row["worker_cpu_seconds"] >= 0
+    assert_close(row["polls_per_second"], row["polls"] / 3, absolute=0.005)
+    # Waiting runs are in the due index, not in the broker: nothing unacked, no duplicates.
+    assert row["broker_unacked_end"] == 0
+    assert row["duplicates_dropped"] == 0 and row["runs_redriven"] == 0
+    assert row["due_index_end"] + row["broker_queue_length_end"] <= 20
