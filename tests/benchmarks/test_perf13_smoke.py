@@ -41,7 +41,7 @@ def test_seed_procedure_side_by_side() -> None:
     summary = run_benchmark("seed_procedure.py", "--jobs", "1", "--provision-seconds", "0")
     (row,) = summary["jobs"]
     assert row["job_seconds"] == 1
-    for name in ("chain", "script"):
+    for name in ("chain", "chain_repeat", "script"):
         side = row[name]
         counts = side["requests_by_operation"]
         assert side["requests_total"] == sum(counts.values()) > 0
@@ -58,6 +58,12 @@ def test_seed_procedure_side_by_side() -> None:
         assert_close(
             row[key], row["chain"][figure] / row["script"][figure], absolute=0.0005, relative=0.01
         )
+    assert_close(
+        row["ratio_wall_chain_repeat_to_script"],
+        row["chain_repeat"]["wall_seconds"] / row["script"]["wall_seconds"],
+        absolute=0.0005,
+        relative=0.01,
+    )
 
 
 def test_runs_in_flight_small() -> None:
