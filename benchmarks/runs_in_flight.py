@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emulator.testing import EmulatorProcess
 from orchestrator.chain.clock import deliver
 from orchestrator.chain.queue import CHAIN_QUEUE
+from orchestrator.chain.redrive import active_runs
 from orchestrator.chain.runner import Dispatch, new_task_id
 from orchestrator.chain.steps import StepContext, poll_countdown
 from orchestrator.devstack.processes import ChildProcess, cli_argv
@@ -62,7 +63,18 @@ BEFORE_WAIT = (Step.ENSURE_RESOURCE_GROUP, Step.PREPARE_SHARE, Step.CREATE_CLUST
 
 def group_rss_and_cpu(pgid: int) -> tuple[float, float, int]:
     """(RSS MiB, CPU seconds, processes) of every process in process group `pgid`."""
-    rss_pages, ticks, count = 0, 0, 0
+    rss, cpu, count, _ = group_processes(pgid)
+    return rss, cpu, count
+
+
+def main_cpu(pgid: int) -> float:
+    """CPU seconds of the group's leader alone: the worker's main process (its
+    chain clock and re-driver run there; the steps run in the pool child)."""
+    return group_processes(pgid)[3]
+
+
+def group_processes(pgid: int) -> tuple[float, float, int, float]:
+    rss_pages, ticks, count, leader = 0, 0, 0, 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -74,9 +86,11 @@ def group_rss_and_cpu(pgid: int) -> tuple[float, float, int]:
             continue
         count += 1
         ticks += int(fields[11]) + int(fields[12])  # utime + stime
+        if int(entry) == pgid:
+            leader = int(fields[11]) + int(fields[12])
         rss_pages += int(fields[21])
-    page = os.sysconf("SC_PAGE_SIZE")
-    return rss_pages * page / 2**20, ticks / os.sysconf("SC_CLK_TCK"), count
+    page, hz = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_CLK_TCK")
+    return rss_pages * page / 2**20, ticks / hz, count, leader / hz
 
 
 def clusters_get(stack: Stack) -> int:
@@ -172,6 +186,7 @@ def measure(
     pgid = worker.process.pid
     polls_before = clusters_get(stack)
     rss_before, cpu_before, _ = group_rss_and_cpu(pgid)
+    main_before = main_cpu(pgid)
     since = time.time()
     rss_samples = []
     deadline = time.monotonic() + window
@@ -179,6 +194,12 @@ def measure(
         rss_samples.append(group_rss_and_cpu(pgid)[0])
         time.sleep(1.0)
     rss_after, cpu_after, processes = group_rss_and_cpu(pgid)
+    main_after = main_cpu(pgid)
+    # What one re-drive sweep reads (every ORCH_REDRIVE_INTERVAL_SECONDS, on one worker).
+    ctx = StepContext(stack.settings(), stack.store, FakeGateway())
+    read_started = time.monotonic()
+    active = sum(1 for _ in active_runs(ctx))
+    redrive_read = time.monotonic() - read_started
     polls = clusters_get(stack) - polls_before
     durations, events = poll_step_seconds(worker.log_path, since)
     unacked = int(stack.client.hlen("unacked"))
@@ -192,6 +213,9 @@ def measure(
         "worker_rss_mib_max": round(max([*rss_samples, rss_after]), 1),
         "worker_rss_mib_before_window": round(rss_before, 1),
         "worker_cpu_seconds": round(cpu_after - cpu_before, 2),
+        "worker_main_cpu_seconds": round(main_after - main_before, 2),
+        "redrive_sweep_read_seconds": round(redrive_read, 3),
+        "active_runs_read": active,
         "polls": polls,
         "polls_needed_per_second": round(n / poll_countdown(stack.settings(), STEADY_POLLS), 2),
         "polls_per_second": round(polls / window, 2),
