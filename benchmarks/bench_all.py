@@ -9,7 +9,8 @@ Runs, one after another (each starts and stops what it needs, on 127.0.0.1):
 
 and prints one row per figure: what is measured, the figure, the goal and whether
 it is met. `--quick` runs each with tiny parameters instead (a minute or so; the
-figures are then only a smoke check). `--json` prints every script's summary.
+figures are then only a smoke check), `--only` a subset. `--json` prints every
+script's summary and the table's rows.
 A script that fails is reported in the table and makes the exit status 1.
 
     .venv/bin/python benchmarks/bench_all.py [--quick] [--json]
@@ -233,8 +234,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny parameters (a smoke run)")
     parser.add_argument("--json", action="store_true", help="every script's summary as JSON")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(FULL)}")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
+    if args.only:
+        wanted = [part.strip() for part in args.only.split(",") if part.strip()]
+        unknown = sorted(set(wanted) - set(plan))
+        if unknown:
+            parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+        plan = {key: argv for key, argv in plan.items() if key in wanted}
     rows: list[Row] = []
     summaries: dict[str, Any] = {}
     failed = []
@@ -264,7 +272,7 @@ def main() -> None:
         elif key == "runs_in_flight":
             rows += flight_rows(summary)
     if args.json:
-        json.dump(summaries, sys.stdout, indent=2)
+        json.dump({"summaries": summaries, "table": rows, "failed": failed}, sys.stdout, indent=2)
         print()
     else:
         widths = [max(len(row[i]) for row in rows) for i in range(4)]

@@ -14,8 +14,10 @@ duplicate.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
+from orchestrator.chain.queue import CHAIN_QUEUE
 from orchestrator.chain.runner import Dispatch, new_task_id
 from orchestrator.chain.steps import StepContext
 from orchestrator.domain.status import STEP_ORDER, TERMINAL, RunStatus, Step, StepState
@@ -54,22 +56,72 @@ def active_runs(ctx: StepContext) -> Iterator[RunRecord]:
                 break
 
 
+# Runs checked per round trip (their lease and due-index entry, pipelined).
+CHECK_BATCH = 200
+# Messages of the chain queue read per sweep (the oldest first) to tell a slow
+# step from a lost one.
+QUEUE_SCAN = 20_000
+
+
 def redrive(ctx: StepContext) -> list[Dispatch]:
     """One sweep: the messages to send again for steps that lost their worker."""
-    log = get_logger(component="redrive")
     now = ctx.clock()
     after = ctx.settings.redrive_after_seconds
     dispatches: list[Dispatch] = []
+    batch: list[tuple[RunRecord, Step]] = []
+    queued: set[str] | None = None  # read once, when the first candidate shows up
     for record in active_runs(ctx):
-        run_id = record.run_id
         if record.terminal or not record.dispatched or now - record.updated_at < after:
             continue
-        if ctx.store.redis.exists(ctx.store.keys.lock(run_id)):
-            continue  # a step is executing right now, and its worker renews the lease
-        step = redrive_step(record)
+        batch.append((record, redrive_step(record)))
+        if len(batch) >= CHECK_BATCH:
+            queued = queued if queued is not None else queued_task_ids(ctx)
+            dispatches += _redrive_batch(ctx, batch, now, queued)
+            batch = []
+    if batch:
+        queued = queued if queued is not None else queued_task_ids(ctx)
+        dispatches += _redrive_batch(ctx, batch, now, queued)
+    return dispatches
+
+
+def queued_task_ids(ctx: StepContext) -> set[str]:
+    """Task ids of the messages waiting in the chain queue (the oldest QUEUE_SCAN).
+
+    A step whose message is still queued is slow, not lost: with a backlog (more
+    runs falling due than the workers poll) re-sending it would only add a
+    duplicate to the queue. A dead worker's message is not in the queue."""
+    ids: set[str] = set()
+    for raw in ctx.store.redis.lrange(CHAIN_QUEUE, -QUEUE_SCAN, -1):
+        try:
+            ids.add(str(json.loads(raw)["headers"]["id"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return ids
+
+
+def _redrive_batch(
+    ctx: StepContext, batch: list[tuple[RunRecord, Step]], now: float, queued: set[str]
+) -> list[Dispatch]:
+    """The stalled candidates of one batch: a lease or a due entry says they are not."""
+    log = get_logger(component="redrive")
+    keys = ctx.store.keys
+    pipe = ctx.store.redis.pipeline(transaction=False)
+    for record, step in batch:
+        pipe.exists(keys.lock(record.run_id))
         task_id = record.step(step).task_id
-        if task_id is not None and ctx.store.due.scheduled(task_id):
+        pipe.zscore(keys.due, task_id if task_id is not None else "")
+    answers = pipe.execute()
+    dispatches: list[Dispatch] = []
+    for index, (record, step) in enumerate(batch):
+        locked, scheduled = answers[2 * index], answers[2 * index + 1]
+        if locked:
+            continue  # a step is executing right now, and its worker renews the lease
+        run_id = record.run_id
+        task_id = record.step(step).task_id
+        if task_id is not None and scheduled is not None:
             continue  # waiting for its due time, in Redis: nothing was lost
+        if task_id is not None and task_id in queued:
+            continue  # on its way: in the broker's queue behind others
         if task_id is None:
             task_id = new_task_id(run_id, step)
             ctx.store.set_step(run_id, step, StepState.PENDING, task_id=task_id)

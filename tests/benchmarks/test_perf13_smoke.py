@@ -79,3 +79,17 @@ def test_runs_in_flight_small() -> None:
     assert row["broker_unacked_end"] == 0
     assert row["duplicates_dropped"] == 0 and row["runs_redriven"] == 0
     assert row["due_index_end"] + row["broker_queue_length_end"] <= 20
+
+
+def test_make_bench_table_quick() -> None:
+    summary = run_benchmark("bench_all.py", "--quick", "--only", "poll_budget,enqueue")
+    assert summary["failed"] == []
+    assert set(summary["summaries"]) == {"poll_budget", "enqueue"}
+    rows = summary["table"]
+    assert all(len(row) == 4 for row in rows)
+    assert all(row[3] in ("yes", "NO", "-") for row in rows)
+    budget = next(row for row in rows if row[0].startswith("polls: Jobs_Get"))
+    assert budget[3] == "yes"  # the defaults keep the budget
+    levels = summary["summaries"]["enqueue"]["levels"]
+    # One row per ratio per concurrency, and the c=16 goal row.
+    assert sum(row[0].startswith("enqueue, 1 API worker") for row in rows) == 2 * len(levels) + 1
