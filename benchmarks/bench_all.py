@@ -221,10 +221,15 @@ def flight_rows(summary: dict[str, Any]) -> list[Row]:
         )
         rows.append(
             (
-                f"in flight: {n} runs, unacked / redelivered",
-                f"{level['broker_unacked_end']} / {level['duplicates_dropped']}",
-                "0 / 0",
-                met(level["broker_unacked_end"] == 0 and level["duplicates_dropped"] == 0),
+                f"in flight: {n} runs, unacked / duplicates / re-driven",
+                f"{level['broker_unacked_end']} / {level['duplicates_dropped']} / "
+                f"{level['runs_redriven']}",
+                "<= 1 (the step executing) / 0 / 0",
+                met(
+                    level["broker_unacked_end"] <= 1
+                    and level["duplicates_dropped"] == 0
+                    and level["runs_redriven"] == 0
+                ),
             )
         )
     return rows

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import redis
 
 from orchestrator.chain.enqueue import enqueue_run
@@ -246,7 +247,7 @@ async def measure_api(
     process: subprocess.Popen[bytes],
     args: argparse.Namespace,
     concurrency: int,
-) -> tuple[float, list[float], Counter[int]]:
+) -> tuple[float, list[float], Counter[int], float]:
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}",
         headers={"Authorization": f"Bearer {TOKEN}"},
@@ -261,7 +262,23 @@ async def measure_api(
             created = await client.post("/v1/keys", json={"name": "bench", "scopes": ["submit"]})
             assert created.status_code == 201, created.text
             token = created.json()["key"]
-    return await load(port, token, args.requests, concurrency)
+    cpu_before = server_cpu_seconds(process)
+    elapsed, latencies, statuses = await load(port, token, args.requests, concurrency)
+    cpu_ms = (server_cpu_seconds(process) - cpu_before) * 1000 / args.requests
+    return elapsed, latencies, statuses, cpu_ms
+
+
+def server_cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """CPU seconds (user + system) of `orchestrator api` and its uvicorn workers so far."""
+    root = psutil.Process(process.pid)
+    total = 0.0
+    for member in [root, *root.children(recursive=True)]:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def measure_level(
@@ -294,12 +311,15 @@ def measure_level(
         failed.append(f"direct at {concurrency}")
 
     flush(redis_url)
-    elapsed, latencies, statuses = asyncio.run(
+    elapsed, latencies, statuses, cpu_ms = asyncio.run(
         measure_api(redis_url, port, process, args, concurrency)
     )
     api_runs, api_queued = counts(redis_url)
     api = phase_summary(n, elapsed, latencies, api_runs, api_queued)
     api["statuses"] = {str(code): count for code, count in sorted(statuses.items())}
+    # What the server spent per request (all its processes): the figure the load
+    # generator and the other processes on the machine do not move.
+    api["server_cpu_ms_per_request"] = round(cpu_ms, 3)
     if statuses != Counter({202: n}) or not api_queued == api_runs == n:
         failed.append(f"API at {concurrency}")
     level = {
@@ -368,6 +388,7 @@ def main() -> None:
             )
             for label in ("raw", "direct", "api"):
                 print_phase(label, level[label])
+            print(f"API server CPU per request: {level['api']['server_cpu_ms_per_request']} ms")
     if failed:
         raise SystemExit(
             f"FAILED ({', '.join(failed)}): not every request created and enqueued exactly one run"

@@ -94,6 +94,7 @@ def test_enqueue_throughput_measures_raw_direct_and_api() -> None:
         for phase in ("api", "direct"):
             assert_sane_phase(level[phase], 20)
         assert level["api"]["statuses"] == {"202": 20}
+        assert level["api"]["server_cpu_ms_per_request"] > 0
         assert level["direct"]["outcomes"] == {"created": 20}
         rates = {p: level[p]["requests_per_second"] for p in ("raw", "direct", "api")}
         # The API is a separate process, so on two cores it may even beat the

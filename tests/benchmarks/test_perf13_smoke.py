@@ -75,8 +75,9 @@ def test_runs_in_flight_small() -> None:
     assert row["redis_used_memory_mib"] > 0 and row["redis_memory_per_run_kib"] > 0
     assert row["polls"] >= 0 and row["worker_cpu_seconds"] >= 0
     assert_close(row["polls_per_second"], row["polls"] / 3, absolute=0.005)
-    # Waiting runs are in the due index, not in the broker: nothing unacked, no duplicates.
-    assert row["broker_unacked_end"] == 0
+    # Waiting runs are in the due index, not in the broker: at most the message of the
+    # step executing is unacked, and nothing is delivered twice.
+    assert row["broker_unacked_end"] <= 1
     assert row["duplicates_dropped"] == 0 and row["runs_redriven"] == 0
     assert row["due_index_end"] + row["broker_queue_length_end"] <= 20
 
