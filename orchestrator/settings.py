@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     # Waiting steps reschedule themselves: first after poll_initial, growing
     # by poll_backoff up to poll_max. Growing by 1.5 makes each wait about half
     # of the time waited so far, so a short job is noticed within seconds; the
-    # 120 s ceiling is the polling budget: at most 40 Jobs_Get in a job's first
+    # 120 s ceiling is the polling budget: at most 41 Jobs_Get in a job's first
     # hour and 30 an hour after it (ARM's read limit is per subscription, and
     # 200 long jobs at 30/h take 1.7 reads/s of its 25/s refill;
     # benchmarks/poll_budget.py, docs/benchmarks.md). The waits live in the due
