@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any, cast
 
 from orchestrator.chain.queue import CHAIN_QUEUE
 from orchestrator.chain.runner import Dispatch, new_task_id
@@ -61,6 +62,10 @@ CHECK_BATCH = 200
 # Messages of the chain queue read per sweep (the oldest first) to tell a slow
 # step from a lost one.
 QUEUE_SCAN = 20_000
+# kombu's Redis transport: messages delivered to a worker and not yet acked, by
+# delivery tag, and their delivery times (its default unacked_key/unacked_index_key).
+UNACKED = "unacked"
+UNACKED_INDEX = "unacked_index"
 
 
 def redrive(ctx: StepContext) -> list[Dispatch]:
@@ -85,15 +90,29 @@ def redrive(ctx: StepContext) -> list[Dispatch]:
 
 
 def queued_task_ids(ctx: StepContext) -> set[str]:
-    """Task ids of the messages waiting in the chain queue (the oldest QUEUE_SCAN).
+    """Task ids of the messages on their way: waiting in the chain queue (the
+    oldest QUEUE_SCAN), or taken by a worker less than redrive_after ago.
 
     A step whose message is still queued is slow, not lost: with a backlog (more
     runs falling due than the workers poll) re-sending it would only add a
-    duplicate to the queue. A dead worker's message is not in the queue."""
+    duplicate to the queue. A message a worker has just taken (kombu's unacked
+    index, by delivery time) is about to start its step and take the lease. A dead
+    worker's message is in neither: not queued, and taken longer ago than that."""
+    client = ctx.store.redis
+    raws: list[Any] = list(client.lrange(CHAIN_QUEUE, -QUEUE_SCAN, -1))
+    since = ctx.clock() - ctx.settings.redrive_after_seconds
+    tags = cast(list[bytes], client.zrangebyscore(UNACKED_INDEX, since, "+inf"))
+    if tags:
+        for entry in client.hmget(UNACKED, tags):
+            try:
+                raws.append(json.loads(entry)[0] if entry is not None else None)
+            except (ValueError, KeyError, TypeError, IndexError):
+                continue
     ids: set[str] = set()
-    for raw in ctx.store.redis.lrange(CHAIN_QUEUE, -QUEUE_SCAN, -1):
+    for raw in raws:
         try:
-            ids.add(str(json.loads(raw)["headers"]["id"]))
+            message = raw if isinstance(raw, dict) else json.loads(raw)
+            ids.add(str(message["headers"]["id"]))
         except (ValueError, KeyError, TypeError):
             continue
     return ids

@@ -78,3 +78,22 @@ def test_a_long_sweep_holds_the_turn_longer(
     assert 3 * chain_clock.REDRIVE_SPACING * 1000 - 100 < ttl_ms <= 15_000
     # Another worker's turn comes only then, not after ORCH_REDRIVE_INTERVAL_SECONDS.
     assert chain_clock.redrive_if_my_turn(ctx, lambda dispatch: None, "worker-b") == 0
+
+
+def test_a_message_a_worker_just_took_is_not_sent_again_but_an_old_one_is(
+    ctx: StepContext, tmp_path: Path
+) -> None:
+    taken, dead = _stalled_runs(ctx, tmp_path, 2)
+    first = {d.run_id: d.task_id for d in redrive(ctx)}
+    assert isinstance(ctx.clock, FakeClock)
+    ctx.clock.now += ctx.settings.redrive_after_seconds + 1
+    # kombu's unacked hash and index: one delivery just now (its step is about to take
+    # the lease), one long ago (a worker that died holding it).
+    for tag, run_id, delivered in (
+        ("tag-now", taken, ctx.clock.now - 1),
+        ("tag-old", dead, ctx.clock.now - ctx.settings.redrive_after_seconds - 5),
+    ):
+        message = {"headers": {"id": first[run_id]}}
+        ctx.store.redis.hset("unacked", tag, json.dumps([message, "", CHAIN_QUEUE]))
+        ctx.store.redis.zadd("unacked_index", {tag: delivered})
+    assert [d.run_id for d in redrive(ctx)] == [dead]
