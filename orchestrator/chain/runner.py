@@ -151,7 +151,7 @@ def _run_leased(
         return _send(ctx, run_id, following, StepState.PENDING)
     if isinstance(outcome, Wait):
         polls = int(ctx.store.get(run_id).step(step).detail.get("polls", 0))
-        countdown = poll_countdown(ctx.settings, polls)
+        countdown = poll_countdown(ctx.settings, polls, outcome.detail.get("poll_by"), ctx.clock())
         dispatch = Dispatch(step, run_id, new_task_id(run_id, step), countdown)
         ctx.store.set_step(
             run_id,

@@ -83,10 +83,46 @@ def safe_countdown(settings: Settings, seconds: float) -> float:
     return min(seconds, settings.visibility_timeout_seconds / 2)
 
 
-def poll_countdown(settings: Settings, polls: int) -> float:
-    """Short at first, growing by poll_backoff up to poll_max (and safe_countdown)."""
-    countdown = settings.poll_initial_seconds * settings.poll_backoff ** max(0, polls)
-    return safe_countdown(settings, min(countdown, settings.poll_max_seconds))
+def poll_countdown(
+    settings: Settings, polls: int, poll_by: float | None = None, now: float = 0.0
+) -> float:
+    """Short at first, growing by poll_backoff up to poll_max (and safe_countdown).
+
+    At the defaults (1 s, x1.5, 120 s) the waits are about half the time waited
+    so far until 120 s: the polling budget of benchmarks/poll_budget.py. A step
+    that expects its wait to end at `poll_by` (a clock time still ahead of
+    `now`) polls then rather than later: one read more at most."""
+    try:
+        countdown = settings.poll_initial_seconds * settings.poll_backoff ** max(0, polls)
+    except OverflowError:  # thousands of polls: long past the maximum
+        countdown = settings.poll_max_seconds
+    countdown = min(countdown, settings.poll_max_seconds)
+    if poll_by is not None and poll_by > now:
+        countdown = min(countdown, max(poll_by - now, settings.poll_initial_seconds))
+    return safe_countdown(settings, countdown)
+
+
+# The hint poll comes this long after a job's expected end (plus 2% of its runtime).
+EXPECTED_END_MARGIN_SECONDS = 1.0
+
+
+def _expected_end(
+    ctx: StepContext, record: RunRecord, job: JobState, since: float
+) -> dict[str, Any]:
+    """poll_job's hint: when the job should end, from the runtimes of earlier runs
+    of the same name (store/runtimes.py), read at the first poll and kept."""
+    previous = record.step(Step.POLL_JOB).detail
+    typical = (
+        previous["typical_runtime_seconds"]
+        if "typical_runtime_seconds" in previous
+        else ctx.store.runtimes.typical(record.spec.name)
+    )
+    hint: dict[str, Any] = {"typical_runtime_seconds": typical}
+    if typical is not None:
+        started = job.start_time.timestamp() if job.start_time is not None else since
+        margin = EXPECTED_END_MARGIN_SECONDS + 0.02 * float(typical)
+        hint["poll_by"] = started + float(typical) + margin
+    return hint
 
 
 # A failed job's error quotes the end of its stderr, bounded so the record and
@@ -277,6 +313,8 @@ def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
     if job.runtime_seconds is not None:
         detail["job_runtime_seconds"] = job.runtime_seconds
     if job.execution_state == "succeeded":
+        if job.runtime_seconds is not None:
+            ctx.store.runtimes.record(record.spec.name, job.runtime_seconds)
         return Done(detail)
     if job.execution_state == "failed":
         problems = "; ".join(job.errors)
@@ -291,7 +329,7 @@ def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
             f"job {names.job} still {job.execution_state} after "
             f"{ctx.settings.job_timeout_seconds:.0f}s; terminated",
         )
-    return Wait(detail=detail)
+    return Wait(detail={**detail, **_expected_end(ctx, record, job, since)})
 
 
 @dataclass

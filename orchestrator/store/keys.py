@@ -115,6 +115,10 @@ class Keys:
     def idempotency(self, key: str) -> str:
         return f"{self.namespace}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
 
+    def job_runtimes(self, name: str) -> str:
+        """The last job runtimes of runs named `name` (store/runtimes.py)."""
+        return f"{self.namespace}:runtimes:{name}"
+
     def lock(self, run_id: str) -> str:
         return f"{self.namespace}:lock:{run_id}"
 
