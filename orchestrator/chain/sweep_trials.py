@@ -19,6 +19,7 @@ from typing import Any
 
 from orchestrator.azure.types import JobState
 from orchestrator.chain import sweep_metrics
+from orchestrator.chain.cancel import hurry_waiting_step
 from orchestrator.chain.enqueue import enqueue_run
 from orchestrator.chain.steps import StepContext
 from orchestrator.domain.early_termination import TrialProgress, trials_to_stop
@@ -242,12 +243,9 @@ def _stop_trial(ctx: StepContext, record: SweepRecord, trial: TrialRecord, why: 
         )
     except RunNotFound:
         return
-    store.request_cancel(trial.run_id, by=f"sweep:{record.sweep_id}")
+    run = store.request_cancel(trial.run_id, by=f"sweep:{record.sweep_id}")
     ctx.gateway.terminate_job(ctx.names(run))
-    for step in (Step.POLL_JOB, Step.WAIT_FOR_NODES):
-        task_id = run.step(step).task_id
-        if run.step(step).state is StepState.WAITING and task_id:
-            store.due.bring_forward(task_id, ctx.clock())
+    hurry_waiting_step(store, run)
     get_logger(sweep_id=record.sweep_id, run_id=trial.run_id).info("trial_stopped_early", why=why)
 
 

@@ -50,6 +50,20 @@ def parse_trial(data: dict[str, Any]) -> Any:
     return parse_spec(data)
 
 
+LOSS = {"primary_metric": "loss", "goal": "minimize"}
+SIX_LRS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+
+
+def _grid(lrs: list[float], concurrent: int) -> dict[str, Any]:
+    """The fields of a grid sweep over lr that minimizes the loss."""
+    return {
+        "search_space": {"lr": {"type": "choice", "values": lrs}},
+        "sampling_algorithm": "grid",
+        "objective": LOSS,
+        "limits": {"max_total_trials": len(lrs), "max_concurrent_trials": concurrent},
+    }
+
+
 def _sweep(stack: Stack, trial: dict[str, Any], **fields: Any) -> SweepRecord:
     spec = parse_sweep({"name": "lrsweep", "trial": trial, **fields})
     record, created = submit_sweep(spec, store=stack.store)
@@ -77,15 +91,7 @@ def _requests(stats: dict[str, Any], operation: str) -> int:
 
 def test_grid_sweep_runs_two_at_a_time_on_one_cluster_and_finds_the_best(stack: Stack) -> None:
     stack.start_worker(defaults=True, concurrency=2)
-    trial = _trial(stack, steps=3, pause=0.3)
-    record = _sweep(
-        stack,
-        trial,
-        search_space={"lr": {"type": "choice", "values": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}},
-        sampling_algorithm="grid",
-        objective={"primary_metric": "loss", "goal": "minimize"},
-        limits={"max_total_trials": 6, "max_concurrent_trials": 2},
-    )
+    record = _sweep(stack, _trial(stack, steps=3, pause=0.3), **_grid(SIX_LRS, 2))
     done = _wait_sweep(stack, record.sweep_id)
 
     assert done.status is SweepStatus.SUCCEEDED, done.error
@@ -112,14 +118,11 @@ def test_grid_sweep_runs_two_at_a_time_on_one_cluster_and_finds_the_best(stack: 
 
 def test_median_stopping_ends_the_bad_trials_early(stack: Stack) -> None:
     stack.start_worker(defaults=True, concurrency=2)
-    trial = _trial(stack, steps=14, pause=1.0)
+    # 10 values 0.6 s apart; judged from the 3rd on.
     record = _sweep(
         stack,
-        trial,
-        search_space={"lr": {"type": "choice", "values": [0.3, 0.31, 2.0, 3.0]}},
-        sampling_algorithm="grid",
-        objective={"primary_metric": "loss", "goal": "minimize"},
-        limits={"max_total_trials": 4, "max_concurrent_trials": 4},
+        _trial(stack, steps=10, pause=0.6),
+        **_grid([0.3, 0.31, 2.0, 3.0], 4),
         early_termination={
             "type": "median_stopping",
             "evaluation_interval": 1,
@@ -131,14 +134,14 @@ def test_median_stopping_ends_the_bad_trials_early(stack: Stack) -> None:
     by_lr = {t.parameters["lr"]: t for t in done.trials}
     for good in (0.3, 0.31):
         assert by_lr[good].status is RunStatus.SUCCEEDED
-        assert len(by_lr[good].series) == 14
+        assert len(by_lr[good].series) == 10
     for bad in (2.0, 3.0):
         stopped = by_lr[bad]
         assert stopped.status is RunStatus.CANCELLED
         assert stopped.reason is FailureReason.EARLY_TERMINATED
-        # Not before delay_evaluation, and well before the end of its 14 steps.
+        # Not before delay_evaluation, and before the end of its 10 steps.
         assert stopped.stopped_at_interval is not None
-        assert 3 <= stopped.stopped_at_interval < 14
+        assert 3 <= stopped.stopped_at_interval < 10
         run = stack.store.get(stopped.run_id)
         assert run.reason is FailureReason.EARLY_TERMINATED
         assert run.metric_series.get("loss"), "a stopped trial keeps its metrics"
@@ -158,7 +161,7 @@ def test_cancel_mid_sweep_terminates_every_job_and_deletes_the_cluster(stack: St
         search_space={"lr": {"type": "uniform", "min_value": 0.0, "max_value": 1.0}},
         sampling_algorithm="random",
         seed=3,
-        objective={"primary_metric": "loss", "goal": "minimize"},
+        objective=LOSS,
         limits={"max_total_trials": 6, "max_concurrent_trials": 2},
     )
 
@@ -181,15 +184,7 @@ def test_cancel_mid_sweep_terminates_every_job_and_deletes_the_cluster(stack: St
 
 def test_sigkilled_worker_mid_sweep_leaves_it_whole(stack: Stack) -> None:
     doomed = stack.start_worker(defaults=True, concurrency=2)
-    trial = _trial(stack, steps=4, pause=0.5)
-    record = _sweep(
-        stack,
-        trial,
-        search_space={"lr": {"type": "choice", "values": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}},
-        sampling_algorithm="grid",
-        objective={"primary_metric": "loss", "goal": "minimize"},
-        limits={"max_total_trials": 6, "max_concurrent_trials": 2},
-    )
+    record = _sweep(stack, _trial(stack, steps=4, pause=0.5), **_grid(SIX_LRS, 2))
 
     def two_ended() -> bool:
         current = stack.store.sweeps.get(record.sweep_id)

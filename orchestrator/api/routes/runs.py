@@ -14,6 +14,7 @@ from orchestrator.api.auth import Caller
 from orchestrator.api.deps import (
     CancelAccess,
     GatewayDep,
+    IdempotencyKey,
     ReadAccess,
     SettingsDep,
     StoreDep,
@@ -53,16 +54,6 @@ router = APIRouter(prefix=RUNS_PATH, tags=["runs"])
 _ERRORS = ERROR_RESPONSES
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such run"}}
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        description="The same key with the same body returns the same run; "
-        "with a different body, 409.",
-    ),
-]
 MAX_STREAM_ID_PART = 2**64 - 1
 LastEventId = Annotated[
     str | None,

@@ -7,11 +7,18 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import StreamingResponse
 
 from orchestrator.api.auth import Caller
-from orchestrator.api.deps import CancelAccess, ReadAccess, SettingsDep, StoreDep, SubmitAccess
+from orchestrator.api.deps import (
+    CancelAccess,
+    IdempotencyKey,
+    ReadAccess,
+    SettingsDep,
+    StoreDep,
+    SubmitAccess,
+)
 from orchestrator.api.errors import ERROR_RESPONSES, field_error
 from orchestrator.chain.sweep_view import sweep_view
 from orchestrator.chain.sweeps import cancel_sweep, submit_sweep
@@ -26,17 +33,6 @@ _ERRORS = ERROR_RESPONSES
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such sweep"}}
 # How often the event stream looks at the sweep's record.
 EVENTS_POLL_SECONDS = 1.0
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        description="The same key with the same body returns the same sweep; "
-        "with a different body, 409.",
-    ),
-]
 
 
 def _get(store: RunStore, sweep_id: str) -> SweepRecord:
