@@ -60,6 +60,9 @@ class Stats(Protocol):
     def record_resource(self, event: str, kind: str) -> None:
         """event: "created" | "deleted"; kind: "resource_group", "cluster", "job", ..."""
 
+    def record_peak(self, name: str, value: int) -> None:
+        """Keep the highest `value` seen for `name` (e.g. "jobs": jobs existing at once)."""
+
     def add_bytes_uploaded(self, count: int) -> None: ...
 
     def add_bytes_downloaded(self, count: int) -> None: ...

@@ -19,6 +19,7 @@ class StatsRecorder:
         }
         self._bytes_uploaded = 0
         self._bytes_downloaded = 0
+        self._peaks: defaultdict[str, int] = defaultdict(int)
 
     def record_request(self, operation: str, outcome: str) -> None:
         with self._lock:
@@ -27,6 +28,10 @@ class StatsRecorder:
     def record_resource(self, event: str, kind: str) -> None:
         with self._lock:
             self._resources.setdefault(event, defaultdict(int))[kind] += 1
+
+    def record_peak(self, name: str, value: int) -> None:
+        with self._lock:
+            self._peaks[name] = max(self._peaks[name], value)
 
     def add_bytes_uploaded(self, count: int) -> None:
         with self._lock:
@@ -43,6 +48,9 @@ class StatsRecorder:
                 "resources": {event: dict(kinds) for event, kinds in self._resources.items()},
                 "bytes_uploaded": self._bytes_uploaded,
                 "bytes_downloaded": self._bytes_downloaded,
+                # Highest counts seen at once since the last clear ("jobs": jobs that
+                # existed, "jobs_running": jobs running).
+                "peaks": dict(self._peaks),
             }
 
     def clear(self) -> None:
@@ -52,3 +60,4 @@ class StatsRecorder:
                 kinds.clear()
             self._bytes_uploaded = 0
             self._bytes_downloaded = 0
+            self._peaks.clear()

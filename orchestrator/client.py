@@ -29,7 +29,7 @@ import httpx
 from orchestrator.chain.enqueue import enqueue_run, enqueue_spec_dict
 from orchestrator.domain.inputs import Manifest
 from orchestrator.domain.spec import RunSpec, load_spec, parse_spec
-from orchestrator.domain.status import TERMINAL
+from orchestrator.domain.status import SWEEP_TERMINAL, TERMINAL
 from orchestrator.inputs.submit import UploadReport, upload_local_inputs, upload_path
 
 __all__ = [
@@ -236,10 +236,11 @@ class OrchestratorClient:
         tag: tuple[str, str] | None = None,
         name: str | None = None,
         submitted_by: str | None = None,
+        sweep: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> dict[str, Any]:
-        """One page: {items, next_cursor}."""
+        """One page: {items, next_cursor}; `sweep` keeps the trials of that sweep."""
         params: dict[str, Any] = {"limit": limit}
         if status is not None:
             params["status"] = status
@@ -249,6 +250,8 @@ class OrchestratorClient:
             params["name"] = name
         if submitted_by is not None:
             params["submitted_by"] = submitted_by
+        if sweep is not None:
+            params["sweep"] = sweep
         if cursor is not None:
             params["cursor"] = cursor
         result: dict[str, Any] = self._send("GET", "/v1/runs", params=params).json()
@@ -276,6 +279,10 @@ class OrchestratorClient:
         if isinstance(run, Mapping | RunSpec):
             uploaded, self.last_upload = upload_local_inputs(_spec(run, base_dir), ApiUploads(self))
             body["run"] = uploaded.model_dump(mode="json")
+        sweep = body.get("sweep")
+        if isinstance(sweep, Mapping | Path):
+            # A sweep target: its trial's local inputs, uploaded once for every tick.
+            body["sweep"] = self._sweep_body(sweep, base_dir)
         return body
 
     def create_schedule(
@@ -326,6 +333,71 @@ class OrchestratorClient:
 
     def delete_schedule(self, name: str) -> None:
         self._send("DELETE", _schedule_path(name))
+
+    # -------------------------------------------------------------------- sweeps
+    def submit_sweep(
+        self,
+        sweep: Path | Mapping[str, Any],
+        base_dir: Path | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Start a sweep (docs/sweeps.md): a YAML/JSON file, or a mapping whose
+        `trial` is inline or a path relative to `base_dir`. The trial's local
+        input paths are uploaded first, once for every trial. Returns the sweep id."""
+        body = self._sweep_body(sweep, base_dir)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        response = self._send("POST", "/v1/sweeps", json=body, headers=headers)
+        sweep_id: str = response.json()["sweep_id"]
+        return sweep_id
+
+    def _sweep_body(self, sweep: Path | Mapping[str, Any], base_dir: Path | None) -> dict[str, Any]:
+        from orchestrator.domain.sweep import load_sweep, parse_sweep
+
+        spec = load_sweep(sweep) if isinstance(sweep, Path) else parse_sweep(dict(sweep), base_dir)
+        trial, self.last_upload = upload_local_inputs(spec.trial, ApiUploads(self))
+        body = spec.model_dump(mode="json")
+        body["trial"] = trial.model_dump(mode="json")
+        return body
+
+    def get_sweep(self, sweep_id: str) -> dict[str, Any]:
+        """{sweep_id, status, counts, best, trials (the leaderboard), ...}."""
+        result: dict[str, Any] = self._send("GET", f"/v1/sweeps/{quote(sweep_id)}").json()
+        return result
+
+    def list_sweeps(self) -> builtins.list[dict[str, Any]]:
+        items: builtins.list[dict[str, Any]] = self._send("GET", "/v1/sweeps").json()["items"]
+        return items
+
+    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._send("POST", f"/v1/sweeps/{quote(sweep_id)}/cancel").json()
+        return result
+
+    def wait_sweep(
+        self, sweep_id: str, timeout: float | None = None, poll_seconds: float = 2.0
+    ) -> dict[str, Any]:
+        """Block until the sweep has ended and return its view (TimeoutError after
+        `timeout` seconds). Follows the sweep's event stream; reconnects if it drops."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                with self._http.stream(
+                    "GET",
+                    f"/v1/sweeps/{quote(sweep_id)}/events",
+                    timeout=httpx.Timeout(self._http.timeout.connect, read=poll_seconds * 10),
+                ) as response:
+                    if response.is_error:
+                        response.read()
+                        _raise_for_status(response)
+                    for _ in _checked_lines(response.iter_lines(), deadline):
+                        pass
+            except (httpx.TransportError, ApiError) as exc:
+                if isinstance(exc, ApiError) and exc.status not in (0, 503):
+                    raise
+            view = self.get_sweep(sweep_id)
+            if view["status"] in SWEEP_TERMINAL:
+                return view
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"sweep {sweep_id} has not ended after {timeout} s")
 
     # -------------------------------------------------------------------- events
     def events(

@@ -76,7 +76,9 @@ class JobLogReader:
             gateway = self._gateway or AzureGateway(self.settings)
             self._gateway = gateway
             if self._url is None:
-                names = azure_names(record.run_id, record.spec, self.settings)
+                names = azure_names(
+                    record.run_id, record.spec, self.settings, record.sweep_id
+                )
                 files = gateway.list_output_files(names, "stdouterr")
                 self._url = next(
                     (f.download_url for f in files if f.name.endswith(self.file_name)), None

@@ -79,14 +79,28 @@ class Settings(BaseSettings):
     # --- Orchestrator knobs (ORCH_*) ---------------------------------------
     artifacts_dir: Path = Field(Path("artifacts"), validation_alias="ORCH_ARTIFACTS_DIR")
     # Waiting steps reschedule themselves: first after poll_initial, growing
-    # by poll_backoff up to poll_max (always far below visibility_timeout).
+    # by poll_backoff up to poll_max. Growing by 1.5 makes each wait about half
+    # of the time waited so far, so a short job is noticed within seconds; the
+    # 120 s ceiling is the polling budget: at most 41 Jobs_Get in a job's first
+    # hour and 30 an hour after it (ARM's read limit is per subscription, and
+    # 200 long jobs at 30/h take 1.7 reads/s of its 25/s refill;
+    # benchmarks/poll_budget.py, docs/benchmarks.md). The waits live in the due
+    # index (Redis), not in the broker; poll_max must still stay under half of
+    # ORCH_VISIBILITY_TIMEOUT_SECONDS, which caps every countdown.
     poll_initial_seconds: Annotated[float, Field(gt=0)] = Field(
         1.0, validation_alias="ORCH_POLL_INITIAL_SECONDS"
     )
     poll_max_seconds: Annotated[float, Field(gt=0)] = Field(
-        30.0, validation_alias="ORCH_POLL_MAX_SECONDS"
+        120.0, validation_alias="ORCH_POLL_MAX_SECONDS"
     )
     poll_backoff: Annotated[float, Field(ge=1)] = Field(1.5, validation_alias="ORCH_POLL_BACKOFF")
+    # A sweep's tick: one listing of its jobs per interval, whatever the number
+    # of trials; its trials' steps read that listing instead of polling Azure
+    # each. This is the shortest interval: it grows with the age of the youngest
+    # running job (orchestrator/chain/sweeps.py: next_interval).
+    sweep_poll_seconds: Annotated[float, Field(ge=0.2, le=300)] = Field(
+        1.0, validation_alias="ORCH_SWEEP_POLL_SECONDS"
+    )
     node_wait_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
         1800.0, validation_alias="ORCH_NODE_WAIT_TIMEOUT_SECONDS"
     )

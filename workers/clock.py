@@ -17,7 +17,7 @@ from celery.signals import worker_ready, worker_shutdown
 from orchestrator.chain.clock import ChainClock
 from workers import context
 from workers.app import app
-from workers.policy import send_now
+from workers.policy import send_now, send_sweep_tick
 
 _clocks: list[ChainClock] = []
 
@@ -25,7 +25,12 @@ _clocks: list[ChainClock] = []
 def _start_clock(**_: Any) -> None:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     # Looked up on every tick, not bound here: the test worker replaces it.
-    clock = ChainClock(lambda: context.worker_context(), partial(send_now, app), worker)
+    clock = ChainClock(
+        lambda: context.worker_context(),
+        partial(send_now, app),
+        worker,
+        send_sweep_tick=partial(send_sweep_tick, app),
+    )
     clock.start()
     _clocks.append(clock)
 

@@ -29,7 +29,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from orchestrator.azure.errors import TransientAzureError
 from orchestrator.chain.clock import deliver
-from orchestrator.chain.queue import CHAIN_QUEUE, task_name
+from orchestrator.chain.queue import CHAIN_QUEUE, SWEEP_TICK_TASK, task_name
 from orchestrator.chain.runner import Dispatch, fail_step, run_step
 from orchestrator.chain.steps import safe_countdown
 from orchestrator.domain.status import FailureReason, Step
@@ -61,6 +61,10 @@ def send_now(app: Any, dispatch: Dispatch) -> None:
         retries=dispatch.retries,
         queue=CHAIN_QUEUE,
     )
+
+
+def send_sweep_tick(app: Any, sweep_id: str) -> None:
+    app.send_task(SWEEP_TICK_TASK, args=[sweep_id], queue=CHAIN_QUEUE)
 
 
 def send(app: Any, dispatch: Dispatch | None) -> None:

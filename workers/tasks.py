@@ -1,5 +1,5 @@
-"""The chain's tasks: `batchai.<step>` (argument: the run id only), `batchai.reap` and
-`batchai.deliver_webhook` (run id, event, attempt).
+"""The chain's tasks: `batchai.<step>` (argument: the run id only), `batchai.reap`,
+`batchai.sweep_tick` (the sweep id) and `batchai.deliver_webhook` (run id, event, attempt).
 
 Each is one line: the step logic is in orchestrator/chain/steps.py, the bookkeeping
 in orchestrator/chain/runner.py, the error policy in workers/policy.py.
@@ -7,11 +7,14 @@ in orchestrator/chain/runner.py, the error policy in workers/policy.py.
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 from orchestrator.chain import webhooks
-from orchestrator.chain.queue import REAP_TASK, WEBHOOK_QUEUE, task_name
+from orchestrator.chain.queue import REAP_TASK, SWEEP_TICK_TASK, WEBHOOK_QUEUE, task_name
 from orchestrator.chain.reaper import reap
+from orchestrator.chain.sweeps import run_tick
 from orchestrator.domain.notify import WebhookEvent
 from orchestrator.domain.status import STEP_ORDER, Step
 from workers import context
@@ -35,6 +38,17 @@ def reap_leaked_resources() -> None:
 
 
 reap_task: Any = app.task(name=REAP_TASK, ignore_result=True)(reap_leaked_resources)
+
+
+def sweep_tick(sweep_id: str) -> None:
+    """One tick of a sweep. Not acked late: a tick lost with its worker is sent
+    again by the chain clock once the sweep's claim runs out (store/sweeps.py)."""
+    run_tick(context.worker_context(), sweep_id, owner=f"{socket.gethostname()}:{os.getpid()}")
+
+
+sweep_tick_task: Any = app.task(
+    name=SWEEP_TICK_TASK, ignore_result=True, soft_time_limit=120, time_limit=150
+)(sweep_tick)
 
 
 def deliver_webhook(run_id: str, event: str, attempt: int) -> None:

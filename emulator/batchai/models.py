@@ -317,6 +317,7 @@ class BatchAIState(Scheduler):
             )
             self.jobs[key] = job
             self.ctx.stats.record_resource("created", "job")
+            self.ctx.stats.record_peak("jobs", len(self.jobs))
             self._schedule()
             return job, True
 

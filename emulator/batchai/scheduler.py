@@ -242,6 +242,8 @@ class Scheduler:
         job.start_time = utcnow()
         job.set_state("running")
         job.started_at = self.ctx.config.clock()
+        running = sum(j.execution_state == "running" for j in self.jobs.values())
+        self.ctx.stats.record_peak("jobs_running", running)
         job.preempt = cluster.low_priority and self.ctx.faults.roll("preemption", "Jobs_Create")
         try:
             cluster_mounts = self._mounts(cluster.properties.get("nodeSetup") or {}, cluster)

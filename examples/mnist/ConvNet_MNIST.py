@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     shuffle = torch.Generator().manual_seed(SEED)
     train_features = torch.from_numpy(train_x).to(device)
     train_labels = torch.from_numpy(train_y).to(device)
+    test_features = torch.from_numpy(test_x).to(device)
+    test_labels = torch.from_numpy(test_y).to(device)
 
     history: list[EpochResult] = []
     for epoch in range(1, args.epochs + 1):
@@ -219,10 +221,12 @@ def main(argv: list[str] | None = None) -> int:
             f" {seconds:.3f}s ({len(train_y) / seconds:.1f} samples/s);",
             flush=True,
         )
+        # The held-out error after every epoch: one interval of a sweep's early
+        # termination (examples/mnist/sweep.yaml), and a curve per run.
+        val_errors, _ = evaluate(model, test_features, test_labels)
+        print(f"val_error={val_errors / len(test_y):.4f}", flush=True)
 
-    test_errors, minibatches = evaluate(
-        model, torch.from_numpy(test_x).to(device), torch.from_numpy(test_y).to(device)
-    )
+    test_errors, minibatches = evaluate(model, test_features, test_labels)
     test_error = test_errors / len(test_y)
     print(
         f"Final Results: Minibatch[1-{minibatches}]: errs = {test_error * 100:.2f}% * {len(test_y)}"

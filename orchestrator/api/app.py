@@ -14,8 +14,11 @@ from orchestrator.api.deps import configured_token
 from orchestrator.api.errors import BodyLimitMiddleware, install_error_handlers
 from orchestrator.api.models import UPLOADS_PATH
 from orchestrator.api.ratelimit import KeyRateLimiter
-from orchestrator.api.routes import audit, keys, runs, schedules, service, uploads
+from orchestrator.api.routes import audit, keys, runs, schedules, service, sweeps, uploads
 from orchestrator.api.sse import StreamSlots, stream_resources
+from orchestrator.api.ui import PREFIX as UI_PREFIX
+from orchestrator.api.ui import cookie_caller, install_ui
+from orchestrator.api.ui.session import Sessions
 from orchestrator.azure.gateway import AzureGateway
 from orchestrator.chain.queue import CHAIN_QUEUE
 from orchestrator.observability.logs import (
@@ -49,6 +52,7 @@ ROUTERS = (
     runs.router,
     uploads.router,
     schedules.router,
+    sweeps.router,
     keys.router,
     audit.router,
 )
@@ -141,6 +145,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             (UPLOADS_PATH, MANIFEST_MAX_BYTES),
         ],
     )
+    # The dashboard (api/ui/): its own login; its session cookie also reads the API.
+    sessions = Sessions(client, store.keys, keyring, configured_token(settings))
+
     # Added last, so it runs first: a caller without a credential, the scope or
     # rate left is answered before the body limit, the body parser or any route
     # sees the request.
@@ -150,7 +157,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keyring=keyring,
         limiter=KeyRateLimiter(settings.redis_url, client, store.keys.rate_limit_prefix),
         scopes=ScopeTable(ROUTERS),
+        own_auth_prefix=UI_PREFIX,
+        other_caller=cookie_caller(sessions),
     )
     for router in ROUTERS:
         app.include_router(router)
+    install_ui(app, sessions)
     return app

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,13 +120,21 @@ class ScopeTable:
         return None
 
 
+# Who a request without a bearer token is by other means (the dashboard's
+# session cookie, api/ui/), or None.
+OtherCaller = Callable[[Scope], Awaitable["Caller | None"]]
+
+
 class ApiKeyMiddleware:
     """401 without a known credential, 403 without the route's scope, 429 over the
     key's rate, for every HTTP request outside PUBLIC_PATHS; otherwise the caller
     goes to the route in `request.state.caller`.
 
     `token` None: serving unauthenticated (asked for explicitly): a request
-    without a known key is the anonymous caller, with every scope."""
+    without a known key is the anonymous caller, with every scope.
+
+    Paths under `own_auth_prefix` (the dashboard) authenticate themselves; a
+    request without a bearer token is `other_caller`'s, when it names one."""
 
     def __init__(
         self,
@@ -135,8 +143,12 @@ class ApiKeyMiddleware:
         keyring: KeyRing,
         limiter: KeyRateLimiter,
         scopes: ScopeTable,
+        own_auth_prefix: str | None = None,
+        other_caller: OtherCaller | None = None,
     ) -> None:
         self.app = app
+        self.own_auth_prefix = own_auth_prefix
+        self.other_caller = other_caller
         self.token = token
         self.scopes = scopes
         self.keyring = keyring
@@ -156,7 +168,7 @@ class ApiKeyMiddleware:
         return ANONYMOUS if self.token is None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or self._own_auth(scope):
             await self.app(scope, receive, send)
             return
         authorization = ""
@@ -183,9 +195,17 @@ class ApiKeyMiddleware:
             return
         await self.app(scope, receive, send)
 
+    def _own_auth(self, scope: Scope) -> bool:
+        prefix = self.own_auth_prefix
+        path: str = scope["path"]
+        return prefix is not None and (path == prefix or path.startswith(f"{prefix}/"))
+
     async def _check(self, scope: Scope, authorization: str) -> Any:
         """None when the request may go on (the caller is then in scope["state"])."""
-        caller = await self.identify(authorization)
+        caller = None
+        if self.other_caller is not None and bearer_token(authorization) is None:
+            caller = await self.other_caller(scope)
+        caller = caller or await self.identify(authorization)
         if caller is None:
             return error_response(401, UNAUTHORIZED_MESSAGE, headers={"WWW-Authenticate": "Bearer"})
         needed = self.scopes.required(scope)

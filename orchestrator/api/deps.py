@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from orchestrator.api.auth import (
@@ -22,35 +22,63 @@ from orchestrator.store import RunStore
 from orchestrator.store.apikeys import KeyRing
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies below are `async def` although they only read app.state:
+# FastAPI runs a sync dependency in a worker thread, a hop to the thread pool and
+# back on every request (measured in benchmarks/enqueue_throughput.py).
+def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_store(request: Request) -> RunStore:
+def _store(request: Request) -> RunStore:
     store: RunStore = request.app.state.store
     return store
 
 
-def get_gateway(request: Request) -> Gateway:
+def _gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-def get_uploads(request: Request) -> ShareUploads:
-    settings = get_settings(request)
+async def get_settings(request: Request) -> Settings:
+    return _settings(request)
+
+
+async def get_store(request: Request) -> RunStore:
+    return _store(request)
+
+
+async def get_gateway(request: Request) -> Gateway:
+    return _gateway(request)
+
+
+async def get_uploads(request: Request) -> ShareUploads:
+    settings = _settings(request)
     return ShareUploads(
-        gateway=get_gateway(request),
-        book=get_store(request).uploads,
+        gateway=_gateway(request),
+        book=_store(request).uploads,
         share=settings.azure_file_share,
         max_bytes=settings.input_max_bytes,
     )
 
 
-def get_keyring(request: Request) -> KeyRing:
+async def get_keyring(request: Request) -> KeyRing:
     keyring: KeyRing = request.app.state.keyring
     return keyring
 
+
+# A submission's key: the same key with the same body answers what the first
+# request created (200); with another body, 409.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="The same key with the same body returns what the first request "
+        "created; with a different body, 409.",
+    ),
+]
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[RunStore, Depends(get_store)]
@@ -86,7 +114,9 @@ class _RequireScope(ScopeCheck):
     """The route needs `scope`: checked by the middleware before the body is read,
     and here again (a second check costs nothing; this one documents the scheme)."""
 
-    def __call__(
+    # async: pure CPU, so FastAPI runs it on the loop instead of hopping to a
+    # worker thread and back (a sync dependency costs that on every request).
+    async def __call__(
         self,
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

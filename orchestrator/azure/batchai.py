@@ -152,9 +152,10 @@ class BatchAICalls(AzureClients):
                 return []
 
     # --------------------------------------------------------------- jobs
-    def create_job(self, names: AzureNames, spec: RunSpec) -> bool:
-        """Create the job unless it exists; True if it already existed (adopted)."""
-        if self.job_exists(names):
+    def create_job(self, names: AzureNames, spec: RunSpec, *, known_absent: bool = False) -> bool:
+        """Create the job unless it exists; True if it already existed (adopted).
+        `known_absent`: the caller knows no job of this name exists (no read first)."""
+        if not known_absent and self.job_exists(names):
             return True
         with self._call():
             mounts = mount_volumes(
@@ -182,6 +183,20 @@ class BatchAICalls(AzureClients):
                     f"job {names.job} disappeared", reason=FailureReason.AZURE_ERROR
                 ) from None
         return _job_state(job)
+
+    def list_jobs(
+        self, resource_group: str, workspace: str, experiment: str
+    ) -> dict[str, JobState]:
+        """Every job of one experiment and its state, in one listing call
+        (a sweep's batch poll: one read per interval whatever the number of trials)."""
+        with self._call():
+            try:
+                jobs = _items(
+                    self.batchai.jobs.list_by_experiment(resource_group, workspace, experiment)
+                )
+            except ResourceNotFoundError:
+                return {}
+        return {job.name or "": _job_state(job) for job in jobs}
 
     def list_job_resources(self, resource_group: str, workspace: str) -> list[AzureResource]:
         """Every job of every experiment in the workspace (for the reaper)."""

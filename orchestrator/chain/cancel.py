@@ -1,4 +1,5 @@
-"""Cancelling a run: flag it; the chain acts at its next step boundary or poll.
+"""Cancelling a run: flag it; the chain acts at its next step boundary or poll
+(a waiting step's message is brought forward, so that comes at once).
 
 A run still queued has touched no per-run cloud resource, so it is ended
 right away (its first task then finds it terminal and does nothing). A running
@@ -9,8 +10,10 @@ cancelled: the CLI and the API both refuse it with RunAlreadyEnded.
 
 from __future__ import annotations
 
+import time
+
 from orchestrator.chain import webhooks
-from orchestrator.domain.status import FailureReason, RunStatus
+from orchestrator.domain.status import STEP_ORDER, FailureReason, RunStatus, StepState
 from orchestrator.store import IllegalTransition, RunRecord, RunStore, StoreError
 
 CANCEL_ERROR = "cancelled by request"
@@ -51,4 +54,16 @@ def cancel_run(
             return store.get(run_id)
         if broker_url is not None:
             webhooks.announce(store, broker_url, record)
+        return record
+    hurry_waiting_step(store, record)
     return record
+
+
+def hurry_waiting_step(store: RunStore, record: RunRecord) -> None:
+    """Bring a waiting step's message forward to now: the chain acts on the
+    cancel (or the decided ending) at once, not after a poll countdown that may
+    be minutes long (ORCH_POLL_MAX_SECONDS)."""
+    for step in STEP_ORDER:
+        current = record.step(step)
+        if current.state is StepState.WAITING and current.task_id:
+            store.due.bring_forward(current.task_id, time.time())

@@ -11,6 +11,7 @@ worker: while one worker lives, waits fall due and lost steps are re-driven.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import redis
@@ -23,9 +24,14 @@ from orchestrator.domain.status import Step
 from orchestrator.observability.logs import get_logger
 
 SendNow = Callable[[Dispatch], None]
+# Sends the task of one sweep's tick (batchai.sweep_tick).
+SendSweepTick = Callable[[str], None]
 # How often due messages are looked for: the lateness of a wait at worst.
 TICK_SECONDS = 0.25
 REDIS_DOWN_PAUSE_SECONDS = 2.0
+# The next re-drive sweep (by any worker) waits at least this many times as long
+# as the last one took.
+REDRIVE_SPACING = 5.0
 # How often expired runs are looked for (one worker per interval), and how many
 # one sweep deletes at most: a backlog (a retention just shortened) drains over
 # several sweeps instead of holding up one tick.
@@ -64,12 +70,30 @@ def send_due(ctx: StepContext, send_now: SendNow) -> int:
     return len(claimed)
 
 
+def send_due_sweeps(ctx: StepContext, send_tick: SendSweepTick) -> int:
+    """Send a tick for every sweep whose tick is due; each claim holds the sweep
+    for CLAIM_SECONDS, so a tick lost with its worker is sent again after that."""
+    claimed = ctx.store.sweeps.claim_due(ctx.clock())
+    for sweep_id in claimed:
+        send_tick(sweep_id)
+    return len(claimed)
+
+
 def redrive_if_my_turn(ctx: StepContext, send_now: SendNow, worker: str) -> int:
-    """Run the re-driver unless another worker did within the interval."""
+    """Run the re-driver unless another worker did within the interval.
+
+    A sweep reads every active run, so with many (10,000 take seconds) the turn
+    is held for REDRIVE_SPACING times as long as the sweep took: the re-driver
+    keeps to a fifth of one clock, and waits still fall due on time."""
     interval_ms = max(1, int(ctx.settings.redrive_interval_seconds * 1000))
-    if not ctx.store.redis.set(ctx.store.keys.redrive_turn, worker, nx=True, px=interval_ms):
+    turn = ctx.store.keys.redrive_turn
+    if not ctx.store.redis.set(turn, worker, nx=True, px=interval_ms):
         return 0
+    started = time.monotonic()
     dispatches = redrive(ctx)
+    spaced_ms = int((time.monotonic() - started) * REDRIVE_SPACING * 1000)
+    if spaced_ms > interval_ms:
+        ctx.store.redis.pexpire(turn, spaced_ms)
     for dispatch in dispatches:
         send_now(dispatch)
     return len(dispatches)
@@ -87,15 +111,25 @@ def expire_runs_if_my_turn(ctx: StepContext, worker: str) -> list[str]:
     deleted = ctx.store.delete_expired_runs(ctx.clock() - retention, limit=RETENTION_BATCH)
     if deleted:
         get_logger(component="retention").info("expired_runs_deleted", count=len(deleted))
+    sweeps = ctx.store.sweeps.delete_expired(ctx.clock() - retention, limit=RETENTION_BATCH)
+    if sweeps:
+        get_logger(component="retention").info("expired_sweeps_deleted", count=len(sweeps))
     return deleted
 
 
 class ChainClock:
     """The background thread of one worker process."""
 
-    def __init__(self, context: Callable[[], StepContext], send_now: SendNow, worker: str) -> None:
+    def __init__(
+        self,
+        context: Callable[[], StepContext],
+        send_now: SendNow,
+        worker: str,
+        send_sweep_tick: SendSweepTick | None = None,
+    ) -> None:
         self._context = context
         self._send_now = send_now
+        self._send_sweep_tick = send_sweep_tick
         self._worker = worker
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chain-clock", daemon=True)
@@ -113,6 +147,8 @@ class ChainClock:
         """One pass of the clock (the thread runs one every TICK_SECONDS)."""
         ctx = self._context()
         send_due(ctx, self._send_now)
+        if self._send_sweep_tick is not None:
+            send_due_sweeps(ctx, self._send_sweep_tick)
         # Every worker looks; a per-tick claim lets only one fire each tick.
         fire_due_schedules(ctx, ctx.clock(), worker=self._worker)
         if ctx.clock() >= self._next_redrive:

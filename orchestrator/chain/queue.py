@@ -8,6 +8,11 @@ added by `worker_config`, each with the reason it is set.
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import socket
+import uuid
 from functools import lru_cache
 from typing import Any
 
@@ -24,6 +29,8 @@ CHAIN_QUEUE = "batchai"
 WEBHOOK_QUEUE = "batchai.webhooks"
 TASK_PREFIX = "batchai."
 REAP_TASK = f"{TASK_PREFIX}reap"
+# One tick of one sweep (argument: the sweep id); sent by the chain clock.
+SWEEP_TICK_TASK = f"{TASK_PREFIX}sweep_tick"
 
 
 def task_name(step: Step) -> str:
@@ -127,3 +134,58 @@ def send_step(broker: RedisTarget | str, step: Step, run_id: str) -> str:
     """
     result = producer_app(broker).send_task(task_name(step), args=[run_id], queue=CHAIN_QUEUE)
     return str(result.id)
+
+
+# Celery's `reply_to` of this producer (a send-only app never reads replies).
+_REPLY_TO = str(uuid.uuid4())
+_NO_CANVAS = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def step_message(step: Step, run_id: str) -> tuple[str, str]:
+    """(task id, the chain queue's list entry) of one step's task, built without Celery.
+
+    The entry is exactly what `send_step` makes kombu's Redis transport LPUSH
+    onto CHAIN_QUEUE (Celery task protocol 2, JSON, base64 body, priority 0, no
+    exchange), so a store script can push it in the same atomic round trip that
+    creates the run (RunStore.create_run's `dispatch`).
+    tests/orchestrator/chain/test_enqueue.py compares it with send_step's.
+    """
+    task_id = str(uuid.uuid4())
+    body = json.dumps([[run_id], {}, _NO_CANVAS]).encode()
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": task_name(step),
+        "id": task_id,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": task_id,
+        "parent_id": None,
+        "argsrepr": repr([run_id]),
+        "kwargsrepr": "{}",
+        "origin": f"gen{os.getpid()}@{socket.gethostname()}",
+        "ignore_result": None,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
+    }
+    message = {
+        "body": base64.b64encode(body).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": {
+            "correlation_id": task_id,
+            "reply_to": _REPLY_TO,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": CHAIN_QUEUE},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return task_id, json.dumps(message)

@@ -28,11 +28,17 @@ from orchestrator.azure.types import AzureResource
 from orchestrator.chain.redrive import active_runs
 from orchestrator.chain.steps import StepContext
 from orchestrator.domain.inputs import InputKind
-from orchestrator.domain.naming import parse_cluster_run_id, parse_job_run_id, upload_blob_path
+from orchestrator.domain.naming import (
+    parse_cluster_run_id,
+    parse_cluster_sweep_id,
+    parse_job_run_id,
+    upload_blob_path,
+)
 from orchestrator.domain.status import TERMINAL
 from orchestrator.observability.logs import get_logger
 from orchestrator.store import RunNotFound, RunRecord
 from orchestrator.store.schedules import ScheduleBook, ScheduleNotFound
+from orchestrator.store.sweeps import SweepNotFound
 
 
 @dataclass
@@ -96,12 +102,26 @@ def reap_jobs(ctx: StepContext, report: ReapReport) -> None:
             report.deleted_jobs.append(job.name)
 
 
+def _sweep_gone(ctx: StepContext, resource: AzureResource, sweep_id: str) -> bool:
+    """A sweep's cluster past the grace period whose sweep has ended or is unknown."""
+    if _age(ctx, resource) < ctx.settings.reaper_grace_seconds:
+        return False
+    try:
+        return ctx.store.sweeps.get(sweep_id).terminal
+    except SweepNotFound:
+        return True
+
+
 def reap_clusters(ctx: StepContext, report: ReapReport) -> None:
     gateway = ctx.gateway
     rg, ws = ctx.settings.azure_resource_group, ctx.settings.azure_workspace
     for cluster in gateway.list_clusters(rg, ws):
         run_id = parse_cluster_run_id(cluster.name)
-        if not _leaked(ctx, cluster, run_id):
+        sweep_id = parse_cluster_sweep_id(cluster.name)
+        if sweep_id is not None:
+            if not _sweep_gone(ctx, cluster, sweep_id):
+                continue
+        elif not _leaked(ctx, cluster, run_id):
             continue
         if _delete(
             "cluster", cluster.name, run_id, partial(gateway.delete_cluster, rg, ws, cluster.name)
@@ -115,7 +135,7 @@ def _uploads_in_use(ctx: StepContext) -> tuple[set[str], set[str]]:
     schedules = ScheduleBook(ctx.store.redis, ctx.store.keys)
     for name in schedules.names():
         with suppress(ScheduleNotFound):
-            specs.append(schedules.get(name).spec.run)
+            specs.append(schedules.get(name).spec.run_template)
     upload_ids = {
         ref.value
         for spec in specs
@@ -170,13 +190,24 @@ def reap_outputs(ctx: StepContext, report: ReapReport) -> None:
                 if record.outputs_expired or (record.finished_at or before) > before:
                     continue
                 names = ctx.names(record)
-                # The run's share holds nothing else by now (cleanup took its inputs).
-                delete = partial(ctx.gateway.delete_share, names.run_share)
+                # The run's share holds nothing else by now (cleanup took its
+                # inputs); a trial's share is its sweep's: only its own files go.
+                delete: Callable[[], object] = partial(
+                    ctx.gateway.delete_share, names.run_share
+                )
+                if record.sweep_id is not None:
+                    delete = partial(_delete_output_files, ctx, record)
                 if _delete("outputs", names.run_share, record.run_id, delete):
                     ctx.store.update(record.run_id, _mark_outputs_expired)
                     report.expired_outputs.append(record.run_id)
             if cursor is None:
                 break
+
+
+def _delete_output_files(ctx: StepContext, record: RunRecord) -> None:
+    for stored in record.output_files.values():
+        if stored.share and stored.share_path:
+            ctx.gateway.delete_file(stored.share, stored.share_path)
 
 
 def _mark_outputs_expired(record: RunRecord) -> None:

@@ -14,8 +14,11 @@ duplicate.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any, cast
 
+from orchestrator.chain.queue import CHAIN_QUEUE
 from orchestrator.chain.runner import Dispatch, new_task_id
 from orchestrator.chain.steps import StepContext
 from orchestrator.domain.status import STEP_ORDER, TERMINAL, RunStatus, Step, StepState
@@ -54,22 +57,90 @@ def active_runs(ctx: StepContext) -> Iterator[RunRecord]:
                 break
 
 
+# Runs checked per round trip (their lease and due-index entry, pipelined).
+CHECK_BATCH = 200
+# Messages of the chain queue read per sweep (the oldest first) to tell a slow
+# step from a lost one.
+QUEUE_SCAN = 20_000
+# kombu's Redis transport: messages delivered to a worker and not yet acked, by
+# delivery tag, and their delivery times (its default unacked_key/unacked_index_key).
+UNACKED = "unacked"
+UNACKED_INDEX = "unacked_index"
+
+
 def redrive(ctx: StepContext) -> list[Dispatch]:
     """One sweep: the messages to send again for steps that lost their worker."""
-    log = get_logger(component="redrive")
     now = ctx.clock()
     after = ctx.settings.redrive_after_seconds
     dispatches: list[Dispatch] = []
+    batch: list[tuple[RunRecord, Step]] = []
+    queued: set[str] | None = None  # read once, when the first candidate shows up
     for record in active_runs(ctx):
-        run_id = record.run_id
         if record.terminal or not record.dispatched or now - record.updated_at < after:
             continue
-        if ctx.store.redis.exists(ctx.store.keys.lock(run_id)):
-            continue  # a step is executing right now, and its worker renews the lease
-        step = redrive_step(record)
+        batch.append((record, redrive_step(record)))
+        if len(batch) >= CHECK_BATCH:
+            queued = queued if queued is not None else queued_task_ids(ctx)
+            dispatches += _redrive_batch(ctx, batch, now, queued)
+            batch = []
+    if batch:
+        queued = queued if queued is not None else queued_task_ids(ctx)
+        dispatches += _redrive_batch(ctx, batch, now, queued)
+    return dispatches
+
+
+def queued_task_ids(ctx: StepContext) -> set[str]:
+    """Task ids of the messages on their way: waiting in the chain queue (the
+    oldest QUEUE_SCAN), or taken by a worker less than redrive_after ago.
+
+    A step whose message is still queued is slow, not lost: with a backlog (more
+    runs falling due than the workers poll) re-sending it would only add a
+    duplicate to the queue. A message a worker has just taken (kombu's unacked
+    index, by delivery time) is about to start its step and take the lease. A dead
+    worker's message is in neither: not queued, and taken longer ago than that."""
+    client = ctx.store.redis
+    raws: list[Any] = list(client.lrange(CHAIN_QUEUE, -QUEUE_SCAN, -1))
+    since = ctx.clock() - ctx.settings.redrive_after_seconds
+    tags = cast(list[bytes], client.zrangebyscore(UNACKED_INDEX, since, "+inf"))
+    if tags:
+        for entry in client.hmget(UNACKED, tags):
+            try:
+                raws.append(json.loads(entry)[0] if entry is not None else None)
+            except (ValueError, KeyError, TypeError, IndexError):
+                continue
+    ids: set[str] = set()
+    for raw in raws:
+        try:
+            message = raw if isinstance(raw, dict) else json.loads(raw)
+            ids.add(str(message["headers"]["id"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return ids
+
+
+def _redrive_batch(
+    ctx: StepContext, batch: list[tuple[RunRecord, Step]], now: float, queued: set[str]
+) -> list[Dispatch]:
+    """The stalled candidates of one batch: a lease or a due entry says they are not."""
+    log = get_logger(component="redrive")
+    keys = ctx.store.keys
+    pipe = ctx.store.redis.pipeline(transaction=False)
+    for record, step in batch:
+        pipe.exists(keys.lock(record.run_id))
         task_id = record.step(step).task_id
-        if task_id is not None and ctx.store.due.scheduled(task_id):
+        pipe.zscore(keys.due, task_id if task_id is not None else "")
+    answers = pipe.execute()
+    dispatches: list[Dispatch] = []
+    for index, (record, step) in enumerate(batch):
+        locked, scheduled = answers[2 * index], answers[2 * index + 1]
+        if locked:
+            continue  # a step is executing right now, and its worker renews the lease
+        run_id = record.run_id
+        task_id = record.step(step).task_id
+        if task_id is not None and scheduled is not None:
             continue  # waiting for its due time, in Redis: nothing was lost
+        if task_id is not None and task_id in queued:
+            continue  # on its way: in the broker's queue behind others
         if task_id is None:
             task_id = new_task_id(run_id, step)
             ctx.store.set_step(run_id, step, StepState.PENDING, task_id=task_id)

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 
 from orchestrator.azure.errors import PermanentAzureError
-from orchestrator.chain import webhooks
+from orchestrator.chain import sweep_trials, webhooks
 from orchestrator.chain.lease import Lease
 from orchestrator.chain.steps import (
     STEP_FUNCTIONS,
@@ -151,7 +151,7 @@ def _run_leased(
         return _send(ctx, run_id, following, StepState.PENDING)
     if isinstance(outcome, Wait):
         polls = int(ctx.store.get(run_id).step(step).detail.get("polls", 0))
-        countdown = poll_countdown(ctx.settings, polls)
+        countdown = poll_countdown(ctx.settings, polls, outcome.detail.get("poll_by"), ctx.clock())
         dispatch = Dispatch(step, run_id, new_task_id(run_id, step), countdown)
         ctx.store.set_step(
             run_id,
@@ -267,6 +267,9 @@ def _finish(ctx: StepContext, run_id: str) -> None:
     status, reason, error = final_status(record)
     record = ctx.store.transition(run_id, status, reason=reason, error=error)
     webhooks.announce(ctx.store, ctx.settings.redis_url, record)
+    if record.sweep_id is not None:
+        # Its slot goes to the next trial now, not at the sweep's next tick.
+        sweep_trials.trial_ended(ctx, record.sweep_id, run_id)
     get_logger(run_id=run_id).info(
         "run_finished", status=status.value, reason=reason.value if reason else None
     )

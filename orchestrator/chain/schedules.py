@@ -29,11 +29,13 @@ from orchestrator.chain.cancel import RunAlreadyEnded, cancel_run
 from orchestrator.chain.enqueue import enqueue_run
 from orchestrator.domain.schedule import ConcurrencyPolicy, ScheduleSpec, TickOutcome, iso
 from orchestrator.domain.spec import RunSpec
+from orchestrator.domain.sweep import SweepSpec
 from orchestrator.observability.logs import get_logger
 from orchestrator.settings import Settings
 from orchestrator.store import IdempotencyConflict, RunNotFound, RunStore
 from orchestrator.store.connection import RedisTarget
 from orchestrator.store.schedules import ScheduleBook, ScheduleNotFound, ScheduleState, TickEntry
+from orchestrator.store.sweeps import SweepNotFound
 
 # How long a claimer owns a tick. A claimer that died mid-tick delays the tick
 # by at most this, so it must stay under the shortest period (1 s) or a kill
@@ -46,8 +48,10 @@ NEXT_FIRE_TIMES = 5
 # Buckets of the tick -> enqueue latency histogram (seconds).
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-# (spec, store, idempotency key) -> run id; the worker's is enqueue_run on its broker.
+# (spec, store, idempotency key) -> the id of the run (or sweep) started; the
+# worker's is enqueue_run on its broker (submit_sweep for a sweep target).
 Enqueue = Callable[[RunSpec, RunStore, str], str]
+EnqueueSweep = Callable[[SweepSpec, RunStore, str], str]
 
 
 class SchedulerContext(Protocol):
@@ -103,6 +107,31 @@ def broker_enqueue(broker_url: RedisTarget | str, input_roots: Sequence[Path] = 
     return enqueue
 
 
+def sweep_submitter(input_roots: Sequence[Path] = ()) -> EnqueueSweep:
+    def enqueue(spec: SweepSpec, store: RunStore, key: str) -> str:
+        # Imported here: chain.sweeps imports the steps, which a producer of
+        # runs (the API firing a manual tick) never needs otherwise.
+        from orchestrator.chain.sweeps import submit_sweep
+
+        record, _ = submit_sweep(
+            spec,
+            store=store,
+            input_roots=input_roots,
+            idempotency_key=key,
+            submitted_by=submitter(spec.trial),
+        )
+        return record.sweep_id
+
+    return enqueue
+
+
+def _started_for_key(store: RunStore, spec: ScheduleSpec, key: str) -> str | None:
+    """The run (or sweep) a tick's idempotency key already started, if any."""
+    if spec.sweep is not None:
+        return store.sweeps.id_for_key(key)
+    return ScheduleBook(store.redis, store.keys).run_for_key(key)
+
+
 @dataclass(frozen=True)
 class FiredTick:
     schedule: str
@@ -115,6 +144,7 @@ def fire_due_schedules(
     *,
     worker: str = "",
     enqueue: Enqueue | None = None,
+    enqueue_sweep: EnqueueSweep | None = None,
 ) -> list[FiredTick]:
     """Process every schedule whose next tick is due at `now`; returns what was recorded."""
     book = ScheduleBook(ctx.store.redis, ctx.store.keys)
@@ -129,12 +159,17 @@ def fire_due_schedules(
             continue
         if not book.claim_tick(name, state.next_tick, worker, CLAIM_SECONDS):
             continue
-        fired += _process(ctx, book, state, now, enqueue)
+        fired += _process(ctx, book, state, now, enqueue, enqueue_sweep)
     return fired
 
 
 def _process(
-    ctx: SchedulerContext, book: ScheduleBook, state: ScheduleState, now: float, enqueue: Enqueue
+    ctx: SchedulerContext,
+    book: ScheduleBook,
+    state: ScheduleState,
+    now: float,
+    enqueue: Enqueue,
+    enqueue_sweep: EnqueueSweep | None = None,
 ) -> list[FiredTick]:
     spec = state.spec
     assert state.next_tick is not None
@@ -143,33 +178,58 @@ def _process(
     # Keep only what the history can hold: older ticks would be trimmed anyway.
     older, latest = ticks[-spec.history_limit - 1 : -1], ticks[-1] if ticks else None
     for tick in older:
-        fired.append(_record(ctx, book, spec, tick, _missed_or_ran(book, spec, tick)))
+        fired.append(_record(ctx, book, spec, tick, _missed_or_ran(ctx, spec, tick)))
     if latest is not None:
         if now - latest > spec.starting_deadline_seconds:
-            entry = _missed_or_ran(book, spec, latest)
+            entry = _missed_or_ran(ctx, spec, latest)
         else:
-            entry = fire_tick(ctx, book, state, latest, enqueue, now=now)
+            entry = fire_tick(
+                ctx, book, state, latest, enqueue, now=now, enqueue_sweep=enqueue_sweep
+            )
         fired.append(_record(ctx, book, spec, latest, entry))
     after = max(now, latest) if latest is not None else now
     book.advance(spec.name, state.next_tick, spec.trigger.next_after(after))
     return fired
 
 
-def _missed_or_ran(book: ScheduleBook, spec: ScheduleSpec, tick: float) -> TickEntry:
+def _missed_or_ran(ctx: SchedulerContext, spec: ScheduleSpec, tick: float) -> TickEntry:
     # A claimer that died after enqueueing left the run: the tick did run.
     tick_iso = iso(tick)
-    run_id = book.run_for_key(idempotency_key(spec.name, tick_iso))
-    if run_id is not None:
-        return TickEntry(tick_iso, TickOutcome.RAN, run_id, recorded_at=time.time())
+    started = _started_for_key(ctx.store, spec, idempotency_key(spec.name, tick_iso))
+    if started is not None:
+        return _ran(spec, tick_iso, TickOutcome.RAN, started)
     return TickEntry(tick_iso, TickOutcome.MISSED, recorded_at=time.time())
 
 
-def _active(store: RunStore, run_id: str | None) -> bool:
-    if run_id is None:
+def _ran(
+    spec: ScheduleSpec,
+    tick_iso: str,
+    outcome: TickOutcome,
+    started: str,
+    previous: str | None = None,
+    manual: bool = False,
+) -> TickEntry:
+    is_sweep = spec.sweep is not None
+    return TickEntry(
+        tick_iso,
+        outcome,
+        None if is_sweep else started,
+        recorded_at=time.time(),
+        previous_run_id=previous,
+        manual=manual,
+        sweep_id=started if is_sweep else None,
+    )
+
+
+def _active(store: RunStore, spec: ScheduleSpec, started: str | None) -> bool:
+    """Whether the run (or sweep) a previous tick started is still going."""
+    if started is None:
         return False
     try:
-        return not store.get(run_id).terminal
-    except RunNotFound:
+        if spec.sweep is not None:
+            return not store.sweeps.get(started).terminal
+        return not store.get(started).terminal
+    except (RunNotFound, SweepNotFound):
         return False
 
 
@@ -183,40 +243,48 @@ def fire_tick(
     now: float,
     key: str | None = None,
     manual: bool = False,
+    enqueue_sweep: EnqueueSweep | None = None,
 ) -> TickEntry:
     """Apply the concurrency policy to the tick and enqueue its run (idempotently)."""
     spec = state.spec
     tick_iso = iso(tick)
     key = key or idempotency_key(spec.name, tick_iso)
-    existing = book.run_for_key(key)
+    existing = _started_for_key(ctx.store, spec, key)
     previous = state.last_run_id
     outcome = TickOutcome.RAN
-    if existing is None and not manual and _active(ctx.store, previous):
+    if existing is None and not manual and _active(ctx.store, spec, previous):
         assert previous is not None
         if spec.concurrency_policy is ConcurrencyPolicy.FORBID:
             return TickEntry(
                 tick_iso, TickOutcome.SKIPPED, recorded_at=time.time(), previous_run_id=previous
             )
         if spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
-            with contextlib.suppress(RunAlreadyEnded, RunNotFound):
-                cancel_run(
-                    ctx.store,
-                    previous,
-                    by=f"schedule:{spec.name}",
-                    broker_url=ctx.settings.redis_url,
-                )
+            _cancel_previous(ctx, spec, previous)
             outcome = TickOutcome.REPLACED
-    run_id = enqueue(spec.run_spec_for(tick), ctx.store, key)
-    book.set_last_run(spec.name, tick, run_id)
+    if spec.sweep is not None:
+        submit = enqueue_sweep or sweep_submitter(ctx.settings.input_roots)
+        started = submit(spec.sweep_spec_for(tick), ctx.store, key)
+    else:
+        started = enqueue(spec.run_spec_for(tick), ctx.store, key)
+    book.set_last_run(spec.name, tick, started)
     _observe_latency(ctx.store.redis, book, time.time() - tick if not manual else None)
-    return TickEntry(
-        tick_iso,
-        outcome,
-        run_id,
-        recorded_at=time.time(),
-        previous_run_id=previous if outcome is TickOutcome.REPLACED else None,
-        manual=manual,
-    )
+    previous_started = previous if outcome is TickOutcome.REPLACED else None
+    return _ran(spec, tick_iso, outcome, started, previous_started, manual)
+
+
+def _cancel_previous(ctx: SchedulerContext, spec: ScheduleSpec, previous: str) -> None:
+    """replace: cancel what the previous tick started (its chain, or its sweep,
+    cleans up before it ends)."""
+    if spec.sweep is not None:
+        from orchestrator.chain.sweeps import cancel_sweep
+
+        with contextlib.suppress(SweepNotFound):
+            cancel_sweep(ctx.store, previous)
+        return
+    with contextlib.suppress(RunAlreadyEnded, RunNotFound):
+        cancel_run(
+            ctx.store, previous, by=f"schedule:{spec.name}", broker_url=ctx.settings.redis_url
+        )
 
 
 def _record(
@@ -247,7 +315,12 @@ def _observe_latency(client: redis.Redis, book: ScheduleBook, seconds: float | N
 
 
 def trigger_now(
-    ctx: SchedulerContext, name: str, *, request_key: str | None, enqueue: Enqueue | None = None
+    ctx: SchedulerContext,
+    name: str,
+    *,
+    request_key: str | None,
+    enqueue: Enqueue | None = None,
+    enqueue_sweep: EnqueueSweep | None = None,
 ) -> TickEntry:
     """A manual tick at the current time; the same `request_key` returns the same run.
 
@@ -259,12 +332,12 @@ def trigger_now(
     now = ctx.clock()
     key = f"schedule:{name}:manual:{request_key}" if request_key else None
     if key is not None:
-        existing = book.run_for_key(key)
+        existing = _started_for_key(ctx.store, state.spec, key)
         if existing is not None:
             for entry in book.history(name):
-                if entry.run_id == existing:
+                if existing in (entry.run_id, entry.sweep_id):
                     return entry
-            return TickEntry(iso(now), TickOutcome.RAN, existing, manual=True)
+            return _ran(state.spec, iso(now), TickOutcome.RAN, existing, manual=True)
     # Millisecond tick: two manual triggers in one second are two ticks.
     tick = round(now, 3)
     entry = fire_tick(
@@ -276,6 +349,7 @@ def trigger_now(
         now=now,
         key=key or idempotency_key(name, iso(tick) + "-manual"),
         manual=True,
+        enqueue_sweep=enqueue_sweep,
     )
     book.record(name, tick, entry, state.spec.history_limit)
     return entry

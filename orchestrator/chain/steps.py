@@ -29,10 +29,12 @@ from orchestrator.artifacts import RunArtifacts
 from orchestrator.azure.errors import AzureGatewayError, PermanentAzureError
 from orchestrator.azure.gateway import Gateway
 from orchestrator.azure.job_params import STDOUTERR_OUTPUT_ID
-from orchestrator.azure.types import OutputFile
+from orchestrator.azure.types import JobState, OutputFile
+from orchestrator.chain.trial_poll import cached_job_state, fresh_snapshot
 from orchestrator.domain.naming import AzureNames, azure_names
 from orchestrator.domain.spec import ClusterPolicy
 from orchestrator.domain.status import FailureReason, RunStatus, Step, StepState
+from orchestrator.domain.sweep import TRIAL_TAG
 from orchestrator.inputs.placement import InputPlacer, InputProblem
 from orchestrator.observability.logs import get_logger, redact_text
 from orchestrator.observability.training_metrics import parse_metrics
@@ -71,7 +73,7 @@ class StepContext:
     after_step_work: Callable[[StepContext, Step, str], None] | None = None
 
     def names(self, record: RunRecord) -> AzureNames:
-        return azure_names(record.run_id, record.spec, self.settings)
+        return azure_names(record.run_id, record.spec, self.settings, record.sweep_id)
 
 
 def safe_countdown(settings: Settings, seconds: float) -> float:
@@ -81,10 +83,46 @@ def safe_countdown(settings: Settings, seconds: float) -> float:
     return min(seconds, settings.visibility_timeout_seconds / 2)
 
 
-def poll_countdown(settings: Settings, polls: int) -> float:
-    """Short at first, growing by poll_backoff up to poll_max (and safe_countdown)."""
-    countdown = settings.poll_initial_seconds * settings.poll_backoff ** max(0, polls)
-    return safe_countdown(settings, min(countdown, settings.poll_max_seconds))
+def poll_countdown(
+    settings: Settings, polls: int, poll_by: float | None = None, now: float = 0.0
+) -> float:
+    """Short at first, growing by poll_backoff up to poll_max (and safe_countdown).
+
+    At the defaults (1 s, x1.5, 120 s) the waits are about half the time waited
+    so far until 120 s: the polling budget of benchmarks/poll_budget.py. A step
+    that expects its wait to end at `poll_by` (a clock time still ahead of
+    `now`) polls then rather than later: one read more at most."""
+    try:
+        countdown = settings.poll_initial_seconds * settings.poll_backoff ** max(0, polls)
+    except OverflowError:  # thousands of polls: long past the maximum
+        countdown = settings.poll_max_seconds
+    countdown = min(countdown, settings.poll_max_seconds)
+    if poll_by is not None and poll_by > now:
+        countdown = min(countdown, max(poll_by - now, settings.poll_initial_seconds))
+    return safe_countdown(settings, countdown)
+
+
+# The hint poll comes this long after a job's expected end (plus 2% of its runtime).
+EXPECTED_END_MARGIN_SECONDS = 1.0
+
+
+def _expected_end(
+    ctx: StepContext, record: RunRecord, job: JobState, since: float
+) -> dict[str, Any]:
+    """poll_job's hint: when the job should end, from the runtimes of earlier runs
+    of the same name (store/runtimes.py), read at the first poll and kept."""
+    previous = record.step(Step.POLL_JOB).detail
+    typical = (
+        previous["typical_runtime_seconds"]
+        if "typical_runtime_seconds" in previous
+        else ctx.store.runtimes.typical(record.spec.name)
+    )
+    hint: dict[str, Any] = {"typical_runtime_seconds": typical}
+    if typical is not None:
+        started = job.start_time.timestamp() if job.start_time is not None else since
+        margin = EXPECTED_END_MARGIN_SECONDS + 0.02 * float(typical)
+        hint["poll_by"] = started + float(typical) + margin
+    return hint
 
 
 # A failed job's error quotes the end of its stderr, bounded so the record and
@@ -105,8 +143,11 @@ def _waiting_since(ctx: StepContext, record: RunRecord, step: Step) -> float:
 def ensure_resource_group(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
-    ctx.gateway.ensure_resource_group(names.resource_group)
-    ready = ctx.gateway.ensure_workspace(names.resource_group, names.workspace)
+    # A sweep's trial: the sweep ensured both before it enqueued the trial.
+    ready = record.sweep_id is not None
+    if not ready:
+        ctx.gateway.ensure_resource_group(names.resource_group)
+        ready = ctx.gateway.ensure_workspace(names.resource_group, names.workspace)
     ctx.store.update(
         run_id,
         lambda r: r.resources.update(
@@ -115,13 +156,15 @@ def ensure_resource_group(ctx: StepContext, run_id: str) -> StepOutcome:
     )
     if not ready:
         return Wait()
-    return Done()
+    return Done({"by_sweep": record.sweep_id} if record.sweep_id else {})
 
 
 def prepare_share(ctx: StepContext, run_id: str) -> StepOutcome:
     """Place every input where the job reads it (orchestrator/inputs/placement.py)."""
     record = ctx.store.get(run_id)
     names = ctx.names(record)
+    if record.sweep_id is not None:
+        return _inputs_of_sweep(ctx, record, names)
     placer = InputPlacer(ctx.gateway, ctx.store.uploads, names, ctx.settings.input_roots)
     try:
         placed = placer.place_all(record.spec.input_refs())
@@ -143,17 +186,58 @@ def prepare_share(ctx: StepContext, run_id: str) -> StepOutcome:
     )
 
 
+def _inputs_of_sweep(ctx: StepContext, record: RunRecord, names: AzureNames) -> StepOutcome:
+    """A trial's inputs were placed once for its whole sweep, on the sweep's share."""
+    assert record.sweep_id is not None
+    placed = ctx.store.sweeps.get(record.sweep_id).inputs
+
+    def note(r: RunRecord) -> None:
+        r.resources.update(share=names.run_share)
+        r.inputs = dict(placed)
+
+    ctx.store.update(record.run_id, note)
+    return Done({"by_sweep": record.sweep_id})
+
+
 def create_cluster(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
-    adopted = ctx.gateway.ensure_cluster(names, record.spec)
     shared = record.spec.cluster.policy is ClusterPolicy.SHARED
+    if record.sweep_id is not None:
+        adopted, detail = True, {"by_sweep": record.sweep_id}  # the sweep's cluster
+    else:
+        adopted, detail = ctx.gateway.ensure_cluster(names, record.spec), {}
     ctx.store.update(run_id, lambda r: r.resources.update(cluster=names.cluster))
-    return Done({"adopted": adopted, "shared": shared})
+    return Done({"adopted": adopted, "shared": shared, **detail})
+
+
+def _job_state(ctx: StepContext, record: RunRecord, names: AzureNames) -> JobState:
+    snapshot = fresh_snapshot(ctx.store, record, ctx.clock())
+    if snapshot is not None:
+        submitted = record.step(Step.SUBMIT_JOB).finished_at
+        cached = cached_job_state(snapshot, names.job, submitted)
+        if cached is not None:
+            return cached
+    return ctx.gateway.get_job(names)
+
+
+def _wait_for_slot(ctx: StepContext, record: RunRecord) -> StepOutcome:
+    """A trial waits for a slot of its sweep instead: at most max_concurrent_trials
+    trials hold one, in index order, each until it has ended (a trial that ends
+    passes its slot on and brings the next one's wait forward: chain/sweeps.py).
+    Batch AI queues the job until a node of the sweep's cluster is idle."""
+    assert record.sweep_id is not None
+    since = _waiting_since(ctx, record, Step.WAIT_FOR_NODES)
+    index = int(record.spec.tags.get(TRIAL_TAG, "0"))
+    if ctx.store.sweeps.take_slot(record.sweep_id, record.run_id, index):
+        return Done({"since": since, "slot_of": record.sweep_id})
+    return Wait({"since": since, "waiting_for": f"a slot of sweep {record.sweep_id}"})
 
 
 def wait_for_nodes(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
+    if record.sweep_id is not None:
+        return _wait_for_slot(ctx, record)
     names = ctx.names(record)
     needed = record.spec.cluster.node_count
     nodes = ctx.gateway.get_cluster_nodes(names)
@@ -191,19 +275,29 @@ def wait_for_nodes(ctx: StepContext, run_id: str) -> StepOutcome:
 def submit_job(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
-    if not ctx.gateway.ensure_experiment(names.resource_group, names.workspace, names.experiment):
+    # A sweep's trial: the sweep ensured the experiment before enqueueing it.
+    if record.sweep_id is None and not ctx.gateway.ensure_experiment(
+        names.resource_group, names.workspace, names.experiment
+    ):
         return Wait()
-    adopted = ctx.gateway.create_job(names, record.spec)
+    adopted = ctx.gateway.create_job(names, record.spec, known_absent=_job_known_absent(record))
     ctx.store.update(
         run_id, lambda r: r.resources.update(experiment=names.experiment, job=names.job)
     )
     return Done({"adopted": adopted})
 
 
+def _job_known_absent(record: RunRecord) -> bool:
+    """A trial's first attempt at submitting: no earlier attempt could have made
+    its job, so the read that looks for one is skipped (its sweep's batch poll
+    keeps a sweep's Azure reads constant; a retried submit still looks)."""
+    return record.sweep_id is not None and record.step(Step.SUBMIT_JOB).attempts <= 1
+
+
 def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
     record = ctx.store.get(run_id)
     names = ctx.names(record)
-    job = ctx.gateway.get_job(names)
+    job = _job_state(ctx, record, names)
     since = _waiting_since(ctx, record, Step.POLL_JOB)
     previous = record.step(Step.POLL_JOB).detail
     # running -> queued: a lowpriority node was preempted and Batch AI requeued
@@ -219,6 +313,8 @@ def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
     if job.runtime_seconds is not None:
         detail["job_runtime_seconds"] = job.runtime_seconds
     if job.execution_state == "succeeded":
+        if job.runtime_seconds is not None:
+            ctx.store.runtimes.record(record.spec.name, job.runtime_seconds)
         return Done(detail)
     if job.execution_state == "failed":
         problems = "; ".join(job.errors)
@@ -233,7 +329,7 @@ def poll_job(ctx: StepContext, run_id: str) -> StepOutcome:
             f"job {names.job} still {job.execution_state} after "
             f"{ctx.settings.job_timeout_seconds:.0f}s; terminated",
         )
-    return Wait(detail=detail)
+    return Wait(detail={**detail, **_expected_end(ctx, record, job, since)})
 
 
 @dataclass
@@ -370,6 +466,24 @@ def _logs_pending(record: RunRecord) -> bool:
     return not record.step(Step.CLEANUP).detail.get("logs_collected")
 
 
+def _keep_partial_metrics(ctx: StepContext, record: RunRecord) -> None:
+    """A run that ended before collect_outputs (cancelled, stopped early, timed
+    out) keeps the metrics its job printed until then."""
+    if record.metric_series:
+        return
+    stdout = RunArtifacts.of(ctx.settings.artifacts_dir, record.run_id).log("stdout")
+    if not stdout.is_file():
+        return
+    parsed = parse_metrics(stdout.read_text(errors="replace"))
+
+    def keep(r: RunRecord) -> None:
+        r.metrics = dict(parsed.values)
+        r.metric_series = {k: list(v) for k, v in parsed.series.items()}
+        r.metrics_truncated = parsed.truncated
+
+    ctx.store.update(record.run_id, keep)
+
+
 def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
     """Delete the job and a per-run cluster (never a shared one), then wait
     until Azure no longer lists them; the chain then ends the run."""
@@ -389,6 +503,7 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
             get_logger(run_id=run_id).warning("job_logs_not_collected", error=str(exc))
             collected = Collected.bounded_by(ctx.settings, names)
         _add_outputs(ctx, run_id, collected)
+        _keep_partial_metrics(ctx, record)
         ctx.store.set_step(run_id, Step.CLEANUP, StepState.RUNNING, detail={"logs_collected": True})
     # Delete first (tolerant of "already gone"), then check: when Azure
     # deletes quickly this finishes in one pass.
@@ -399,13 +514,16 @@ def cleanup(ctx: StepContext, run_id: str) -> StepOutcome:
     if per_run and not requested.get("cluster"):
         gateway.delete_cluster(names.resource_group, names.workspace, names.cluster)
         requested["cluster"] = True
-    if not requested.get("inputs"):
+    # A trial's inputs are its sweep's: the sweep deletes them when it ends.
+    if not requested.get("inputs") and record.sweep_id is None:
         # The run's own copies of its inputs (uploads stay, for the next run; the
         # outputs stay on the run's share until output retention).
         gateway.delete_tree(names.run_share, names.inputs_root)
         requested["inputs"] = True
     remaining: list[str] = []
-    if gateway.job_exists(names):
+    # A trial does not wait to see its job gone: its sweep checks its listing
+    # for leftovers before it ends (one read for all trials, not one each).
+    if record.sweep_id is None and gateway.job_exists(names):
         remaining.append("job")
     if per_run and gateway.cluster_exists(names):
         remaining.append("cluster")

@@ -11,7 +11,18 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import common, context, emulator, keys, runs, schedule, serve, stack, view
+from orchestrator.cli import (
+    common,
+    context,
+    emulator,
+    keys,
+    runs,
+    schedule,
+    serve,
+    stack,
+    sweep,
+    view,
+)
 from orchestrator.cli.common import CliError
 from orchestrator.cli.terminal import one_line
 from orchestrator.settings import SettingsError
@@ -49,6 +60,8 @@ for command_name, command, short_help in COMMANDS:
     app.command(command_name, short_help=short_help)(command)
 # `orchestrator schedule add|ls|show|pause|resume|trigger|rm`: a group of its own.
 app.add_typer(schedule.app, name="schedule")
+# `orchestrator sweep submit|status|watch|cancel|plot|ls`.
+app.add_typer(sweep.app, name="sweep")
 # `orchestrator keys create|ls|revoke`: the API's keys, straight on Redis.
 app.add_typer(keys.app, name="keys")
 

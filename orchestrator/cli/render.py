@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -112,22 +113,36 @@ def steps_table(record: RunRecord, now: float | None = None) -> Table:
     table.add_column("state")
     table.add_column("attempts", justify="right")
     table.add_column("elapsed", justify="right")
-    for number, step in enumerate(STEP_ORDER, start=1):
-        step_record = record.steps.get(step)
-        state = shown_step_state(record, step)
-        elapsed = (
-            step_elapsed(step_record.started_at, step_record.finished_at, now)
-            if step_record
-            else None
-        )
+    for row in step_rows(record, now):
         table.add_row(
-            str(number),
-            step.value,
-            Text(state.value, style=STATE_STYLE[state]),
-            str(step_record.attempts) if step_record and step_record.attempts else "",
-            format_seconds(elapsed),
+            str(row.number),
+            row.step.value,
+            Text(row.state.value, style=STATE_STYLE[row.state]),
+            str(row.attempts) if row.attempts else "",
+            format_seconds(row.elapsed),
         )
     return table
+
+
+class StepRow(NamedTuple):
+    number: int  # 1-based
+    step: Step
+    state: StepState  # as shown (shown_step_state)
+    attempts: int
+    elapsed: float | None
+    error: str | None
+
+
+def step_rows(record: RunRecord, now: float) -> list[StepRow]:
+    """The eight steps as `watch` and the dashboard show them."""
+    rows = []
+    for number, step in enumerate(STEP_ORDER, start=1):
+        found = record.steps.get(step)
+        elapsed = step_elapsed(found.started_at, found.finished_at, now) if found else None
+        attempts = found.attempts if found else 0
+        error = found.error if found else None
+        rows.append(StepRow(number, step, shown_step_state(record, step), attempts, elapsed, error))
+    return rows
 
 
 def run_view(record: RunRecord, log_lines: Sequence[str] = (), now: float | None = None) -> Panel:

@@ -38,13 +38,17 @@ def _show(data: dict[str, Any], as_json: bool) -> None:
     for moment in data["next_fire_times"]:
         print(f"  next {moment}")
     for entry in data["history"]:
-        print(f"  {entry['tick']}  {entry['outcome']}  {entry['run_id'] or ''}")
+        started = entry["run_id"] or entry.get("sweep_id") or ""
+        print(f"  {entry['tick']}  {entry['outcome']}  {started}")
 
 
 @app.command("add")
 def add_command(
     name: Name,
-    spec: Annotated[Path, typer.Option("--spec", help="Run spec (YAML or JSON).")],
+    spec: Annotated[Path | None, typer.Option("--spec", help="Run spec (YAML or JSON).")] = None,
+    sweep: Annotated[
+        Path | None, typer.Option("--sweep", help="Sweep spec: every tick starts a sweep.")
+    ] = None,
     cron: Annotated[str | None, typer.Option(help="5-field cron expression.")] = None,
     tz: Annotated[str, typer.Option("--tz", help="IANA time zone of the cron.")] = "UTC",
     every: Annotated[str | None, typer.Option(help="Interval: 30s, 5m, 1h, PT30S.")] = None,
@@ -53,27 +57,36 @@ def add_command(
     starting_deadline: Annotated[str, typer.Option(help="e.g. PT1H")] = "PT1H",
     as_json: Json = False,
 ) -> None:
-    """Add a schedule (an existing NAME is an error)."""
+    """Add a schedule of a run (--spec) or of a sweep (--sweep); an existing NAME is an error."""
     from orchestrator.chain.enqueue import direct_uploads
     from orchestrator.chain.schedules import schedule_view
     from orchestrator.domain.spec import SpecError, load_spec
+    from orchestrator.domain.sweep import SweepError, load_sweep
     from orchestrator.inputs.checks import InputRejected, check_inputs
     from orchestrator.inputs.local import LocalInputError
     from orchestrator.inputs.submit import upload_local_inputs
     from orchestrator.settings import get_settings
     from orchestrator.store.schedules import require_no_eviction
 
+    if (spec is None) == (sweep is None):
+        raise CliError("give exactly one of --spec RUN.yaml or --sweep SWEEP.yaml")
+    target: Any
     try:
-        run = load_spec(spec)
-    except SpecError as exc:
-        raise CliError(str(exc)) from None
+        target = load_spec(spec) if spec is not None else load_sweep(sweep or Path())
+    except (SpecError, SweepError) as exc:
+        where = "--spec" if spec is not None else "--sweep"
+        raise CliError(f"{where}: {exc}") from None
     store = open_store()
     settings = get_settings()
     try:
         # Every tick's run names these uploads: no worker reads this machine's files.
+        run = target if spec is not None else target.trial
         run, _ = upload_local_inputs(run, direct_uploads(settings, store))
         check_inputs(run, input_roots=settings.input_roots, book=store.uploads, now=time.time())
-        definition = _definition(name, run, cron, tz, every, param, concurrency, starting_deadline)
+        target = target.model_copy(update={"trial": run}) if sweep is not None else run
+        definition = _definition(
+            name, target, cron, tz, every, param, concurrency, starting_deadline
+        )
     except InputRejected as exc:
         raise CliError(f"invalid spec: {exc.dotted}: {exc}") from None
     except (SpecError, LocalInputError) as exc:
@@ -87,7 +100,7 @@ def add_command(
 
 def _definition(
     name: str,
-    run: Any,
+    target: Any,
     cron: str | None,
     tz: str,
     every: str | None,
@@ -103,11 +116,14 @@ def _definition(
         trigger["cron"] = cron
     if every is not None:
         trigger["every"] = every
+    from orchestrator.domain.sweep import SweepSpec
+
+    kind = "sweep" if isinstance(target, SweepSpec) else "run"
     return parse_schedule(
         {
             "name": name,
             "trigger": trigger,
-            "run": run.model_dump(mode="json"),
+            kind: target.model_dump(mode="json"),
             "parameters": _parse_params(param or []),
             "concurrency_policy": concurrency,
             "starting_deadline": starting_deadline,

@@ -143,6 +143,7 @@ def up_command(
             typer.echo(f"AZURE_ARM_ENDPOINT={stack.env['AZURE_ARM_ENDPOINT']}")
         if stack.api_url:
             typer.echo(f"API: {stack.api_url}/docs (bearer token in {stack.api_token_file})")
+            typer.echo(f"dashboard: {stack.api_url}/ui/ (log in with that token)")
         if home.name == CONTEXT_DIR:
             typer.echo(f"context: {context.path} (commands run in {home.parent} or below use it)")
         else:
@@ -175,6 +176,12 @@ def demo_command(
     epochs: Annotated[
         int | None, typer.Option(metavar="N", min=1, help="Override the training epochs.")
     ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep", help="Run examples/mnist/sweep.yaml instead: a leaderboard and a plot."
+        ),
+    ] = False,
 ) -> None:
     """Start the embedded stack, train the MNIST ConvNet through every step, show the result."""
     from orchestrator.chain.enqueue import direct_uploads, enqueue_run
@@ -216,6 +223,12 @@ def demo_command(
             from orchestrator.cli.common import open_store
 
             store = open_store()
+            if sweep:
+                from orchestrator.cli.sweep_demo import run_sweep_demo
+
+                console.print(f"     API: {stack.api_url}/docs (token in {stack.api_token_file})")
+                run_sweep_demo(console, folder / "sweep.yaml", store, home, started)
+                return
             # As any submitter does: the data goes to the share first, by content.
             spec, _ = upload_local_inputs(spec, direct_uploads(get_settings(), store))
             record, _ = enqueue_run(spec, store=store, broker_url=stack.env["REDIS_URL"])

@@ -7,8 +7,14 @@ recognise only names this module produces.
 
 - resource group, workspace, share: from Settings (shared by all runs)
 - experiment: spec.name, so runs of one name (a sweep) share an experiment
-- cluster: ``orch-<run_id>`` for a per-run cluster, spec.cluster.name for a shared one
+- cluster: ``orch-<run_id>`` for a per-run cluster, spec.cluster.name for a shared one,
+  ``orchsweep-<sweep_id>`` for the cluster a sweep creates for its trials
 - job: ``<spec.name>-<run_id>``
+- sweep share: ``orch-run-<sha256("sweep:" + sweep_id)[:20]>``, the one share every
+  trial of a sweep mounts instead of a share of its own: the sweep places the
+  trial's inputs there once, and Batch AI writes each job's outputs under a path
+  of its own (its job name and uid), so trials never collide. A trial can read
+  the other trials' files: they are the same submitter's, of the same sweep
 - run share: ``orch-run-<sha256(run_id)[:20]>``, a file share of the run's own,
   the only storage its job mounts: ``inputs/<INPUT_ID>`` (filled by server-side
   copies, deleted at cleanup) and ``outputs`` (the job's stdout/stderr and
@@ -33,6 +39,9 @@ from orchestrator.settings import Settings
 AZURE_NAME_PATTERN = r"^[-\w_]+$"
 AZURE_NAME_MAX_LENGTH = 64
 CLUSTER_PREFIX = "orch-"
+SWEEP_CLUSTER_PREFIX = "orchsweep-"
+# The tag every trial of a sweep carries (the run index by tag finds them).
+SWEEP_TAG = "sweep"
 RUN_SHARE_PREFIX = "orch-run-"
 UPLOAD_BLOBS = "uploads/sha256"
 RUN_INPUTS = "inputs"
@@ -81,6 +90,11 @@ def run_share_name(run_id: str) -> str:
     return RUN_SHARE_PREFIX + hashlib.sha256(run_id.encode()).hexdigest()[:20]
 
 
+def sweep_share_name(sweep_id: str) -> str:
+    """The share every trial of the sweep mounts (see the module docstring)."""
+    return run_share_name(f"sweep:{sweep_id}")
+
+
 def upload_blob_path(digest: str) -> str:
     """Share-relative path of the uploaded content whose SHA-256 is `digest`."""
     return f"{UPLOAD_BLOBS}/{digest}"
@@ -93,12 +107,27 @@ def cluster_name(run_id: str, spec: RunSpec) -> str:
     return f"{CLUSTER_PREFIX}{run_id}"
 
 
+def sweep_cluster_name(sweep_id: str) -> str:
+    return f"{SWEEP_CLUSTER_PREFIX}{sweep_id}"
+
+
+def parse_cluster_sweep_id(cluster: str) -> str | None:
+    """The sweep id of a cluster a sweep created, else None."""
+    if not cluster.startswith(SWEEP_CLUSTER_PREFIX):
+        return None
+    candidate = cluster[len(SWEEP_CLUSTER_PREFIX) :]
+    return candidate if _RUN_ID.fullmatch(candidate) else None
+
+
 def job_name(run_id: str, spec: RunSpec) -> str:
     return f"{spec.name}-{run_id}"
 
 
-def azure_names(run_id: str, spec: RunSpec, settings: Settings) -> AzureNames:
-    """All Azure names of one run; ValueError if any would be invalid."""
+def azure_names(
+    run_id: str, spec: RunSpec, settings: Settings, sweep_id: str | None = None
+) -> AzureNames:
+    """All Azure names of one run (a trial of `sweep_id`: on its sweep's share);
+    ValueError if any would be invalid."""
     return AzureNames(
         resource_group=settings.azure_resource_group,
         workspace=settings.azure_workspace,
@@ -106,7 +135,7 @@ def azure_names(run_id: str, spec: RunSpec, settings: Settings) -> AzureNames:
         cluster=cluster_name(run_id, spec),
         job=job_name(run_id, spec),
         share=settings.azure_file_share,
-        run_share=run_share_name(run_id),
+        run_share=sweep_share_name(sweep_id) if sweep_id else run_share_name(run_id),
         inputs_root=RUN_INPUTS,
         output_prefix=RUN_OUTPUTS,
     )

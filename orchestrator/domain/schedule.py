@@ -1,4 +1,4 @@
-"""Schedules: a run spec fired on a cron or fixed-interval trigger (no I/O here).
+"""Schedules: a run or a sweep fired on a cron or fixed-interval trigger (no I/O here).
 
 The public contract (see README "Nightly retraining: schedules"): strict like
 the run spec, each problem reported with its dotted field path.
@@ -49,6 +49,7 @@ from orchestrator.domain.spec import (
     load_spec,
     parse_iso8601_duration,
 )
+from orchestrator.domain.sweep import SweepError, SweepSpec, load_sweep
 
 MIN_INTERVAL_SECONDS = 1.0
 _SHORT_DURATION = re.compile(r"^(?P<amount>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h|d)$")
@@ -221,8 +222,10 @@ class Trigger(_Strict):
 class ScheduleSpec(_Strict):
     name: Annotated[StrictStr, Field(pattern=NAME_PATTERN, min_length=1, max_length=64)]
     trigger: Trigger
-    # The run spec fired on every tick (inline; a schedule file may give a path).
-    run: RunSpec
+    # What every tick starts, exactly one of: a run spec, or a sweep spec (each
+    # inline; a schedule file may give a path).
+    run: RunSpec | None = None
+    sweep: SweepSpec | None = None
     # Merged over run.parameters; "{trigger_time}" and "{trigger_date}" in a
     # string value are replaced by the tick's time (ISO 8601, in the zone) and date.
     parameters: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][-\w.]*$")], ParameterValue] = (
@@ -247,9 +250,38 @@ class ScheduleSpec(_Strict):
 
     @model_validator(mode="after")
     def _parameters_render(self) -> Self:
+        if (self.run is None) == (self.sweep is None):
+            raise ValueError("run: give exactly one of run (a run spec) or sweep (a sweep spec)")
         # Fails at definition time, not at 02:00, if the substituted spec is invalid.
-        self.run_spec_for(0.0)
+        self.target_for(0.0)
         return self
+
+    @property
+    def run_template(self) -> RunSpec:
+        """The run every tick starts, or each trial of the sweep it starts."""
+        if self.sweep is not None:
+            return self.sweep.trial
+        assert self.run is not None
+        return self.run
+
+    def target_for(self, tick: float) -> RunSpec | SweepSpec:
+        """What the tick starts: run_spec_for, or sweep_spec_for."""
+        return self.sweep_spec_for(tick) if self.sweep is not None else self.run_spec_for(tick)
+
+    def sweep_spec_for(self, tick: float) -> SweepSpec:
+        """The sweep fired for `tick`: its trial is the run of run_spec_for (so every
+        trial carries the substituted parameters and the schedule's tags)."""
+        assert self.sweep is not None
+        trial = self.run_spec_for(tick)
+        data = self.sweep.model_dump(mode="json")
+        data["trial"] = trial.model_dump(mode="json")
+        try:
+            return SweepSpec.model_validate(data)
+        except ValidationError as exc:
+            problems = format_validation_error(exc)
+            raise ValueError(
+                f"sweep: the sweep the parameters produce is invalid: {problems}"
+            ) from None
 
     def trigger_labels(self, tick: float) -> tuple[str, str, str]:
         """(UTC ISO of the tick, its ISO in the zone, its date in the zone)."""
@@ -268,7 +300,7 @@ class ScheduleSpec(_Strict):
                 )
             return value
 
-        data = self.run.model_dump(mode="json")
+        data = self.run_template.model_dump(mode="json")
         data["parameters"] = {
             key: substitute(value)
             for key, value in {**data["parameters"], **self.parameters}.items()
@@ -314,4 +346,10 @@ def load_schedule(path: Path) -> ScheduleSpec:
     if isinstance(data, dict) and isinstance(data.get("run"), str):
         run = load_spec((path.parent / data["run"]).resolve())
         data = {**data, "run": run.model_dump(mode="json")}
+    if isinstance(data, dict) and isinstance(data.get("sweep"), str):
+        try:
+            sweep = load_sweep((path.parent / data["sweep"]).resolve())
+        except SweepError as exc:
+            raise ScheduleError(f"sweep: {exc}") from None
+        data = {**data, "sweep": sweep.model_dump(mode="json")}
     return parse_schedule(data)

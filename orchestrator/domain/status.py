@@ -31,6 +31,7 @@ class FailureReason(StrEnum):
     AUTH = "auth"  # credentials rejected (401/403)
     INVALID_SPEC = "invalid_spec"  # the spec could not be carried out (missing input, bad field)
     CANCELLED = "cancelled"  # a user asked for it
+    EARLY_TERMINATED = "early_terminated"  # a sweep's early termination policy stopped the trial
     AZURE_ERROR = "azure_error"  # a permanent Azure error, or transient ones past every retry
 
 
@@ -103,3 +104,28 @@ class StepState(StrEnum):
     DONE = "done"  # finished; a redelivered task skips it
     FAILED = "failed"  # ended the run (its error is on the run record)
     SKIPPED = "skipped"  # not needed on this path (e.g. collect after a failure)
+
+
+class SweepStatus(StrEnum):
+    """What a user sees of a sweep; its trials are runs with their own statuses."""
+
+    QUEUED = "queued"  # accepted; nothing provisioned yet
+    RUNNING = "running"  # provisioning, or trials running
+    SUCCEEDED = "succeeded"  # terminal: at least one trial succeeded
+    FAILED = "failed"  # terminal: every trial failed, or the failure threshold was passed
+    CANCELLED = "cancelled"  # terminal: cancelled by a user, or its timeout passed
+
+
+SWEEP_TERMINAL: frozenset[SweepStatus] = frozenset(
+    {SweepStatus.SUCCEEDED, SweepStatus.FAILED, SweepStatus.CANCELLED}
+)
+
+SWEEP_TRANSITIONS: dict[SweepStatus, frozenset[SweepStatus]] = {
+    SweepStatus.QUEUED: frozenset({SweepStatus.RUNNING, SweepStatus.CANCELLED}),
+    SweepStatus.RUNNING: frozenset(
+        {SweepStatus.SUCCEEDED, SweepStatus.FAILED, SweepStatus.CANCELLED}
+    ),
+    SweepStatus.SUCCEEDED: frozenset(),
+    SweepStatus.FAILED: frozenset(),
+    SweepStatus.CANCELLED: frozenset(),
+}

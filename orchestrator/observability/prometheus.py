@@ -36,7 +36,7 @@ from prometheus_client.core import (
 
 from orchestrator.chain.schedules import LATENCY_BUCKETS
 from orchestrator.domain.schedule import TickOutcome
-from orchestrator.domain.status import STEP_ORDER, RunStatus, Step
+from orchestrator.domain.status import STEP_ORDER, RunStatus, Step, SweepStatus
 from orchestrator.observability.azure_stats import request_counts
 from orchestrator.store import RunNotFound, RunRecord, RunStore
 from orchestrator.store.keys import Keys
@@ -133,6 +133,28 @@ def schedule_tick_families(
     return ticks, latency
 
 
+def sweep_families(store: RunStore) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    """Sweeps by status, and their trials by status and reason."""
+    sweeps = GaugeMetricFamily("orchestrator_sweeps", "Sweeps by status.", labels=["status"])
+    trials = GaugeMetricFamily(
+        "orchestrator_sweep_trials",
+        "Trials of every sweep by status and reason (reason '' when none).",
+        labels=["status", "reason"],
+    )
+    by_status: dict[str, int] = {status.value: 0 for status in SweepStatus}
+    by_trial: dict[tuple[str, str], int] = {}
+    for record in store.sweeps.all():
+        by_status[record.status.value] += 1
+        for trial in record.trials:
+            key = (trial.status.value, trial.reason.value if trial.reason else "")
+            by_trial[key] = by_trial.get(key, 0) + 1
+    for status, count in by_status.items():
+        sweeps.add_metric([status], count)
+    for (status, reason), count in sorted(by_trial.items()):
+        trials.add_metric([status, reason], count)
+    return sweeps, trials
+
+
 class OrchestratorCollector:
     def __init__(self, store: RunStore, broker: redis.Redis, queue: str) -> None:
         self.store = store
@@ -170,6 +192,7 @@ class OrchestratorCollector:
         yield azure
 
         yield from schedule_tick_families(self.store.redis, self.store.keys)
+        yield from sweep_families(self.store)
 
 
 def build_registry(collector: OrchestratorCollector) -> CollectorRegistry:

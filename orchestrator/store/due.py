@@ -41,6 +41,11 @@ class DueIndex:
         )
         return [json.loads(raw) for raw in claimed]
 
+    def bring_forward(self, task_id: str, due_at: float) -> bool:
+        """Make a scheduled message due at `due_at` if that is sooner; False when
+        it is not in the index (already claimed and sent: nothing to hurry)."""
+        return bool(self.redis.zadd(self.keys.due, {task_id: due_at}, xx=True, lt=True, ch=True))
+
     def scheduled(self, task_id: str) -> bool:
         return self.redis.zscore(self.keys.due, task_id) is not None
 

@@ -25,6 +25,16 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
 - ``ns:schedule:<name>:history``  HASH tick ISO -> entry JSON; ``...:history:order`` ZSET by tick
 - ``ns:stats:schedule_ticks``    HASH  outcome -> count; ``ns:stats:schedule_latency`` HASH
                                         histogram of tick -> enqueue seconds (bucket, sum, count)
+- ``ns:sweep:<sweep_id>``         STRING the sweep's record (SweepRecord JSON)
+- ``ns:sweeps``                  ZSET  sweep id by created_at (all sweeps)
+- ``ns:sweeps:due``              ZSET  sweep id by its next tick (sweeps not ended)
+- ``ns:sweep:<sweep_id>:poll``    STRING what the sweep's last listing saw (job states,
+                                        cluster nodes, JSON), read by its trials' steps
+- ``ns:sweep:<sweep_id>:slots``   SET   trial run ids holding a slot: allowed to submit their
+                                        job (at most ``...:slots:limit``, max_concurrent_trials);
+  ``ns:sweep:<sweep_id>:slots:queue`` ZSET run id -> trial index, trials waiting for a slot
+- ``ns:sweepidem:<sha256(key)>`` STRING the sweep id created under an idempotency key
+- ``ns:lock:sweep:<sweep_id>``   STRING the worker ticking the sweep (a lease, like a run's)
 - ``ns:upload:<upload_id>``      STRING an upload's manifest (canonical JSON), kept while used
 - ``ns:uploads``                 ZSET  upload id by its last use (commit, or a run naming it)
 - ``ns:uploads:blobs``           ZSET  content digest by its last use (written, or uploaded again)
@@ -42,6 +52,8 @@ Layout (``ns`` is the namespace, DEFAULT_NAMESPACE unless configured):
                                         latency, error type; never a body)
 - ``ns:webhook:failures:<sha256(url)>`` STRING failed deliveries in a row to that URL;
   ``ns:webhook:disabled:<sha256(url)>`` STRING set when it passed the threshold
+- ``ns:ui:session:<sha256(id)>`` STRING (EX ttl) a dashboard session (JSON: caller name,
+                                        key digest or '', CSRF token); never the token
 - ``ns:ratelimit:...``           the ``limits`` library's moving windows, one per key name
 - ``ns:test:held:<run_id>``, ``ns:test:release:<run_id>``: the test worker's hold
   (tests/support), never written by a production worker
@@ -103,6 +115,10 @@ class Keys:
     def idempotency(self, key: str) -> str:
         return f"{self.namespace}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
 
+    def job_runtimes(self, name: str) -> str:
+        """The last job runtimes of runs named `name` (store/runtimes.py)."""
+        return f"{self.namespace}:runtimes:{name}"
+
     def lock(self, run_id: str) -> str:
         return f"{self.namespace}:lock:{run_id}"
 
@@ -155,6 +171,32 @@ class Keys:
     def schedule_latency_stats(self) -> str:
         return f"{self.namespace}:stats:schedule_latency"
 
+    def sweep(self, sweep_id: str) -> str:
+        return f"{self.namespace}:sweep:{sweep_id}"
+
+    @property
+    def sweeps(self) -> str:
+        return f"{self.namespace}:sweeps"
+
+    @property
+    def sweeps_due(self) -> str:
+        return f"{self.namespace}:sweeps:due"
+
+    def sweep_poll(self, sweep_id: str) -> str:
+        return f"{self.namespace}:sweep:{sweep_id}:poll"
+
+    def sweep_slots(self, sweep_id: str) -> str:
+        return f"{self.namespace}:sweep:{sweep_id}:slots"
+
+    def sweep_slot_queue(self, sweep_id: str) -> str:
+        return f"{self.namespace}:sweep:{sweep_id}:slots:queue"
+
+    def sweep_slot_limit(self, sweep_id: str) -> str:
+        return f"{self.namespace}:sweep:{sweep_id}:slots:limit"
+
+    def sweep_idempotency(self, key: str) -> str:
+        return f"{self.namespace}:sweepidem:{hashlib.sha256(key.encode()).hexdigest()}"
+
     def upload(self, upload_id: str) -> str:
         return f"{self.namespace}:upload:{upload_id}"
 
@@ -194,6 +236,10 @@ class Keys:
             f"{self.namespace}:webhook:failures:{digest}",
             f"{self.namespace}:webhook:disabled:{digest}",
         )
+
+    def ui_session(self, digest: str) -> str:
+        """The dashboard session whose cookie's SHA-256 hex digest is `digest`."""
+        return f"{self.namespace}:ui:session:{digest}"
 
     @property
     def rate_limit_prefix(self) -> str:

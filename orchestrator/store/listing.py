@@ -12,6 +12,7 @@ from typing import Any, cast
 import redis
 
 from orchestrator.domain.ids import validate_run_id
+from orchestrator.domain.naming import SWEEP_TAG
 from orchestrator.domain.status import RunStatus
 from orchestrator.store.errors import InvalidCursor
 from orchestrator.store.keys import Keys
@@ -37,6 +38,7 @@ class RunListing:
         tag: tuple[str, str] | None = None,
         name: str | None = None,
         submitted_by: str | None = None,
+        sweep: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[RunRecord], str | None]:
@@ -55,6 +57,8 @@ class RunListing:
             index = self.keys.submitter_index(submitted_by)
         elif tag is not None:
             index = self.keys.tag_index(*tag)
+        elif sweep is not None:
+            index = self.keys.tag_index(SWEEP_TAG, sweep)
         else:
             index = self.keys.runs
         position = _decode_cursor(cursor) if cursor else None
@@ -65,6 +69,7 @@ class RunListing:
                 and (name is None or record.spec.name == name)
                 and (tag is None or record.spec.tags.get(tag[0]) == tag[1])
                 and (submitted_by is None or record.submitted_by == submitted_by)
+                and (sweep is None or record.sweep_id == sweep)
             )
 
         found: list[RunRecord] = []

@@ -87,6 +87,9 @@ class RunRecord(BaseModel):
     submitted_by: str | None = None
     # The webhook to call when the run ends (signed with submitted_by's key).
     notify: NotifySpec | None = None
+    # The sweep this run is a trial of (set by the sweep only; the run's spec
+    # carries the tag sweep=<id> for the index).
+    sweep_id: str | None = None
     spec_fingerprint: str
     dispatched: bool = False
     created_at: float

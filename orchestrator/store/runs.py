@@ -52,6 +52,8 @@ from orchestrator.store.listing import RunListing, text
 from orchestrator.store.lua import load_script
 from orchestrator.store.records import Ending, RunEvent, RunRecord, StepRecord
 from orchestrator.store.retention import RunRetention
+from orchestrator.store.runtimes import JobRuntimes
+from orchestrator.store.sweeps import SweepBook
 from orchestrator.store.uploads import UploadBook
 
 # Attempts of one compare-and-set before giving up; a lost race costs one
@@ -117,6 +119,8 @@ class RunStore(RunListing, RunRetention):
         self.keys = Keys(namespace)
         self.due = DueIndex(redis, self.keys)
         self.uploads = UploadBook(redis, self.keys)
+        self.sweeps = SweepBook(redis, self.keys)
+        self.runtimes = JobRuntimes(redis, self.keys)
         self._create = self.redis.register_script(load_script("create_run"))
         self._cas = self.redis.register_script(load_script("compare_and_set"))
         self._append = self.redis.register_script(load_script("append_event"))
@@ -135,16 +139,24 @@ class RunStore(RunListing, RunRetention):
         idempotency_key: str | None = None,
         submitted_by: str | None = None,
         notify: NotifySpec | None = None,
+        sweep_id: str | None = None,
+        dispatch: Callable[[str], tuple[str, str]] | None = None,
     ) -> tuple[RunRecord, bool]:
         """Create a queued run atomically; (record, created).
 
         The same idempotency key (or run id) with the same spec returns the
         existing run and created=False; with a different spec it raises
         IdempotencyConflict.
+
+        `dispatch(run_id)` gives (the broker's queue key, the first task's
+        message): the script pushes that message when it creates the run, which
+        is then recorded dispatched: one round trip, and no run created but not
+        sent. Nothing is pushed when the run already existed.
         """
         run_id_given = run_id is not None
         run_id = validate_run_id(run_id) if run_id is not None else new_run_id()
         fingerprint = spec.fingerprint()
+        first_task = dispatch(run_id) if dispatch is not None else None
         now = time.time()
         record = RunRecord(
             run_id=run_id,
@@ -153,15 +165,18 @@ class RunStore(RunListing, RunRetention):
             idempotency_key=idempotency_key,
             submitted_by=submitted_by,
             notify=notify,
+            sweep_id=sweep_id,
             spec_fingerprint=fingerprint,
             created_at=now,
             updated_at=now,
+            dispatched=first_task is not None,
         )
         keys = [
             self.keys.run(run_id),
             # Unused placeholder when there is no key (the script checks ARGV[5]).
             self.keys.idempotency(idempotency_key) if idempotency_key is not None else "-",
             self.keys.events(run_id),
+            first_task[0] if first_task is not None else "-",  # unused unless ARGV[9]
             self.keys.status_index(RunStatus.QUEUED),
             *self.keys.run_indexes(spec.name, spec.tags, submitted_by),
         ]
@@ -179,6 +194,7 @@ class RunStore(RunListing, RunRetention):
                     "status",
                     repr(now),
                     _dump(event),
+                    first_task[1] if first_task is not None else "",
                 ],
             ),
         )

@@ -58,12 +58,15 @@ class TickEntry:
     # replace: the run cancelled; forbid: the run that was still active.
     previous_run_id: str | None = None
     manual: bool = False
+    # A schedule of a sweep: the sweep the tick started (run_id is then None).
+    sweep_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "tick": self.tick,
             "outcome": self.outcome.value,
             "run_id": self.run_id,
+            "sweep_id": self.sweep_id,
             "recorded_at": self.recorded_at,
             "previous_run_id": self.previous_run_id,
             "manual": self.manual,
@@ -78,6 +81,7 @@ class TickEntry:
             recorded_at=float(data.get("recorded_at", 0.0)),
             previous_run_id=data.get("previous_run_id"),
             manual=bool(data.get("manual", False)),
+            sweep_id=data.get("sweep_id"),
         )
 
 

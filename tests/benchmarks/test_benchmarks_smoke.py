@@ -82,21 +82,34 @@ def assert_sane_run(run: dict[str, Any]) -> None:
         assert run["overhead_to_job_ratio"] is None
 
 
-def test_enqueue_throughput_measures_api_and_direct() -> None:
-    summary = run_benchmark("enqueue_throughput.py", "--requests", "20", "--warmup", "2")
-    assert (summary["requests"], summary["concurrency"]) == (20, 16)
-    for phase in ("api", "direct"):
-        assert_sane_phase(summary[phase], 20)
-    assert summary["api"]["statuses"] == {"202": 20}
-    assert summary["direct"]["outcomes"] == {"created": 20}
-    ratio = summary["ratio_api_to_direct"]
-    # The API is a separate process, so on two cores it may even beat the
-    # in-process threads; ten times faster would be a broken measurement.
-    assert 0 < ratio <= 10
-    api_rps, direct_rps = (summary[p]["requests_per_second"] for p in ("api", "direct"))
-    assert_close(
-        ratio, api_rps / direct_rps, absolute=0.0005, relative=0.06 / api_rps + 0.06 / direct_rps
+def test_enqueue_throughput_measures_raw_direct_and_api() -> None:
+    summary = run_benchmark(
+        "enqueue_throughput.py", "--requests", "20", "--warmup", "2", "--concurrency", "1,4"
     )
+    assert (summary["requests"], summary["concurrencies"]) == (20, [1, 4])
+    assert [level["concurrency"] for level in summary["levels"]] == [1, 4]
+    for level in summary["levels"]:
+        raw = level["raw"]
+        assert raw["requests"] == raw["first_tasks_queued"] == 20 and raw["runs_created"] == 0
+        for phase in ("api", "direct"):
+            assert_sane_phase(level[phase], 20)
+        assert level["api"]["statuses"] == {"202": 20}
+        assert level["api"]["server_cpu_ms_per_request"] > 0
+        assert level["direct"]["outcomes"] == {"created": 20}
+        rates = {p: level[p]["requests_per_second"] for p in ("raw", "direct", "api")}
+        # The API is a separate process, so on two cores it may even beat the
+        # in-process threads; ten times faster would be a broken measurement.
+        for ratio, upper, lower in (
+            ("ratio_direct_to_raw", "direct", "raw"),
+            ("ratio_api_to_direct", "api", "direct"),
+        ):
+            assert 0 < level[ratio] <= 10
+            assert_close(
+                level[ratio],
+                rates[upper] / rates[lower],
+                absolute=0.0005,
+                relative=0.06 / rates[upper] + 0.06 / rates[lower],
+            )
 
 
 def test_chain_overhead_sequential() -> None:

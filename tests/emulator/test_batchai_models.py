@@ -41,6 +41,9 @@ class FakeStats:
     def record_resource(self, event: str, kind: str) -> None:
         self.resources.append((event, kind))
 
+    def record_peak(self, name: str, value: int) -> None:
+        pass
+
     def add_bytes_uploaded(self, count: int) -> None:
         pass
 

@@ -155,7 +155,7 @@ class FakeGateway:
             return NodeCounts(1, 0, 0, 0, 0, 1, "steady")
         return self.node_counts.pop(0) if len(self.node_counts) > 1 else self.node_counts[0]
 
-    def create_job(self, names: AzureNames, spec: RunSpec) -> bool:
+    def create_job(self, names: AzureNames, spec: RunSpec, *, known_absent: bool = False) -> bool:
         self._call("create_job")
         adopted = names.job in self.jobs
         self.jobs.add(names.job)
@@ -172,6 +172,11 @@ class FakeGateway:
             )
         state = self.job_states.pop(0) if len(self.job_states) > 1 else self.job_states[0]
         return JobState(state, self.exit_code if state == "failed" else None, [], None, None)
+
+    def list_jobs(self, rg: str, ws: str, experiment: str) -> dict[str, JobState]:
+        self._call("list_jobs")
+        state = self.job_states[0]
+        return {job: JobState(state, None, [], None, None) for job in sorted(self.jobs)}
 
     def terminate_job(self, names: AzureNames) -> None:
         self._call("terminate_job")

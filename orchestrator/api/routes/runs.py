@@ -14,6 +14,7 @@ from orchestrator.api.auth import Caller
 from orchestrator.api.deps import (
     CancelAccess,
     GatewayDep,
+    IdempotencyKey,
     ReadAccess,
     SettingsDep,
     StoreDep,
@@ -53,16 +54,6 @@ router = APIRouter(prefix=RUNS_PATH, tags=["runs"])
 _ERRORS = ERROR_RESPONSES
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such run"}}
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        description="The same key with the same body returns the same run; "
-        "with a different body, 409.",
-    ),
-]
 MAX_STREAM_ID_PART = 2**64 - 1
 LastEventId = Annotated[
     str | None,
@@ -150,10 +141,14 @@ def list_runs(
     submitted_by: Annotated[
         str | None, Query(max_length=200, description="Name of the key that submitted the run")
     ] = None,
+    sweep: Annotated[
+        str | None, Query(max_length=64, description="Only the trials of this sweep")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> RunPage:
-    """Runs, newest first, filtered by status, tag, name and submitter; page with `cursor`."""
+    """Runs, newest first, filtered by status, tag, name, submitter and sweep; page
+    with `cursor`."""
     tag_pair = tuple(tag.split("=", 1)) if tag is not None else None
     try:
         records, next_cursor = store.list_runs(
@@ -161,6 +156,7 @@ def list_runs(
             tag=(tag_pair[0], tag_pair[1]) if tag_pair else None,
             name=name,
             submitted_by=submitted_by,
+            sweep=sweep,
             limit=limit,
             cursor=cursor,
         )

@@ -39,10 +39,14 @@ def _parse(data: Any, store: RunStore, settings: Settings) -> ScheduleSpec:
     try:
         # Every tick's run names these inputs: refused now rather than at 2 a.m.
         check_inputs(
-            spec.run, input_roots=settings.input_roots, book=store.uploads, now=time.time()
+            spec.run_template,
+            input_roots=settings.input_roots,
+            book=store.uploads,
+            now=time.time(),
         )
     except InputRejected as exc:
-        raise field_error(("body", "run", *exc.field), str(exc)) from None
+        where = ("sweep", "trial") if spec.sweep is not None else ("run",)
+        raise field_error(("body", *where, *exc.field), str(exc)) from None
     return spec
 
 

@@ -44,10 +44,15 @@ ROUTES: list[tuple[str, str, str, Any]] = [
     ("GET", "/metrics", "read", None),
     ("GET", "/v1/schedules", "read", None),
     ("GET", "/v1/schedules/nightly", "read", None),
+    ("GET", "/v1/sweeps", "read", None),
+    ("GET", "/v1/sweeps/sw1", "read", None),
+    ("GET", "/v1/sweeps/sw1/events", "read", None),
     ("POST", "/v1/runs", "submit", run_request()),
     ("POST", "/v1/uploads", "submit", {"files": [{"path": "a", "sha256": "0" * 64, "size": 1}]}),
     ("PUT", "/v1/uploads/content/" + "0" * 64, "submit", None),
+    ("POST", "/v1/sweeps", "submit", {"name": "x"}),
     ("POST", "/v1/runs/r1/cancel", "cancel", None),
+    ("POST", "/v1/sweeps/sw1/cancel", "cancel", None),
     ("POST", "/v1/schedules", "admin", SCHEDULE),
     ("PUT", "/v1/schedules/nightly", "admin", SCHEDULE),
     ("POST", "/v1/schedules/nightly/pause", "admin", None),
@@ -125,6 +130,7 @@ def test_every_route_declares_its_scope() -> None:
     assert len(declared) == len(ROUTES)
     for method, path in declared:
         concrete = path.replace("{run_id}", "r1").replace("{name}", "x")
+        concrete = concrete.replace("{sweep_id}", "sw1")
         concrete = concrete.replace("{path:path}", "f")
         scope = {"type": "http", "path": concrete, "method": method, "root_path": ""}
         assert table.required(scope) is not None, f"{method} {path} declares no scope"

@@ -258,6 +258,9 @@ def test_broker_failure_is_503_and_the_same_request_later_dispatches_the_run(
 
     key = {"Idempotency-Key": "broker-blip"}
     with monkeypatch.context() as patch:
+        # A broker apart from the store: the run is written, then its task sent
+        # (on one Redis both are one script, which a failure leaves undone).
+        patch.setattr(enqueue, "_same_redis", lambda *args: False)
         patch.setattr(enqueue, "send_step", broker_down)
         failed = client.post("/v1/runs", json=run_request(), headers=key)
     assert failed.status_code == 503

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from orchestrator.chain.enqueue import enqueue_run, enqueue_spec_dict
-from orchestrator.chain.queue import CHAIN_QUEUE, task_name
+from orchestrator.chain.queue import CHAIN_QUEUE, send_step, step_message, task_name
 from orchestrator.domain.spec import SpecError, parse_spec
 from orchestrator.domain.status import Step
 from orchestrator.inputs.checks import InputRejected
@@ -140,3 +140,42 @@ def test_an_upload_that_was_never_committed_is_refused(
         enqueue_run(spec, store=store, broker_url=redis_url)
     assert caught.value.dotted == "inputs.SAMPLE"
     assert redis_client.llen(CHAIN_QUEUE) == 0
+
+
+def test_step_message_is_what_celery_sends(redis_client: redis.Redis, redis_url: str) -> None:
+    """The message enqueue_run pushes from its store script is Celery's own, field for field."""
+    send_step(redis_url, Step.ENSURE_RESOURCE_GROUP, "run-1")
+    (celery_raw,) = redis_client.lrange(CHAIN_QUEUE, 0, -1)
+    celery = json.loads(celery_raw)
+    task_id, ours_raw = step_message(Step.ENSURE_RESOURCE_GROUP, "run-1")
+    ours = json.loads(ours_raw)
+    assert base64.b64decode(ours["body"]) == base64.b64decode(celery["body"])
+    assert {k: v for k, v in ours.items() if k not in ("body", "headers", "properties")} == {
+        k: v for k, v in celery.items() if k not in ("body", "headers", "properties")
+    }
+    per_message = {"id", "root_id", "origin", "correlation_id", "reply_to", "delivery_tag"}
+    for part in ("headers", "properties"):
+        assert ours[part].keys() == celery[part].keys()
+        assert {k: v for k, v in ours[part].items() if k not in per_message} == {
+            k: v for k, v in celery[part].items() if k not in per_message
+        }
+    assert ours["headers"]["id"] == ours["headers"]["root_id"] == task_id
+    assert ours["properties"]["correlation_id"] == task_id
+
+
+def test_enqueue_writes_and_queues_in_one_script(redis_url: str, redis_client: redis.Redis) -> None:
+    """One round trip: the run, its events (status, dispatched) and its task together."""
+    store = RunStore(redis_client)
+    before = redis_client.info("commandstats")
+    record, created = enqueue_run(parse_spec(SPEC), store=store, broker_url=redis_url)
+    after = redis_client.info("commandstats")
+    assert created and record.dispatched and store.get(record.run_id).dispatched
+    assert [m["args"] for m in queued_messages(redis_client)] == [[record.run_id]]
+    assert [event.kind for event in store.read_events(record.run_id)] == ["status", "dispatched"]
+
+    def calls(stats: dict[str, Any], command: str) -> int:
+        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    assert calls(after, "evalsha") - calls(before, "evalsha") == 1
+    assert calls(after, "lpush") - calls(before, "lpush") == 1  # inside the script
+    assert calls(after, "get") == calls(before, "get")  # no read-modify-write after it

@@ -253,6 +253,23 @@ def test_cancel_during_the_job_terminates_it_and_cleans_up(
     assert not gateway.clusters and not gateway.jobs
 
 
+def test_cancel_brings_a_waiting_poll_forward_to_now(ctx: StepContext, tmp_path: Path) -> None:
+    """A poll may wait minutes (ORCH_POLL_MAX_SECONDS): a cancel must not."""
+    _gateway(ctx).job_states = ["running"]
+    record, _ = ctx.store.create_run(_spec(tmp_path))
+    dispatch: Dispatch | None = Dispatch(Step.ENSURE_RESOURCE_GROUP, record.run_id, "first")
+    while dispatch is not None and dispatch.step is not Step.POLL_JOB:
+        dispatch = run_step(ctx, dispatch.step, record.run_id, dispatch.task_id)
+    assert dispatch is not None
+    waiting = run_step(ctx, dispatch.step, record.run_id, dispatch.task_id)
+    assert waiting is not None and waiting.countdown > 0
+    far = 10_000_000_000.0
+    ctx.store.due.schedule(waiting.task_id, {"step": "poll_job", "run_id": record.run_id}, far)
+    cancel_run(ctx.store, record.run_id)
+    due = ctx.store.redis.zscore(ctx.store.keys.due, waiting.task_id)
+    assert due is not None and due < far, "the waiting poll was not brought forward"
+
+
 def test_cancel_of_a_queued_run_ends_it_without_touching_azure(
     ctx: StepContext, tmp_path: Path
 ) -> None:

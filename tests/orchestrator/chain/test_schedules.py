@@ -162,3 +162,63 @@ def _iso(tick: float) -> str:
     from orchestrator.domain.schedule import iso
 
     return iso(tick)
+
+
+SWEEP = {
+    "name": "nightly-lr",
+    "trial": RUN,
+    "search_space": {"lr": {"type": "choice", "values": [0.1, 0.2]}},
+    "sampling_algorithm": "grid",
+    "objective": {"primary_metric": "loss", "goal": "minimize"},
+    "limits": {"max_total_trials": 2, "max_concurrent_trials": 2},
+}
+
+
+def test_a_sweep_target_starts_one_sweep_per_tick_with_the_trigger_in_its_trials(
+    ctx: StepContext,
+) -> None:
+    book = add(
+        ctx,
+        run=None,
+        sweep=SWEEP,
+        concurrency_policy="allow",
+        parameters={"data_date": "{trigger_date}"},
+    )
+    for now in (T0, T0 + 0.5, T0 + 10):
+        for worker in ("w1", "w2"):
+            fire_due_schedules(ctx, now, worker=worker)
+    entries = list(reversed(book.history("s")))
+    assert [e.outcome for e in entries] == [TickOutcome.RAN, TickOutcome.RAN]
+    assert all(e.run_id is None and e.sweep_id for e in entries)
+    sweeps = {r.sweep_id: r for r in ctx.store.sweeps.all()}
+    assert set(sweeps) == {e.sweep_id for e in entries}, "one sweep per tick, none twice"
+    first = sweeps[entries[0].sweep_id or ""]
+    assert first.spec.trial.parameters["data_date"] == "2033-05-18"
+    assert first.spec.trial.tags == {"schedule": "s", "trigger_time": "2033-05-18T03:33:20Z"}
+    assert first.submitted_by == "schedule:s"
+
+
+def test_forbid_and_replace_apply_to_the_previous_sweep(ctx: StepContext) -> None:
+    book = add(ctx, run=None, sweep=SWEEP, concurrency_policy="forbid")
+    fire_due_schedules(ctx, T0)
+    fire_due_schedules(ctx, T0 + 10)
+    assert [o for _, o in outcomes(book)] == ["ran", "skipped"]
+    ScheduleBook(ctx.store.redis, ctx.store.keys).delete("s")
+
+    book = add(ctx, now=T0 + 19, run=None, sweep=SWEEP, concurrency_policy="replace")
+    fire_due_schedules(ctx, T0 + 20)
+    fire_due_schedules(ctx, T0 + 30)
+    first, second = reversed(book.history("s"))
+    assert second.outcome is TickOutcome.REPLACED
+    assert second.previous_run_id == first.sweep_id
+    assert ctx.store.sweeps.get(first.sweep_id or "").cancel_requested
+
+
+@pytest.mark.parametrize(
+    "fields", [{"run": RUN, "sweep": SWEEP}, {"run": None}], ids=["both", "neither"]
+)
+def test_a_schedule_names_exactly_one_target(ctx: StepContext, fields: dict[str, object]) -> None:
+    from orchestrator.domain.schedule import ScheduleError
+
+    with pytest.raises(ScheduleError, match=r"^run: give exactly one of run .* or sweep"):
+        parse_schedule({"name": "s", "trigger": {"every": "10s"}, **fields})
