@@ -2,7 +2,7 @@
 
 Each tick it claims the due index's messages that fell due and sends them;
 every `redrive_interval_seconds` one worker (whoever takes the turn, a key
-with a TTL) runs the re-driver, and every RETENTION_SWEEP_SECONDS one worker
+with a TTL) runs the re-driver, and every RETENTION_PASS_SECONDS one worker
 deletes the ended runs older than `run_retention_seconds` (store/retention.py).
 Nothing here waits on Azure, and nothing depends on beat or on any single
 worker: while one worker lives, waits fall due and lost steps are re-driven.
@@ -29,13 +29,13 @@ SendSweepTick = Callable[[str], None]
 # How often due messages are looked for: the lateness of a wait at worst.
 TICK_SECONDS = 0.25
 REDIS_DOWN_PAUSE_SECONDS = 2.0
-# The next re-drive sweep (by any worker) waits at least this many times as long
+# The next re-drive pass (by any worker) waits at least this many times as long
 # as the last one took.
 REDRIVE_SPACING = 5.0
 # How often expired runs are looked for (one worker per interval), and how many
-# one sweep deletes at most: a backlog (a retention just shortened) drains over
-# several sweeps instead of holding up one tick.
-RETENTION_SWEEP_SECONDS = 60.0
+# one pass deletes at most: a backlog (a retention just shortened) drains over
+# several passes instead of holding up one tick.
+RETENTION_PASS_SECONDS = 60.0
 RETENTION_BATCH = 500
 
 
@@ -82,8 +82,8 @@ def send_due_sweeps(ctx: StepContext, send_tick: SendSweepTick) -> int:
 def redrive_if_my_turn(ctx: StepContext, send_now: SendNow, worker: str) -> int:
     """Run the re-driver unless another worker did within the interval.
 
-    A sweep reads every active run, so with many (10,000 take seconds) the turn
-    is held for REDRIVE_SPACING times as long as the sweep took: the re-driver
+    A pass reads every active run, so with many (10,000 take seconds) the turn
+    is held for REDRIVE_SPACING times as long as the pass took: the re-driver
     keeps to a fifth of one clock, and waits still fall due on time."""
     interval_ms = max(1, int(ctx.settings.redrive_interval_seconds * 1000))
     turn = ctx.store.keys.redrive_turn
@@ -101,19 +101,19 @@ def redrive_if_my_turn(ctx: StepContext, send_now: SendNow, worker: str) -> int:
 
 def expire_runs_if_my_turn(ctx: StepContext, worker: str) -> list[str]:
     """Delete the ended runs past their retention, unless another worker's
-    sweep did within RETENTION_SWEEP_SECONDS; returns the deleted run ids."""
+    pass did within RETENTION_PASS_SECONDS; returns the deleted run ids."""
     retention = ctx.settings.run_retention_seconds
     if retention is None:
         return []  # kept forever
-    interval_ms = int(RETENTION_SWEEP_SECONDS * 1000)
+    interval_ms = int(RETENTION_PASS_SECONDS * 1000)
     if not ctx.store.redis.set(ctx.store.keys.retention_turn, worker, nx=True, px=interval_ms):
         return []
     deleted = ctx.store.delete_expired_runs(ctx.clock() - retention, limit=RETENTION_BATCH)
     if deleted:
         get_logger(component="retention").info("expired_runs_deleted", count=len(deleted))
-    sweeps = ctx.store.sweeps.delete_expired(ctx.clock() - retention, limit=RETENTION_BATCH)
-    if sweeps:
-        get_logger(component="retention").info("expired_sweeps_deleted", count=len(sweeps))
+    expired_sweeps = ctx.store.sweeps.delete_expired(ctx.clock() - retention, limit=RETENTION_BATCH)
+    if expired_sweeps:
+        get_logger(component="retention").info("expired_sweeps_deleted", count=len(expired_sweeps))
     return deleted
 
 
@@ -155,7 +155,7 @@ class ChainClock:
             self._next_redrive = ctx.clock() + ctx.settings.redrive_interval_seconds
             redrive_if_my_turn(ctx, self._send_now, self._worker)
         if ctx.clock() >= self._next_retention:
-            self._next_retention = ctx.clock() + RETENTION_SWEEP_SECONDS
+            self._next_retention = ctx.clock() + RETENTION_PASS_SECONDS
             expire_runs_if_my_turn(ctx, self._worker)
 
     def _run(self) -> None:

@@ -192,9 +192,7 @@ def reap_outputs(ctx: StepContext, report: ReapReport) -> None:
                 names = ctx.names(record)
                 # The run's share holds nothing else by now (cleanup took its
                 # inputs); a trial's share is its sweep's: only its own files go.
-                delete: Callable[[], object] = partial(
-                    ctx.gateway.delete_share, names.run_share
-                )
+                delete: Callable[[], object] = partial(ctx.gateway.delete_share, names.run_share)
                 if record.sweep_id is not None:
                     delete = partial(_delete_output_files, ctx, record)
                 if _delete("outputs", names.run_share, record.run_id, delete):

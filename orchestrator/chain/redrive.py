@@ -59,7 +59,7 @@ def active_runs(ctx: StepContext) -> Iterator[RunRecord]:
 
 # Runs checked per round trip (their lease and due-index entry, pipelined).
 CHECK_BATCH = 200
-# Messages of the chain queue read per sweep (the oldest first) to tell a slow
+# Messages of the chain queue read per pass (the oldest first) to tell a slow
 # step from a lost one.
 QUEUE_SCAN = 20_000
 # kombu's Redis transport: messages delivered to a worker and not yet acked, by
@@ -69,7 +69,7 @@ UNACKED_INDEX = "unacked_index"
 
 
 def redrive(ctx: StepContext) -> list[Dispatch]:
-    """One sweep: the messages to send again for steps that lost their worker."""
+    """One pass: the messages to send again for steps that lost their worker."""
     now = ctx.clock()
     after = ctx.settings.redrive_after_seconds
     dispatches: list[Dispatch] = []
@@ -145,7 +145,7 @@ def _redrive_batch(
             task_id = new_task_id(run_id, step)
             ctx.store.set_step(run_id, step, StepState.PENDING, task_id=task_id)
         else:
-            # Touch the record so the next sweep waits another full period.
+            # Touch the record so the next pass waits another full period.
             ctx.store.append_event(run_id, "redriven", step=step.value, task_id=task_id)
             ctx.store.set_step(run_id, step, record.step(step).state, detail={"redriven_at": now})
         dispatches.append(Dispatch(step, run_id, task_id))

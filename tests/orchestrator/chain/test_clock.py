@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from orchestrator.chain.clock import (
-    RETENTION_SWEEP_SECONDS,
+    RETENTION_PASS_SECONDS,
     ChainClock,
     deliver,
     expire_runs_if_my_turn,
@@ -109,18 +109,20 @@ def test_the_clock_tick_deletes_expired_runs(ctx: StepContext) -> None:
     clock = ChainClock(lambda: ctx, [].append, "worker-a")
     clock.tick()
     assert not ctx.store.exists("old")
-    # The next sweep is RETENTION_SWEEP_SECONDS away on this worker's clock.
+    # The next pass is RETENTION_PASS_SECONDS away on this worker's clock.
     ended_run(ctx.store, "second")
     ctx.store.redis.delete(ctx.store.keys.retention_turn)
     clock.tick()
     assert ctx.store.exists("second")
     assert isinstance(ctx.clock, FakeClock)
-    ctx.clock.now += RETENTION_SWEEP_SECONDS
+    ctx.clock.now += RETENTION_PASS_SECONDS
     clock.tick()
     assert not ctx.store.exists("second")
 
 
-def test_the_clock_thread_runs_the_sweep(ctx: StepContext, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_clock_thread_runs_the_retention_pass(
+    ctx: StepContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     swept = threading.Event()
     real = ctx.store.delete_expired_runs
 

@@ -54,7 +54,7 @@ def test_redrives_a_run_whose_message_was_lost(ctx: StepContext, tmp_path: Path)
     # The re-sent message is the expected one: the chain accepts it.
     following = run_step(ctx, dispatch.step, record.run_id, dispatch.task_id)
     assert following is not None and following.step is Step.PREPARE_SHARE
-    # A second sweep right away does not send it again.
+    # A second pass right away does not send it again.
     ctx.clock.now = ctx.store.get(record.run_id).updated_at + 1
     assert redrive(ctx) == []
 

@@ -1,5 +1,5 @@
 """The re-driver with many runs: checks pipelined per batch, a queued message is
-slow and not lost, and a long sweep spaces out the next one."""
+slow and not lost, and a long pass spaces out the next one."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _stalled_runs(ctx: StepContext, tmp_path: Path, count: int) -> list[str]:
 
 def test_a_message_still_in_the_queue_is_not_sent_again(ctx: StepContext, tmp_path: Path) -> None:
     queued, lost = _stalled_runs(ctx, tmp_path, 2)
-    # Both lost their first message; give each an expected task id by one sweep.
+    # Both lost their first message; give each an expected task id by one pass.
     first = {d.run_id: d.task_id for d in redrive(ctx)}
     assert set(first) == {queued, lost}
     # One message is in the broker's queue behind others (a backlog), one is gone.
@@ -62,17 +62,17 @@ def test_more_runs_than_one_batch_are_all_checked(ctx: StepContext, tmp_path: Pa
     assert sorted(d.run_id for d in redrive(ctx)) == sorted(run_ids)
 
 
-def test_a_long_sweep_holds_the_turn_longer(
+def test_a_long_pass_holds_the_turn_longer(
     ctx: StepContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [100.0]
 
-    def slow_sweep(ctx: StepContext) -> list[Dispatch]:  # a sweep that takes 3 s
+    def slow_pass(ctx: StepContext) -> list[Dispatch]:  # a pass that takes 3 s
         now[0] += 3.0
         return []
 
     monkeypatch.setattr(chain_clock.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(chain_clock, "redrive", slow_sweep)
+    monkeypatch.setattr(chain_clock, "redrive", slow_pass)
     chain_clock.redrive_if_my_turn(ctx, lambda dispatch: None, "worker-a")
     ttl_ms = ctx.store.redis.pttl(ctx.store.keys.redrive_turn)
     assert 3 * chain_clock.REDRIVE_SPACING * 1000 - 100 < ttl_ms <= 15_000
