@@ -35,7 +35,7 @@ from orchestrator.domain.status import (
 )
 from orchestrator.domain.sweep import SamplingAlgorithm, SweepSpec
 from orchestrator.observability.logs import get_logger
-from orchestrator.store import RunNotFound
+from orchestrator.store import RunNotFound, RunRecord
 from orchestrator.store.sweeps import SweepEnding, SweepRecord, TrialRecord
 
 # Without early termination, live values only feed the leaderboard: a running
@@ -104,7 +104,20 @@ def trial_ended(ctx: StepContext, sweep_id: str, run_id: str) -> None:
 
 
 # ----------------------------------------------------------------- trials
-def refresh_trials(ctx: StepContext, record: SweepRecord, jobs: dict[str, JobState]) -> SweepRecord:
+def trial_runs(ctx: StepContext, record: SweepRecord) -> dict[str, RunRecord]:
+    """The run records of the sweep's active trials, read once per tick in one
+    round trip (a trial not enqueued yet has none)."""
+    ids = [t.run_id for t in record.trials if t.active]
+    found = ctx.store.get_many(ids)
+    return {run_id: run for run_id, run in zip(ids, found, strict=True) if run is not None}
+
+
+def refresh_trials(
+    ctx: StepContext,
+    record: SweepRecord,
+    jobs: dict[str, JobState],
+    runs: dict[str, RunRecord],
+) -> SweepRecord:
     """Mirror each trial's run (status, metrics) and read new live values."""
     metric = record.spec.objective.primary_metric
     updates: dict[int, dict[str, Any]] = {}
@@ -116,9 +129,8 @@ def refresh_trials(ctx: StepContext, record: SweepRecord, jobs: dict[str, JobSta
         if not trial.active:
             continue
         change: dict[str, Any] = {}
-        try:
-            run = ctx.store.get(trial.run_id)
-        except RunNotFound:
+        run = runs.get(trial.run_id)
+        if run is None:
             continue  # not enqueued yet (see start_trials)
         names = ctx.names(run)
         job = jobs.get(names.job)
@@ -171,7 +183,10 @@ def refresh_trials(ctx: StepContext, record: SweepRecord, jobs: dict[str, JobSta
 
 
 def stop_trials_early(
-    ctx: StepContext, record: SweepRecord, jobs: dict[str, JobState]
+    ctx: StepContext,
+    record: SweepRecord,
+    jobs: dict[str, JobState],
+    runs: dict[str, RunRecord],
 ) -> SweepRecord:
     policy = record.spec.early_termination
     if policy is None:
@@ -181,7 +196,9 @@ def stop_trials_early(
             trial=str(t.index),
             values=tuple(t.series),
             # Only a trial whose job still runs can be stopped.
-            active=t.active and t.stopped_at_interval is None and _job_running(ctx, t, jobs),
+            active=t.active
+            and t.stopped_at_interval is None
+            and _job_running(ctx, runs.get(t.run_id), jobs),
         )
         for t in record.trials
         if t.series
@@ -205,10 +222,8 @@ def stop_trials_early(
     return ctx.store.sweeps.update(record.sweep_id, mark)
 
 
-def _job_running(ctx: StepContext, trial: TrialRecord, jobs: dict[str, JobState]) -> bool:
-    try:
-        run = ctx.store.get(trial.run_id)
-    except RunNotFound:
+def _job_running(ctx: StepContext, run: RunRecord | None, jobs: dict[str, JobState]) -> bool:
+    if run is None:
         return False
     job = jobs.get(ctx.names(run).job)
     return job is not None and job.execution_state == "running"

@@ -50,6 +50,7 @@ from orchestrator.chain.sweep_trials import (
     start_trials,
     stop_trials_early,
     trial_run_id,
+    trial_runs,
 )
 from orchestrator.domain.naming import AzureNames, azure_names
 from orchestrator.domain.status import (
@@ -63,7 +64,7 @@ from orchestrator.domain.sweep import SweepSpec
 from orchestrator.inputs.checks import check_inputs
 from orchestrator.inputs.placement import InputPlacer, InputProblem
 from orchestrator.observability.logs import get_logger
-from orchestrator.store import InputRecord, RunNotFound, RunStore
+from orchestrator.store import InputRecord, RunNotFound, RunRecord, RunStore
 from orchestrator.store.sweeps import SweepRecord, TrialRecord
 
 # The tick interval grows with the age of the youngest running job (next_interval).
@@ -166,9 +167,11 @@ def _tick(ctx: StepContext, sweep_id: str) -> float | None:
     jobs: dict[str, JobState] = {}
     if record.provisioned:
         jobs = _poll(ctx, record, names)
-    record = refresh_trials(ctx, record, jobs)
+    runs = trial_runs(ctx, record)
+    _bring_forward(ctx, jobs, runs)
+    record = refresh_trials(ctx, record, jobs, runs)
     if record.ending is None:
-        record = stop_trials_early(ctx, record, jobs)
+        record = stop_trials_early(ctx, record, jobs, runs)
         record = apply_failure_rule(ctx, record)
     if record.ending is None and record.provisioned:
         problem = _allocation_problem(ctx, record, names, jobs)
@@ -276,7 +279,6 @@ def _poll(ctx: StepContext, record: SweepRecord, names: AzureNames) -> dict[str,
     jobs = ctx.gateway.list_jobs(names.resource_group, names.workspace, names.experiment)
     snapshot: dict[str, Any] = {"at": now, "jobs": {n: _job_json(j) for n, j in jobs.items()}}
     ctx.store.sweeps.put_poll(record.sweep_id, snapshot)
-    _bring_forward(ctx, record, jobs)
     return jobs
 
 
@@ -313,16 +315,12 @@ def _job_json(job: JobState) -> dict[str, Any]:
     }
 
 
-def _bring_forward(ctx: StepContext, record: SweepRecord, jobs: dict[str, JobState]) -> None:
+def _bring_forward(
+    ctx: StepContext, jobs: dict[str, JobState], runs: dict[str, RunRecord]
+) -> None:
     """Trials whose job the listing shows ended get their waiting poll moved to now."""
     now = ctx.clock()
-    for trial in record.trials:
-        if not trial.active or not trial.enqueued:
-            continue
-        try:
-            run = ctx.store.get(trial.run_id)
-        except RunNotFound:
-            continue
+    for run in runs.values():
         job = jobs.get(ctx.names(run).job)
         poll = run.step(Step.POLL_JOB)
         ended = job is not None and job.execution_state in JOB_ENDED
@@ -370,7 +368,7 @@ def _wind_down(
             continue
         still_active += not run.terminal
     # The trials' own chains clean up what they started; the sweep waits for them.
-    record = refresh_trials(ctx, record, jobs)
+    record = refresh_trials(ctx, record, jobs, trial_runs(ctx, record))
     if still_active:
         return interval
     if record.provisioned:

@@ -91,7 +91,7 @@ class RunListing:
                 candidates.append((run_id, score))
             if not candidates:
                 return found, None
-            records = self._get_many([run_id for run_id, _ in candidates])
+            records = self.get_many([run_id for run_id, _ in candidates])
             for (run_id, score), record in zip(candidates, records, strict=True):
                 position = (score, run_id)
                 if record is not None and matches(record):
@@ -101,7 +101,8 @@ class RunListing:
             if len(batch) < LIST_PAGE:
                 return found, None
 
-    def _get_many(self, run_ids: list[str]) -> list[RunRecord | None]:
+    def get_many(self, run_ids: list[str]) -> list[RunRecord | None]:
+        """The records of `run_ids` (None where absent), in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for run_id in run_ids:
             pipe.hget(self.keys.run(run_id), "data")
